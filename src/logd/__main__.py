@@ -1,0 +1,5 @@
+"""`python -m logd`."""
+
+from .cli import cli
+
+cli()

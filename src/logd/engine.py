@@ -1,0 +1,193 @@
+"""Polling sources: build each source's context, run its provider, commit what it yields.
+
+A provider is called directly, never through `pm.hook` (pluggy would stop at the first
+exception): each poll is isolated, and what failed is recorded for `logd status`. Sources run
+concurrently in a small thread pool; the store serialises their writes.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import sqlite_utils
+
+from .config import Settings, SourceConfig
+from .errors import LogdError, SourceError
+from .http import RetryPolicy, SourceClient
+from .plugins import Registry
+from .provider import PollContext
+from .store import BatchHook, BatchResult, Store
+
+log = logging.getLogger("logd.engine")
+
+
+@dataclass
+class SourceReport:
+    """What one poll of one source did."""
+
+    source: str
+    pages: int = 0
+    requests: int = 0
+    retries: int = 0
+    new: int = 0
+    updated: int = 0
+    failures: int = 0
+    duration: float = 0.0
+    error: str | None = None
+    done: bool = False
+
+    @property
+    def ok(self) -> bool:
+        """True when the poll finished without an error."""
+        return self.error is None
+
+    def summary(self) -> str:
+        """One line for logs and plain output."""
+        head = (
+            f"{self.source}: {self.pages} pages, {self.new} new, {self.updated} updated, "
+            f"{self.failures} failures, {self.requests} requests in {self.duration:.1f}s"
+        )
+        return f"{head}; error: {self.error}" if self.error else head
+
+
+Progress = Callable[[SourceReport], None]
+
+
+def mask(text: str, secrets: Sequence[str]) -> str:
+    """Replace every secret value in `text` with `***`."""
+    for secret in secrets:
+        if len(secret) >= 3:
+            text = text.replace(secret, "***")
+    return text
+
+
+class Engine:
+    """Runs polls against one store."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        registry: Registry,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        batch_hooks: Sequence[BatchHook] = (),
+        transport: Callable[[SourceConfig], httpx.BaseTransport | None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.registry = registry
+        self.sleep = sleep
+        self.batch_hooks = list(batch_hooks)
+        self.transport = transport
+
+    def sync(
+        self,
+        sources: Sequence[SourceConfig],
+        *,
+        workers: int = 4,
+        progress: Progress | None = None,
+        stop: threading.Event | None = None,
+    ) -> list[SourceReport]:
+        """Poll each source once, to completion, concurrently; return one report each."""
+        if not sources:
+            return []
+        with ThreadPoolExecutor(max_workers=min(workers, len(sources))) as pool:
+            futures = [
+                pool.submit(self.poll_source, src, progress=progress, stop=stop) for src in sources
+            ]
+            return [f.result() for f in futures]
+
+    def poll_source(
+        self,
+        src: SourceConfig,
+        *,
+        progress: Progress | None = None,
+        stop: threading.Event | None = None,
+    ) -> SourceReport:
+        """Poll one source; errors are recorded in the report and the store, never raised."""
+        report = SourceReport(src.name)
+        started = time.monotonic()
+        provider_cls = self.registry.provider(src.provider)
+        provider = provider_cls()
+        options = src.options
+        secrets = provider.secrets(options)
+        client = SourceClient(
+            src.name,
+            options.base_url,
+            timeout=src.timeout,
+            retry=RetryPolicy(attempts=src.retry.attempts, max_wait=src.retry.max_wait),
+            sleep=self.sleep,
+            transport=self.transport(src) if self.transport else None,
+        )
+        ctx: PollContext[Any] = PollContext(
+            source=src.name,
+            options=options,
+            client=client,
+            cursor=self.store.cursor(src.name),
+            log=logging.getLogger(f"logd.source.{src.name}"),
+            now=lambda: datetime.now(UTC),
+            known_ids=lambda ids: self.store.known_ids(src.name, ids),
+            pending_ids=lambda: self.store.pending_ids(src.name),
+        )
+        run_id = self.store.start_run(src.name)
+
+        def count_run(db: sqlite_utils.Database, source: str, result: BatchResult) -> None:
+            # Poll-run counters commit with the batch they count.
+            db.execute(
+                "UPDATE poll_runs SET pages = pages + ?, new = new + ?, updated = updated + ?, "
+                "failures = failures + ? WHERE id = ?",
+                [pages, result.new, result.updated, len(result.new_failures), run_id],
+            )
+
+        pages = 0
+        batches = provider.poll(ctx)
+        try:
+            for batch in batches:
+                for entry in batch.entries:
+                    entry.source = src.name
+                    entry.provider = provider_cls.name
+                pages = batch.pages
+                result = self.store.commit_batch(
+                    src.name, batch.entries, batch.cursor, hooks=[count_run, *self.batch_hooks]
+                )
+                report.pages += batch.pages
+                report.new += result.new
+                report.updated += result.updated
+                report.failures += len(result.new_failures)
+                report.requests = client.requests
+                report.retries = client.retries
+                for warning in batch.warnings:
+                    log.warning("%s: %s", src.name, mask(warning, secrets))
+                if progress:
+                    report.duration = time.monotonic() - started
+                    progress(report)
+                if stop is not None and stop.is_set():
+                    log.info("%s: stopping after a committed batch", src.name)
+                    break
+        except SourceError as exc:
+            report.error = mask(str(exc), secrets)
+        except LogdError as exc:
+            report.error = mask(str(exc), secrets)
+        except Exception as exc:  # a provider bug: keep the traceback in the log, go on
+            report.error = mask(f"internal error in provider {provider_cls.name}: {exc!r}", secrets)
+            log.error("%s: %s", src.name, report.error, exc_info=True)
+        finally:
+            batches.close()
+            client.close()
+            report.requests = client.requests
+            report.retries = client.retries
+            report.duration = time.monotonic() - started
+            report.done = True
+            self.store.finish_run(run_id, requests=client.requests, error=report.error)
+            if progress:
+                progress(report)
+        return report

@@ -1,0 +1,124 @@
+"""The normalized log entry every provider produces, and the batch it travels in."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+JSON = dict[str, Any]
+
+
+class Status(StrEnum):
+    """Outcome of one logged call, as the store and the webhooks understand it."""
+
+    SUCCESS = "success"
+    FAILURE = "failure"
+    PENDING = "pending"
+
+
+@dataclass(slots=True)
+class Entry:
+    """One native log record, normalized.
+
+    `raw` is the whole record exactly as the vendor sent it; `details` holds anything fetched
+    alongside it (a downloaded log file, say). Both are JSON-serializable. `timestamp` must be
+    timezone-aware; the store keeps it as UTC ISO 8601.
+    """
+
+    native_id: str
+    timestamp: datetime
+    status: Status
+    message: str = ""
+    error: str | None = None
+    entity_type: str | None = None
+    entity_id: str | None = None
+    raw: Any = None
+    details: Any = None
+    #: True when the vendor gives no time and `timestamp` is when logd first saw the record:
+    #: the store then keeps the first sighting's time on every later fetch.
+    timestamp_observed: bool = False
+    # Filled in by the engine from the source the entry came from.
+    source: str = ""
+    provider: str = ""
+
+    def __post_init__(self) -> None:
+        if self.timestamp.tzinfo is None or self.timestamp.utcoffset() is None:
+            raise ValueError(f"entry {self.native_id!r}: timestamp must be timezone-aware")
+        self.native_id = str(self.native_id)
+        self.status = Status(self.status)
+
+    @property
+    def id(self) -> str:
+        """The store-wide id, `"{source}:{native_id}"`."""
+        return f"{self.source}:{self.native_id}"
+
+    @property
+    def utc_timestamp(self) -> str:
+        """The timestamp as UTC ISO 8601 with microseconds, the stored form."""
+        return self.timestamp.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+@dataclass(slots=True)
+class Batch:
+    """Entries to store together with the cursor that is valid once they are stored.
+
+    The engine commits `entries` and `cursor` in one transaction, so a provider may yield a
+    batch with no entries just to move its cursor (a page of known records, an empty window).
+    `pages` and `requests` count what this batch cost, for `logd status`.
+    """
+
+    entries: Sequence[Entry]
+    cursor: Mapping[str, Any] | None = None
+    pages: int = 1
+    requests: int = 0
+    # Free-form notes that reach the poll log (e.g. a download that will be retried).
+    warnings: list[str] = field(default_factory=list)
+
+
+def parse_timestamp(value: str | int | float, *, default_tz: Any = UTC) -> datetime:
+    """Parse an ISO 8601 string or epoch seconds into an aware datetime (naive means `default_tz`).
+
+    Accepts a trailing `Z`, a space instead of `T`, and fractional seconds of any length.
+    """
+    if isinstance(value, int | float):
+        return datetime.fromtimestamp(value, tz=UTC)
+    text = value.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    parsed = datetime.fromisoformat(text)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=default_tz)
+    return parsed
+
+
+def searchable_text(value: Any) -> str:
+    """Flatten the scalar values of a JSON document into one line of words for the FTS index.
+
+    Keys are left out on purpose: every record has an `error` key, so indexing keys would make a
+    search for "error" match everything.
+    """
+    parts: list[str] = []
+    _collect(value, parts)
+    return " ".join(parts)
+
+
+def _collect(value: Any, parts: list[str]) -> None:
+    if value is None or isinstance(value, bool):
+        return
+    if isinstance(value, str):
+        if value:
+            parts.append(value)
+    elif isinstance(value, int | float):
+        parts.append(str(value))
+    elif isinstance(value, Mapping):
+        for item in value.values():
+            _collect(item, parts)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _collect(item, parts)
+    else:
+        parts.append(json.dumps(value, default=str))

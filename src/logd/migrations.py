@@ -1,0 +1,132 @@
+"""Versioned schema migrations, applied in order and recorded in `_logd_migrations`.
+
+Append new migrations at the end; never edit one that has shipped. Each runs inside the
+transaction that records it, so a crash leaves the store at the previous version.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import sqlite_utils
+
+Migration = Callable[[sqlite_utils.Database], None]
+MIGRATIONS: list[Migration] = []
+
+
+def migration(fn: Migration) -> Migration:
+    """Register `fn` as the next migration."""
+    MIGRATIONS.append(fn)
+    return fn
+
+
+def migrate(db: sqlite_utils.Database) -> list[str]:
+    """Apply the migrations this database has not seen; return their names."""
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS _logd_migrations (name TEXT PRIMARY KEY, applied_at TEXT)"
+    )
+    done = {row[0] for row in db.execute("SELECT name FROM _logd_migrations").fetchall()}
+    applied = []
+    for fn in MIGRATIONS:
+        if fn.__name__ in done:
+            continue
+        with db.atomic():
+            fn(db)
+            db.execute(
+                "INSERT INTO _logd_migrations (name, applied_at) VALUES (?, ?)",
+                [fn.__name__, datetime.now(UTC).isoformat()],
+            )
+        applied.append(fn.__name__)
+    return applied
+
+
+@migration
+def m001_initial(db: sqlite_utils.Database) -> None:
+    """Entries keyed by time, their FTS index, cursors, poll runs and status changes."""
+    # `id` orders entries by timestamp (microseconds since the epoch * 1000 + a slot), so
+    # newest-first is a walk down the primary key and FTS5 hands matches back in that order.
+    db.execute(
+        """
+        CREATE TABLE entries (
+            id INTEGER PRIMARY KEY,
+            source TEXT NOT NULL,
+            provider TEXT NOT NULL,
+            native_id TEXT NOT NULL,
+            timestamp TEXT NOT NULL,
+            status TEXT NOT NULL,
+            message TEXT NOT NULL DEFAULT '',
+            error TEXT,
+            entity_type TEXT,
+            entity_id TEXT,
+            raw TEXT,
+            details TEXT,
+            search_text TEXT,
+            hash TEXT NOT NULL,
+            details_hash TEXT,
+            first_seen TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            UNIQUE (source, native_id)
+        )
+        """
+    )
+    db.execute("CREATE INDEX entries_status ON entries (status)")
+    db.execute("CREATE INDEX entries_source_status ON entries (source, status)")
+    db.execute("CREATE INDEX entries_provider ON entries (provider)")
+    db.execute("CREATE INDEX entries_updated ON entries (updated_at)")
+    db["entries"].enable_fts(["message", "error", "search_text"], create_triggers=True)
+    db.execute(
+        """
+        CREATE TABLE cursors (
+            source TEXT PRIMARY KEY,
+            cursor TEXT,
+            updated_at TEXT NOT NULL
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE poll_runs (
+            id INTEGER PRIMARY KEY,
+            source TEXT NOT NULL,
+            started TEXT NOT NULL,
+            finished TEXT,
+            pages INTEGER NOT NULL DEFAULT 0,
+            requests INTEGER NOT NULL DEFAULT 0,
+            new INTEGER NOT NULL DEFAULT 0,
+            updated INTEGER NOT NULL DEFAULT 0,
+            failures INTEGER NOT NULL DEFAULT 0,
+            error TEXT
+        )
+        """
+    )
+    db.execute("CREATE INDEX poll_runs_source ON poll_runs (source, id)")
+    db.execute(
+        """
+        CREATE TABLE status_changes (
+            id INTEGER PRIMARY KEY,
+            entry INTEGER NOT NULL,
+            source TEXT NOT NULL,
+            native_id TEXT NOT NULL,
+            old_status TEXT NOT NULL,
+            new_status TEXT NOT NULL,
+            at TEXT NOT NULL
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE VIEW failures AS
+        SELECT source || ':' || native_id AS entry_id, timestamp, source, provider, message,
+               error, entity_type, entity_id
+        FROM entries WHERE status = 'failure' ORDER BY id DESC
+        """
+    )
+    db.execute(
+        """
+        CREATE VIEW latest AS
+        SELECT source || ':' || native_id AS entry_id, timestamp, source, provider, status,
+               message, error
+        FROM entries ORDER BY id DESC LIMIT 1000
+        """
+    )

@@ -1,0 +1,153 @@
+"""Loading plugins once: entry points of group `logd`, each guarded, then the env filters.
+
+`LOGD_DISABLE_PLUGINS=name,name` skips plugins by entry-point name (`*` skips all);
+`LOGD_PLUGINS=name,name` loads only those. A plugin that fails to import is a warning naming
+it; the rest still load. Two providers with one name is a `PluginError` naming both plugins.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+import os
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+from . import hookspecs
+from .errors import PluginError
+
+if TYPE_CHECKING:
+    from .provider import Provider
+    from .simulator import Simulator
+
+ENTRY_POINT_GROUP = "logd"
+log = logging.getLogger("logd.plugins")
+
+
+@dataclass
+class PluginInfo:
+    """One loaded (or failed) plugin, for `logd plugins`."""
+
+    name: str
+    distribution: str | None
+    version: str | None
+    providers: list[str] = field(default_factory=list)
+    simulators: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+@dataclass
+class Registry:
+    """What the loaded plugins registered, keyed by provider name."""
+
+    providers: dict[str, type[Provider[Any]]] = field(default_factory=dict)
+    simulators: dict[str, type[Simulator]] = field(default_factory=dict)
+    plugins: list[PluginInfo] = field(default_factory=list)
+    pm: pluggy.PluginManager = field(default_factory=lambda: _new_manager())
+
+    def provider(self, name: str) -> type[Provider[Any]]:
+        """The provider class registered as `name`, or a `PluginError` listing the installed."""
+        try:
+            return self.providers[name]
+        except KeyError:
+            raise PluginError(
+                f"unknown provider {name!r}; installed: {', '.join(sorted(self.providers)) or 'none'}"
+            ) from None
+
+
+def _new_manager() -> pluggy.PluginManager:
+    pm = pluggy.PluginManager("logd")
+    pm.add_hookspecs(hookspecs)
+    return pm
+
+
+_registry: Registry | None = None
+
+
+def _names(var: str) -> set[str] | None:
+    value = os.environ.get(var)
+    if value is None:
+        return None
+    return {part.strip() for part in value.split(",") if part.strip()}
+
+
+def load_plugins(*, reload: bool = False) -> Registry:
+    """Load every `logd` entry point once (cached) and collect what they register."""
+    global _registry
+    if _registry is not None and not reload:
+        return _registry
+    registry = Registry()
+    disabled = _names("LOGD_DISABLE_PLUGINS") or set()
+    allowed = _names("LOGD_PLUGINS")
+    entry_points = sorted(
+        importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name
+    )
+    seen: set[str] = set()
+    for ep in entry_points:
+        if ep.name in seen:  # the same distribution visible twice on sys.path
+            continue
+        seen.add(ep.name)
+        if "*" in disabled or ep.name in disabled or (allowed is not None and ep.name not in allowed):
+            continue
+        dist = ep.dist
+        info = PluginInfo(ep.name, dist.name if dist else None, dist.version if dist else None)
+        registry.plugins.append(info)
+        try:
+            module = ep.load()
+            registry.pm.register(module, name=ep.name)
+        except Exception as exc:  # a broken plugin must not take the others down
+            info.error = f"{type(exc).__name__}: {exc}"
+            log.warning("plugin %s failed to load and is skipped: %s", ep.name, info.error)
+            continue
+        _collect(registry, info, module)
+    _registry = registry
+    return registry
+
+
+def register_module(registry: Registry, name: str, module: Any) -> PluginInfo:
+    """Register an in-process plugin module (tests use this for throwaway providers)."""
+    info = PluginInfo(name, None, None)
+    registry.plugins.append(info)
+    registry.pm.register(module, name=name)
+    _collect(registry, info, module)
+    return info
+
+
+def _collect(registry: Registry, info: PluginInfo, module: Any) -> None:
+    owners = {p: i.name for i in registry.plugins for p in i.providers}
+
+    def register_provider(cls: type[Provider[Any]]) -> None:
+        name = cls.name
+        if name in registry.providers:
+            raise PluginError(
+                f"provider {name!r} is registered by both plugin {owners.get(name, '?')!r} "
+                f"and plugin {info.name!r}",
+                hint="uninstall one of them or disable it with LOGD_DISABLE_PLUGINS",
+            )
+        registry.providers[name] = cls
+        owners[name] = info.name
+        info.providers.append(name)
+
+    def register_simulator(cls: type[Simulator]) -> None:
+        registry.simulators[cls.provider] = cls
+        info.simulators.append(cls.provider)
+
+    hook = getattr(module, "register_providers", None)
+    if hook is not None:
+        hook(register=register_provider)
+    hook = getattr(module, "register_simulators", None)
+    if hook is not None:
+        hook(register=register_simulator)
+
+
+def reset() -> None:
+    """Forget the loaded plugins (tests)."""
+    global _registry
+    _registry = None
+
+
+__all__ = ["Registry", "load_plugins", "register_module", "reset"]
+

@@ -1,0 +1,92 @@
+"""What a provider plugin implements, and what it is handed when it polls.
+
+A provider turns one vendor API into `Entry` records::
+
+    class FleetIT(Provider):
+        name = "fleetit"
+        Options = FleetITOptions          # pydantic model, extra="forbid"
+
+        def poll(self, ctx: PollContext[FleetITOptions]) -> Iterator[Batch]:
+            for page in ...:
+                yield Batch(entries=[...], cursor={...})
+
+The engine builds the context (an HTTP client bound to the source's `base_url` that already
+retries, the validated options, the stored cursor, a logger), commits every batch with its
+cursor in one transaction, and records what failed. Providers never open the database, sleep,
+retry or schedule.
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict
+
+from .entries import Batch
+
+if TYPE_CHECKING:
+    from .http import SourceClient
+
+
+class ProviderOptions(BaseModel):
+    """Base for a provider's own `[[sources]]` keys; unknown keys are errors.
+
+    Every provider has a `base_url`; give it a default when the vendor has one production host.
+    Use `logd.config.Secret` for credentials so they resolve `{env=…}`/`{file=…}` and never print.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    base_url: str
+
+
+OptionsT = TypeVar("OptionsT", bound=ProviderOptions)
+
+
+@dataclass
+class PollContext(Generic[OptionsT]):
+    """Everything one poll of one source may use."""
+
+    source: str
+    options: OptionsT
+    client: SourceClient
+    cursor: Mapping[str, Any] | None
+    log: logging.Logger
+    # Read the clock through this so tests can move time; always aware UTC.
+    now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    # Ask the store whether native ids are already stored (providers that stop paging at
+    # the first known record use this); returns the subset that is known.
+    known_ids: Callable[[list[str]], set[str]] = field(default=lambda ids: set())
+    # Native ids of stored entries that are still `pending`, for providers that re-check them.
+    pending_ids: Callable[[], list[str]] = field(default=lambda: [])
+
+
+class Provider(ABC, Generic[OptionsT]):
+    """A source API; subclass it and register the class through `register_providers`."""
+
+    name: ClassVar[str]
+    Options: ClassVar[type[ProviderOptions]]
+    #: One line for `logd plugins`.
+    description: ClassVar[str] = ""
+
+    @abstractmethod
+    def poll(self, ctx: PollContext[OptionsT]) -> Iterator[Batch]:
+        """Fetch what is new since `ctx.cursor` and yield it in batches, oldest work first.
+
+        Yield a batch as soon as it is complete (a page, a window): the engine commits it with
+        its cursor before asking for the next one, so a crash loses at most the batch in hand.
+        """
+
+    def secrets(self, options: OptionsT) -> list[str]:
+        """Plain values of this source's credentials, so the engine can mask them in messages."""
+        values: list[str] = []
+        for name in type(options).model_fields:
+            value = getattr(options, name)
+            if hasattr(value, "get_secret_value"):
+                values.append(value.get_secret_value())
+        return [v for v in values if v]

@@ -1,0 +1,222 @@
+"""A base for local simulators of vendor APIs: a real HTTP server on 127.0.0.1.
+
+Each provider plugin ships a `Simulator` subclass that behaves like its vendor's API, quirks
+included, so that tests, `logd demo` and plugin authors exercise the real client code over a
+real socket. The base gives every simulator the same switches::
+
+    sim = FleetITSimulator()
+    base_url = sim.start()                     # ephemeral port on 127.0.0.1
+    sim.fail_next(429, headers={"Retry-After": "1"})
+    sim.fail_next(500)                         # the next request answers 500, once
+    sim.fail_next(200, body=b"{not json")      # invalid JSON, once
+    sim.latency = 0.2                          # seconds added to every answer
+    sim.requests                               # every request seen, for assertions
+    sim.stop()
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, ClassVar
+from urllib.parse import parse_qs, urlsplit
+
+
+@dataclass
+class SimRequest:
+    """One request as the simulator saw it."""
+
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]
+    body: bytes
+
+    def arg(self, name: str, default: str | None = None) -> str | None:
+        """The first value of query parameter `name`."""
+        values = self.query.get(name)
+        return values[0] if values else default
+
+    def header(self, name: str) -> str | None:
+        """A request header, case-insensitively."""
+        return self.headers.get(name.lower())
+
+    def json(self) -> Any:
+        """The body decoded as JSON (None when empty)."""
+        return json.loads(self.body) if self.body else None
+
+    def form(self) -> dict[str, str]:
+        """The body decoded as an HTML form."""
+        return {k: v[0] for k, v in parse_qs(self.body.decode()).items()}
+
+
+@dataclass
+class SimResponse:
+    """What the simulator answers."""
+
+    status: int = 200
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def json(cls, data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> SimResponse:
+        """A JSON answer."""
+        return cls(
+            status,
+            json.dumps(data).encode(),
+            {"Content-Type": "application/json", **(headers or {})},
+        )
+
+    @classmethod
+    def text(cls, text: str, status: int = 200) -> SimResponse:
+        """A plain-text answer."""
+        return cls(status, text.encode(), {"Content-Type": "text/plain; charset=utf-8"})
+
+
+@dataclass
+class _Fault:
+    response: SimResponse
+    times: int
+    path: str | None
+
+
+class Simulator:
+    """Subclass and implement `handle`; register the class with `register_simulators`."""
+
+    #: The provider name this simulates.
+    provider: ClassVar[str]
+
+    def __init__(self) -> None:
+        self.requests: list[SimRequest] = []
+        self.latency = 0.0
+        self.lock = threading.RLock()
+        self._faults: list[_Fault] = []
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- to implement -----------------------------------------------------------------------
+
+    def handle(self, request: SimRequest) -> SimResponse:
+        """Answer one request like the vendor would."""
+        raise NotImplementedError
+
+    def demo_source(self, name: str) -> dict[str, Any]:
+        """The `[[sources]]` table that points a source named `name` at this simulator."""
+        raise NotImplementedError
+
+    def tick(self) -> None:
+        """Produce a few new records, as the live API would between polls (for the demo)."""
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        """The URL the simulator listens on (after `start`)."""
+        if self._server is None:
+            raise RuntimeError("simulator not started")
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        """Listen on `host:port` (0 = any free port) in a background thread; return the URL."""
+        handler = _handler_for(self)
+        self._server = ThreadingHTTPServer((host, port), handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name=f"sim-{self.provider}", daemon=True
+        )
+        self._thread.start()
+        return self.base_url
+
+    def stop(self) -> None:
+        """Stop listening."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> Simulator:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- fault switches ---------------------------------------------------------------------
+
+    def fail_next(
+        self,
+        status: int,
+        *,
+        body: bytes | str | None = None,
+        headers: Mapping[str, str] | None = None,
+        times: int = 1,
+        path: str | None = None,
+    ) -> None:
+        """Answer the next `times` requests (to paths starting with `path`) with this instead."""
+        if body is None:
+            body = json.dumps({"detail": f"simulated HTTP {status}"})
+        raw = body.encode() if isinstance(body, str) else body
+        response = SimResponse(status, raw, {"Content-Type": "application/json", **(headers or {})})
+        with self.lock:
+            self._faults.append(_Fault(response, times, path))
+
+    def requests_to(self, path: str, method: str | None = None) -> list[SimRequest]:
+        """Requests seen whose path starts with `path`."""
+        with self.lock:
+            return [
+                r
+                for r in self.requests
+                if r.path.startswith(path) and (method is None or r.method == method)
+            ]
+
+    def _dispatch(self, request: SimRequest) -> SimResponse:
+        with self.lock:
+            self.requests.append(request)
+            for fault in self._faults:
+                if fault.path is None or request.path.startswith(fault.path):
+                    fault.times -= 1
+                    if fault.times <= 0:
+                        self._faults.remove(fault)
+                    return fault.response
+        if self.latency:
+            time.sleep(self.latency)
+        with self.lock:
+            return self.handle(request)
+
+
+def _handler_for(sim: Simulator) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _serve(self) -> None:
+            parts = urlsplit(self.path)
+            length = int(self.headers.get("Content-Length") or 0)
+            request = SimRequest(
+                method=self.command,
+                path=parts.path,
+                query=parse_qs(parts.query, keep_blank_values=True),
+                headers={k.lower(): v for k, v in self.headers.items()},
+                body=self.rfile.read(length) if length else b"",
+            )
+            try:
+                response = sim._dispatch(request)
+            except Exception as exc:  # a simulator bug should show, not hang the client
+                response = SimResponse.text(f"simulator error: {exc!r}", 500)
+            self.send_response(response.status)
+            for key, value in response.headers.items():
+                self.send_header(key, value)
+            self.send_header("Content-Length", str(len(response.body)))
+            self.end_headers()
+            self.wfile.write(response.body)
+
+        do_GET = do_POST = do_PUT = do_DELETE = _serve
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    return Handler

@@ -1,0 +1,49 @@
+"""`logd status`: what each source last did, from the store alone."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, TextIO
+
+from .output import local_time, write_records
+from .store import Store
+
+
+def collect_status(store: Store, config: Path | None = None) -> list[dict[str, Any]]:
+    """Per source: state, last poll, last success, last error, counts, cursor."""
+    rows = store.source_stats()
+    for row in rows:
+        if row["last_error_at"] and (
+            not row["last_success"] or row["last_error_at"] > row["last_success"]
+        ):
+            row["state"] = "failing"
+        elif row["last_success"]:
+            row["state"] = "ok"
+        else:
+            row["state"] = "never polled"
+    return rows
+
+
+def write_status(rows: list[dict[str, Any]], fmt: str, out: TextIO) -> None:
+    """Status as a table for people or JSON for scripts."""
+    if fmt == "json":
+        json.dump(rows, out, indent=2, default=str)
+        out.write("\n")
+        return
+    table = []
+    for row in rows:
+        table.append(
+            {
+                "source": row["source"],
+                "state": row["state"],
+                "last poll": local_time(row["last_poll"]) if row["last_poll"] else None,
+                "last success": local_time(row["last_success"]) if row["last_success"] else None,
+                "entries": row["entries"],
+                "failures": row["failures"],
+                "pending": row["pending"],
+                "cursor": json.dumps(row["cursor"])[:60] if row["cursor"] else None,
+                "last error": (row["last_error"] or "")[:120] or None,
+            }
+        )
+    write_records(table, "table", out)

@@ -1,0 +1,525 @@
+"""The SQLite store: entries with full-text search, cursors, poll runs.
+
+One file, WAL, owner-only permissions. Writers share one connection behind a lock (the store
+has one writer at a time); readers in other processes read while it writes. The store knows
+nothing of HTTP, providers or the terminal.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from .entries import Entry, Status, searchable_text
+from .errors import QueryError, StoreError
+from .migrations import migrate
+
+BUSY_TIMEOUT_MS = 10_000
+SLOTS = 1000  # entries that can share one microsecond
+ENTRY_COLUMNS = (
+    "id, source, provider, native_id, timestamp, status, message, error, entity_type, "
+    "entity_id, raw, details"
+)
+
+
+def time_key(when: datetime) -> int:
+    """The first primary key for an entry at `when`: microseconds since the epoch * 1000."""
+    delta = when.astimezone(UTC) - datetime(1970, 1, 1, tzinfo=UTC)
+    micros = (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+    return micros * SLOTS
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+def _dumps(value: Any) -> str | None:
+    if value is None:
+        return None
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
+
+
+def _digest(*parts: str | None) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    for part in parts:
+        h.update(b"\x00" if part is None else part.encode())
+        h.update(b"\x1f")
+    return h.hexdigest()
+
+
+@dataclass
+class BatchResult:
+    """What committing one batch changed."""
+
+    new: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    #: Entries that are failures now and were not before (new failures, pending → failure).
+    new_failures: list[Entry] = field(default_factory=list)
+
+
+#: Called inside the batch's transaction with what the batch changed, so that work depending
+#: on it (webhook outbox rows) commits or rolls back with the entries.
+BatchHook = Callable[[sqlite_utils.Database, str, BatchResult], None]
+
+
+@dataclass
+class Row:
+    """One stored entry as read back."""
+
+    id: str
+    source: str
+    provider: str
+    native_id: str
+    timestamp: str
+    status: str
+    message: str
+    error: str | None
+    entity_type: str | None
+    entity_id: str | None
+    raw: Any
+    details: Any
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON form used by `query --format json` and webhook bodies."""
+        return {
+            "id": self.id,
+            "source": self.source,
+            "provider": self.provider,
+            "native_id": self.native_id,
+            "timestamp": self.timestamp,
+            "status": self.status,
+            "message": self.message,
+            "error": self.error,
+            "entity_type": self.entity_type,
+            "entity_id": self.entity_id,
+            "raw": self.raw,
+            "details": self.details,
+        }
+
+    @classmethod
+    def from_sql(cls, row: Sequence[Any]) -> Row:
+        """Build from a `SELECT {ENTRY_COLUMNS}` row."""
+        (_, source, provider, native_id, ts, status, message, error, etype, eid, raw, details) = row
+        return cls(
+            id=f"{source}:{native_id}",
+            source=source,
+            provider=provider,
+            native_id=native_id,
+            timestamp=ts,
+            status=status,
+            message=message,
+            error=error,
+            entity_type=etype,
+            entity_id=eid,
+            raw=json.loads(raw) if raw is not None else None,
+            details=json.loads(details) if details is not None else None,
+        )
+
+
+@dataclass
+class Filters:
+    """What `logd query` narrows by; all optional."""
+
+    text: str | None = None
+    fts: bool = False
+    sources: Sequence[str] = ()
+    providers: Sequence[str] = ()
+    statuses: Sequence[str] = ()
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+class Store:
+    """One logd database file."""
+
+    def __init__(self, path: str | Path, *, create: bool = True) -> None:
+        self.path = Path(path)
+        self.lock = threading.RLock()
+        if not create and not self.path.exists():
+            raise StoreError(
+                f"no logd database at {self.path}",
+                hint="run `logd sync` first, or pass --db / -c for another store",
+            )
+        if create:
+            self._create_file()
+        try:
+            conn = sqlite3.connect(
+                str(self.path), timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False
+            )
+            self.db = sqlite_utils.Database(conn)
+            self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            if create:
+                self.db.execute("PRAGMA auto_vacuum = INCREMENTAL")
+                self.db.enable_wal()
+                migrate(self.db)
+            elif not self.db["entries"].exists():
+                raise StoreError(f"{self.path} is not a logd database (no entries table)")
+            self.db.execute("PRAGMA synchronous = NORMAL")
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"cannot open {self.path}: {exc}") from None
+
+    def _create_file(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # Owner-only from the first byte; SQLite gives -wal and -shm the same mode.
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        os.close(fd)
+        os.chmod(self.path, 0o600)
+
+    def close(self) -> None:
+        """Close the connection."""
+        with self.lock:
+            self.db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite_utils.Database]:
+        """One write transaction, holding the writer lock."""
+        with self.lock, self.db.atomic():
+            yield self.db
+
+    # -- writing ----------------------------------------------------------------------------
+
+    def commit_batch(
+        self,
+        source: str,
+        entries: Sequence[Entry],
+        cursor: Any,
+        *,
+        hooks: Sequence[BatchHook] = (),
+    ) -> BatchResult:
+        """Store a batch's entries and its cursor in one transaction; unchanged rows are untouched."""
+        result = BatchResult()
+        with self.transaction() as db:
+            existing = self._existing(db, source, [e.native_id for e in entries])
+            now = _now()
+            for entry in entries:
+                self._upsert(db, entry, existing.get(entry.native_id), now, result)
+            if cursor is not None:
+                db.execute(
+                    "INSERT INTO cursors (source, cursor, updated_at) VALUES (?, ?, ?) "
+                    "ON CONFLICT (source) DO UPDATE SET cursor = excluded.cursor, "
+                    "updated_at = excluded.updated_at",
+                    [source, json.dumps(cursor, sort_keys=True), now],
+                )
+            for hook in hooks:
+                hook(db, source, result)
+        return result
+
+    def _existing(
+        self, db: sqlite_utils.Database, source: str, native_ids: list[str]
+    ) -> dict[str, tuple[Any, ...]]:
+        found: dict[str, tuple[Any, ...]] = {}
+        for start in range(0, len(native_ids), 500):
+            chunk = native_ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for row in db.execute(
+                "SELECT native_id, id, hash, details_hash, status, timestamp, first_seen, details "
+                f"FROM entries WHERE source = ? AND native_id IN ({marks})",
+                [source, *chunk],
+            ).fetchall():
+                found[row[0]] = tuple(row[1:])
+        return found
+
+    def _upsert(
+        self,
+        db: sqlite_utils.Database,
+        entry: Entry,
+        old: tuple[Any, ...] | None,
+        now: str,
+        result: BatchResult,
+    ) -> None:
+        raw = _dumps(entry.raw)
+        if old is not None and entry.timestamp_observed:
+            # The provider only knows when it saw the record; the first sighting stands.
+            entry.timestamp = datetime.fromisoformat(old[3])
+        timestamp = entry.utc_timestamp
+        entry_hash = _digest(
+            timestamp, entry.status, entry.message, entry.error, entry.entity_type,
+            entry.entity_id, entry.provider, raw,
+        )  # fmt: skip
+        details = _dumps(entry.details)
+        details_hash = _digest(details) if details is not None else None
+        if old is not None:
+            key, old_hash, old_details_hash, old_status, old_ts, first_seen, old_details = old
+            same_details = details is None or details_hash == old_details_hash
+            if old_hash == entry_hash and same_details:
+                result.unchanged += 1
+                return
+            if details is None:  # no new download: keep the one stored
+                details, details_hash = old_details, old_details_hash
+            values = self._values(entry, timestamp, raw, details, entry_hash, details_hash)
+            if old_ts == timestamp:
+                db.execute(
+                    "UPDATE entries SET provider=?, timestamp=?, status=?, message=?, error=?, "
+                    "entity_type=?, entity_id=?, raw=?, details=?, search_text=?, hash=?, "
+                    "details_hash=?, updated_at=? WHERE id=?",
+                    [*values, now, key],
+                )
+            else:  # the time moved, so the key moves with it
+                db.execute("DELETE FROM entries WHERE id = ?", [key])
+                key = self._insert(db, entry, values, first_seen, now)
+            result.updated += 1
+            if old_status != entry.status:
+                db.execute(
+                    "INSERT INTO status_changes (entry, source, native_id, old_status, "
+                    "new_status, at) VALUES (?, ?, ?, ?, ?, ?)",
+                    [key, entry.source, entry.native_id, old_status, entry.status, now],
+                )
+                if entry.status == Status.FAILURE:
+                    result.new_failures.append(entry)
+            return
+        values = self._values(entry, timestamp, raw, details, entry_hash, details_hash)
+        self._insert(db, entry, values, now, now)
+        result.new += 1
+        if entry.status == Status.FAILURE:
+            result.new_failures.append(entry)
+
+    @staticmethod
+    def _values(
+        entry: Entry,
+        timestamp: str,
+        raw: str | None,
+        details: str | None,
+        entry_hash: str,
+        details_hash: str | None,
+    ) -> list[Any]:
+        text = searchable_text([entry.raw, json.loads(details) if details else None])
+        return [
+            entry.provider, timestamp, str(entry.status), entry.message, entry.error,
+            entry.entity_type, entry.entity_id, raw, details, text, entry_hash, details_hash,
+        ]  # fmt: skip
+
+    @staticmethod
+    def _insert(
+        db: sqlite_utils.Database, entry: Entry, values: list[Any], first_seen: str, now: str
+    ) -> int:
+        key = time_key(entry.timestamp)
+        while True:
+            top = db.execute(
+                "SELECT max(id) FROM entries WHERE id BETWEEN ? AND ?", [key, key + SLOTS - 1]
+            ).fetchone()[0]
+            if top is None or top < key + SLOTS - 1:
+                key = key if top is None else top + 1
+                break
+            key += SLOTS  # this microsecond is full: take the next one
+        db.execute(
+            "INSERT INTO entries (id, source, native_id, provider, timestamp, status, message, "
+            "error, entity_type, entity_id, raw, details, search_text, hash, details_hash, "
+            "first_seen, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [key, entry.source, entry.native_id, *values, first_seen, now],
+        )
+        return key
+
+    def set_cursor(self, source: str, cursor: Any) -> None:
+        """Replace a source's cursor (None forgets it, so the next poll starts over)."""
+        with self.transaction() as db:
+            if cursor is None:
+                db.execute("DELETE FROM cursors WHERE source = ?", [source])
+            else:
+                db.execute(
+                    "INSERT OR REPLACE INTO cursors (source, cursor, updated_at) VALUES (?, ?, ?)",
+                    [source, json.dumps(cursor, sort_keys=True), _now()],
+                )
+
+    def start_run(self, source: str) -> int:
+        """Record the start of a poll; returns its run id."""
+        with self.transaction() as db:
+            cur = db.execute(
+                "INSERT INTO poll_runs (source, started) VALUES (?, ?)", [source, _now()]
+            )
+            return int(cur.lastrowid or 0)
+
+    def add_to_run(self, run_id: int, *, pages: int, requests: int, result: BatchResult) -> None:
+        """Add a committed batch's counts to its poll run."""
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE poll_runs SET pages = pages + ?, requests = requests + ?, new = new + ?, "
+                "updated = updated + ?, failures = failures + ? WHERE id = ?",
+                [pages, requests, result.new, result.updated, len(result.new_failures), run_id],
+            )
+
+    def finish_run(self, run_id: int, *, requests: int | None = None, error: str | None = None) -> None:
+        """Record the end of a poll, with its error if it failed."""
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE poll_runs SET finished = ?, error = ?, "
+                "requests = coalesce(?, requests) WHERE id = ?",
+                [_now(), error, requests, run_id],
+            )
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def cursor(self, source: str) -> Any:
+        """A source's stored cursor, or None."""
+        with self.lock:
+            row = self.db.execute(
+                "SELECT cursor FROM cursors WHERE source = ?", [source]
+            ).fetchone()
+        return json.loads(row[0]) if row and row[0] else None
+
+    def known_ids(self, source: str, native_ids: list[str]) -> set[str]:
+        """Which of `native_ids` are stored for `source`."""
+        with self.lock:
+            return set(self._existing(self.db, source, native_ids))
+
+    def pending_ids(self, source: str) -> list[str]:
+        """Native ids of `source`'s entries still pending."""
+        with self.lock:
+            rows = self.db.execute(
+                "SELECT native_id FROM entries WHERE source = ? AND status = 'pending'", [source]
+            ).fetchall()
+        return [r[0] for r in rows]
+
+    def get(self, entry_id: str) -> Row | None:
+        """One entry by `source:native_id`."""
+        source, sep, native_id = entry_id.partition(":")
+        if not sep:
+            raise QueryError(f"entry id {entry_id!r} should look like SOURCE:NATIVE_ID")
+        with self.lock:
+            row = self.db.execute(
+                f"SELECT {ENTRY_COLUMNS} FROM entries WHERE source = ? AND native_id = ?",
+                [source, native_id],
+            ).fetchone()
+        return Row.from_sql(row) if row else None
+
+    def search(self, filters: Filters, *, limit: int | None = 50) -> list[Row]:
+        """Entries matching `filters`, newest first (`limit` None or 0 = all)."""
+        return [Row.from_sql(r) for r in self._search_rows(filters, limit)]
+
+    def _search_rows(self, f: Filters, limit: int | None) -> list[Any]:
+        sql, where, params, key_col = self._where(f)
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += f" ORDER BY {key_col} DESC"
+        if limit:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return self._run_query(sql, params, f)
+
+    def updated_since(
+        self, after: str, filters: Filters, *, limit: int = 1000
+    ) -> list[tuple[str, Row]]:
+        """Entries stored or changed after the `updated_at` value `after`, oldest change first."""
+        sql, where, params, _ = self._where(filters)
+        sql = sql.replace("SELECT ", "SELECT entries.updated_at, ", 1)
+        where.append("entries.updated_at > ?")
+        params.append(after)
+        sql += " WHERE " + " AND ".join(where) + " ORDER BY entries.updated_at LIMIT ?"
+        params.append(limit)
+        return [(r[0], Row.from_sql(r[1:])) for r in self._run_query(sql, params, filters)]
+
+    def _where(self, f: Filters) -> tuple[str, list[str], list[Any], str]:
+        where: list[str] = []
+        params: list[Any] = []
+        columns = ", ".join(f"entries.{c.strip()}" for c in ENTRY_COLUMNS.split(","))
+        if f.text:
+            # FTS5 walks its matches in rowid order, and rowid is time order: no sort needed.
+            key_col = "entries_fts.rowid"
+            sql = (
+                f"SELECT {columns} FROM entries_fts "
+                "JOIN entries ON entries.id = entries_fts.rowid"
+            )
+            where.append("entries_fts MATCH ?")
+            params.append(f.text if f.fts else self.db.quote_fts(f.text))
+        else:
+            key_col = "entries.id"
+            sql = f"SELECT {columns} FROM entries"
+        # Time filters are ranges on the key, which is ordered by time.
+        if f.since is not None:
+            where.append(f"{key_col} >= ?")
+            params.append(time_key(f.since))
+        if f.until is not None:
+            where.append(f"{key_col} < ?")
+            params.append(time_key(f.until))
+        for column, values in (
+            ("source", f.sources),
+            ("provider", f.providers),
+            ("status", f.statuses),
+        ):
+            if values:
+                where.append(f"entries.{column} IN ({','.join('?' * len(values))})")
+                params.extend(values)
+        return sql, where, params, key_col
+
+    def _run_query(self, sql: str, params: list[Any], f: Filters) -> list[Any]:
+        try:
+            with self.lock:
+                return self.db.execute(sql, params).fetchall()
+        except sqlite3.OperationalError as exc:
+            if "fts5" in str(exc) or "MATCH" in str(exc):
+                raise QueryError(
+                    f"full-text query {f.text!r} is not valid FTS5 syntax: {exc}",
+                    hint="drop --fts to search for the plain words",
+                ) from None
+            raise
+
+    def max_key(self) -> int:
+        """The largest key stored, or 0."""
+        with self.lock:
+            return int(self.db.execute("SELECT coalesce(max(id), 0) FROM entries").fetchone()[0])
+
+    def source_stats(self) -> list[dict[str, Any]]:
+        """Per source: entries, failures, pending, last poll, last success, last error, cursor."""
+        with self.lock:
+            counts = {
+                row[0]: row[1:]
+                for row in self.db.execute(
+                    "SELECT source, count(*), sum(status = 'failure'), sum(status = 'pending') "
+                    "FROM entries GROUP BY source"
+                ).fetchall()
+            }
+            runs = {}
+            for row in self.db.execute(
+                """
+                SELECT source,
+                       max(started),
+                       max(CASE WHEN error IS NULL AND finished IS NOT NULL THEN finished END),
+                       (SELECT error FROM poll_runs p2 WHERE p2.source = p.source
+                          AND p2.finished IS NOT NULL ORDER BY id DESC LIMIT 1),
+                       (SELECT finished FROM poll_runs p3 WHERE p3.source = p.source
+                          AND p3.error IS NOT NULL ORDER BY id DESC LIMIT 1)
+                FROM poll_runs p GROUP BY source
+                """
+            ).fetchall():
+                runs[row[0]] = row[1:]
+            cursors = {
+                row[0]: (json.loads(row[1]) if row[1] else None, row[2])
+                for row in self.db.execute("SELECT source, cursor, updated_at FROM cursors")
+            }
+        out = []
+        for source in sorted(set(counts) | set(runs) | set(cursors)):
+            n, failures, pending = counts.get(source, (0, 0, 0))
+            last_poll, last_success, last_error, last_error_at = runs.get(
+                source, (None, None, None, None)
+            )
+            out.append(
+                {
+                    "source": source,
+                    "entries": n or 0,
+                    "failures": failures or 0,
+                    "pending": pending or 0,
+                    "last_poll": last_poll,
+                    "last_success": last_success,
+                    "last_error": last_error,
+                    "last_error_at": last_error_at,
+                    "cursor": cursors.get(source, (None, None))[0],
+                }
+            )
+        return out
