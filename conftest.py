@@ -1,0 +1,17 @@
+"""Shared pytest set-up for the core tests and every plugin's tests."""
+
+from __future__ import annotations
+
+import pytest
+
+from logd import plugins
+
+
+@pytest.fixture(autouse=True)
+def _fresh_plugins(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Each test loads plugins itself, so env filters set by one test never leak into another.
+    plugins.reset()
+    for var in ("LOGD_CONFIG", "LOGD_DATABASE", "LOGD_LOG_LEVEL", "LOGD_PLUGINS",
+                "LOGD_DISABLE_PLUGINS", "STATE_DIRECTORY", "CREDENTIALS_DIRECTORY",
+                "JOURNAL_STREAM", "NOTIFY_SOCKET", "WATCHDOG_USEC"):  # fmt: skip
+        monkeypatch.delenv(var, raising=False)
