@@ -1,25 +1,58 @@
 """logd: integration logs from vendor APIs in one SQLite file, with search and failure alerts.
 
 The public contract for provider plugins is re-exported here: the hook marker, the provider
-base classes, the entry model and the error types.
+base classes, the entry model and the error types. Names load on first use, so that
+`logd query` never imports the HTTP or plugin machinery it does not need.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from .__about__ import __version__
-from .config import Duration, Secret
-from .entries import Batch, Entry, Status, parse_timestamp, searchable_text
-from .errors import (
-    AuthError,
-    ConfigError,
-    HTTPStatusError,
-    LogdError,
-    ProtocolError,
-    SourceError,
-    TransportError,
-)
-from .hookspecs import hookimpl
-from .http import SourceClient
-from .provider import PollContext, Provider, ProviderOptions
-from .simulator import SimRequest, SimResponse, Simulator
+
+if TYPE_CHECKING:
+    from .config import Duration, Secret
+    from .entries import Batch, Entry, Status, parse_timestamp, searchable_text
+    from .errors import (
+        AuthError,
+        ConfigError,
+        HTTPStatusError,
+        LogdError,
+        ProtocolError,
+        SourceError,
+        TransportError,
+    )
+    from .hookspecs import hookimpl
+    from .http import SourceClient
+    from .provider import PollContext, Provider, ProviderOptions
+    from .simulator import SimRequest, SimResponse, Simulator
+
+_WHERE = {
+    "Duration": "config",
+    "Secret": "config",
+    "Batch": "entries",
+    "Entry": "entries",
+    "Status": "entries",
+    "parse_timestamp": "entries",
+    "searchable_text": "entries",
+    "AuthError": "errors",
+    "ConfigError": "errors",
+    "HTTPStatusError": "errors",
+    "LogdError": "errors",
+    "ProtocolError": "errors",
+    "SourceError": "errors",
+    "TransportError": "errors",
+    "hookimpl": "hookspecs",
+    "SourceClient": "http",
+    "PollContext": "provider",
+    "Provider": "provider",
+    "ProviderOptions": "provider",
+    "SimRequest": "simulator",
+    "SimResponse": "simulator",
+    "Simulator": "simulator",
+}
 
 __all__ = [
     "AuthError",
@@ -46,3 +79,12 @@ __all__ = [
     "parse_timestamp",
     "searchable_text",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'logd' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value

@@ -17,6 +17,7 @@ import click
 
 from .__about__ import __version__
 from .errors import ConfigError, LogdError
+from .webhooks_cli import webhooks
 
 log = logging.getLogger("logd")
 
@@ -149,9 +150,13 @@ def sync(ctx: click.Context, config: Path | None, names: tuple[str, ...], quiet:
 @click.argument("text", required=False)
 @config_option
 @db_option
-@click.option("--fts", is_flag=True, help="TEXT is an FTS5 query (AND, OR, NOT, \"phrases\", prefix*).")
+@click.option(
+    "--fts", is_flag=True, help='TEXT is an FTS5 query (AND, OR, NOT, "phrases", prefix*).'
+)
 @click.option("--source", "-s", "sources", multiple=True, help="Only this source (repeatable).")
-@click.option("--provider", "-p", "providers", multiple=True, help="Only this provider (repeatable).")
+@click.option(
+    "--provider", "-p", "providers", multiple=True, help="Only this provider (repeatable)."
+)
 @click.option(
     "--status",
     "statuses",
@@ -183,8 +188,8 @@ def query(
     follow: bool,
 ) -> None:
     """Search stored entries, newest first."""
-    from .queries import build_filters, follow_rows
     from .output import write_rows
+    from .queries import build_filters, follow_rows
 
     if limit < 0:
         raise click.BadParameter("must be 0 (all) or more", param_hint="--limit")
@@ -235,6 +240,48 @@ def status(config: Path | None, db: Path | None, fmt: str) -> None:
 
 
 @cli.command()
+@config_option
+@db_option
+@click.option(
+    "--since", default="7d", show_default=True, help="From this time (15m, 2h, 7d, a date)."
+)
+@click.option(
+    "--by", type=click.Choice(["source", "provider", "day", "status"]), default="source",
+    show_default=True, help="Group by.",
+)  # fmt: skip
+@click.option("--format", "-f", "fmt", type=click.Choice(["table", "json", "csv"]), default="table")
+def stats(config: Path | None, db: Path | None, since: str, by: str, fmt: str) -> None:
+    """Counts and failure rates: the summary to look at first."""
+    from .errors import QueryError
+    from .output import write_records
+    from .timeparse import parse_time
+
+    try:
+        since_at = parse_time(since)
+    except ValueError as exc:
+        raise QueryError(str(exc)) from None
+    with _open_store(config, db) as store:
+        rows = store.stats(since=since_at, by=by)
+    if fmt == "table":
+        for row in rows:
+            row["failure_rate"] = f"{row['failure_rate']:.1f}%"
+    write_records(rows, fmt, sys.stdout)
+
+
+@cli.command()
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completion(shell: str) -> None:
+    """Print a shell completion script: eval "$(logd completion bash)"."""
+    from click.shell_completion import get_completion_class
+
+    cls = get_completion_class(shell)
+    if cls is None:  # pragma: no cover - click ships all three
+        raise click.UsageError(f"no completion for {shell}")
+    ctx = click.get_current_context()
+    click.echo(cls(cli, {}, ctx.find_root().info_name or "logd", "_LOGD_COMPLETE").source())
+
+
+@cli.command()
 def plugins() -> None:
     """Installed plugins and the providers and simulators they register."""
     from .plugins import load_plugins
@@ -256,8 +303,14 @@ def plugins() -> None:
 
 
 @cli.command()
-@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path),
-              default=Path("logd-demo"), show_default=True, help="Where the demo config and database go.")  # fmt: skip
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("logd-demo"),
+    show_default=True,
+    help="Where the demo config and database go.",
+)
 @click.option("--keep-running", is_flag=True, help="Leave the daemon polling the simulators.")
 def demo(directory: Path, keep_running: bool) -> None:
     """Start the simulators, sync them into a demo database and show what arrived."""
@@ -265,5 +318,7 @@ def demo(directory: Path, keep_running: bool) -> None:
 
     run_demo(directory, keep_running=keep_running)
 
+
+cli.add_command(webhooks)
 
 __all__ = ["ConfigError", "cli"]

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -68,6 +69,24 @@ Secret = Annotated[SecretStr, BeforeValidator(_resolve_secret)]
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 
 
+def parse_listen(value: str) -> tuple[str, int]:
+    """`"127.0.0.1:9464"` or `"[::1]:9464"` → (host, port); a bare `":9464"` means localhost."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"expected host:port such as 127.0.0.1:9464, got {value!r}")
+    host = host.removeprefix("[").removesuffix("]") or "127.0.0.1"
+    return host, int(port)
+
+
+def _check_listen(value: str) -> str:
+    parse_listen(value)
+    return value
+
+
+#: An address to listen on, `host:port`.
+Listen = Annotated[str, AfterValidator(_check_listen)]
+
+
 class RetryConfig(BaseModel):
     """How a source's HTTP requests are retried."""
 
@@ -106,6 +125,33 @@ class SourceConfig(BaseModel):
         return dict(self.model_extra or {})
 
 
+class WebhookConfig(BaseModel):
+    """One `[[webhooks]]` table: where new failures are sent, and which ones."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", description="Unique name, shown in status."
+    )
+    url: str = Field(description="https:// endpoint (http:// only for loopback or allow_insecure).")
+    secret: Secret = Field(description="HMAC key; for standard-webhooks a base64 `whsec_…` key.")
+    sources: list[str] | None = Field(None, description="Only these sources (default: all).")
+    match: str | None = Field(None, description="FTS5 query an entry must match to be sent.")
+    max_age: Duration | None = Field(
+        None, gt=0, description="Failures older than this (by entry time) are never sent."
+    )
+    max_entries: int = Field(100, ge=1, le=10_000, description="Entries per delivery.")
+    headers: dict[str, str] = Field(default_factory=dict, description="Extra request headers.")
+    signature: Literal["fleetit", "standard-webhooks"] = Field(
+        "fleetit", description="Signature scheme: FleetIT's X-Signature or Standard Webhooks."
+    )
+    timeout: Duration = Field(10.0, gt=0, description="Per-request timeout.")
+    retry_for: Duration = Field(
+        86_400.0, gt=0, description="Keep retrying this long after queueing, then dead."
+    )
+    allow_insecure: bool = Field(False, description="Allow http:// to a non-loopback host.")
+
+
 _toml_path: ContextVar[Path] = ContextVar("toml_path")
 
 
@@ -127,7 +173,19 @@ class Settings(BaseSettings):
         description="SQLite file; default $STATE_DIRECTORY/logd.db, else /var/lib/logd/logd.db.",
     )
     log_level: LogLevel = Field("info", description="debug, info, warning or error.")
+    retention: Duration | None = Field(
+        None,
+        gt=0,
+        description="The daemon deletes entries older than this (by entry time), daily; "
+        "default: keep everything.",
+    )
+    metrics_listen: Listen | None = Field(
+        None, description='Serve Prometheus metrics on "host:port" (daemon only); default: off.'
+    )
     sources: list[SourceConfig] = Field(default_factory=list, description="The sources to poll.")
+    webhooks: list[WebhookConfig] = Field(
+        default_factory=list, description="Where new failures are sent."
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -233,6 +291,9 @@ def load_settings(path: str | Path | None = None) -> Settings:
             src._options = provider.Options.model_validate(src.provider_keys())
         except ValidationError as exc:
             problems.extend(_problems(exc, f"sources[{i}]"))
+    from .webhook_config import webhook_problems
+
+    problems.extend(webhook_problems(settings))
     if problems:
         raise _config_error(file, problems)
     return settings

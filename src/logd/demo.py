@@ -52,7 +52,9 @@ def run_demo(directory: Path, *, keep_running: bool = False) -> None:
         raise click.ClickException("no installed plugin ships a simulator; install plugins/*")
     try:
         config = write_demo_config(directory, sims)
-        click.secho(f"simulators: {', '.join(f'{n} {s.base_url}' for n, s in sims.items())}", bold=True)
+        click.secho(
+            f"simulators: {', '.join(f'{n} {s.base_url}' for n, s in sims.items())}", bold=True
+        )
         click.echo(f"config: {config}")
         settings = load_settings(config)
         run_sync(settings)

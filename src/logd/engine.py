@@ -137,6 +137,7 @@ class Engine:
             now=lambda: datetime.now(UTC),
             known_ids=lambda ids: self.store.known_ids(src.name, ids),
             pending_ids=lambda: self.store.pending_ids(src.name),
+            sleep=self.sleep,
         )
         run_id = self.store.start_run(src.name)
 
@@ -181,7 +182,9 @@ class Engine:
             report.error = mask(f"internal error in provider {provider_cls.name}: {exc!r}", secrets)
             log.error("%s: %s", src.name, report.error, exc_info=True)
         finally:
-            batches.close()
+            close = getattr(batches, "close", None)
+            if close is not None:  # stop a generator's work (and its finally blocks) now
+                close()
             client.close()
             report.requests = client.requests
             report.retries = client.retries

@@ -229,7 +229,7 @@ class SourceClient:
             snippet = " ".join(response.text[:80].split())
             raise ProtocolError(
                 f"invalid JSON from {response.request.method} {redact_url(response.request.url)}"
-                f" ({exc.msg} at char {exc.pos if hasattr(exc, 'pos') else '?'}): {snippet!r}"
+                f" ({exc}): {snippet!r}"
             ) from None
 
     @contextmanager
@@ -285,7 +285,7 @@ class SourceClient:
             if asked is not None:
                 return min(asked, self.retry.max_wait)
         backoff = self.retry.initial_wait * 2 ** (state.attempt_number - 1)
-        return min(self.retry.max_wait, backoff) * random.uniform(0.5, 1.0)
+        return float(min(self.retry.max_wait, backoff) * random.uniform(0.5, 1.0))
 
     def _before_sleep(self, state: tenacity.RetryCallState) -> None:
         self.retries += 1
@@ -348,14 +348,14 @@ class SourceClient:
         finally:
             response.close()
         # The body is already decoded: drop the headers that describe the wire form.
-        headers = [
+        wire_free = [
             (k, v)
             for k, v in response.headers.multi_items()
             if k.lower() not in ("content-encoding", "content-length", "transfer-encoding")
         ]
         return httpx.Response(
             response.status_code,
-            headers=headers,
+            headers=wire_free,
             content=bytes(body),
             request=response.request,
         )

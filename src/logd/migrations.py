@@ -71,10 +71,12 @@ def m001_initial(db: sqlite_utils.Database) -> None:
         """
     )
     db.execute("CREATE INDEX entries_status ON entries (status)")
+    # Single-column indexes end in the rowid, so "WHERE source = ? ORDER BY id DESC" needs no sort.
+    db.execute("CREATE INDEX entries_source ON entries (source)")
     db.execute("CREATE INDEX entries_source_status ON entries (source, status)")
     db.execute("CREATE INDEX entries_provider ON entries (provider)")
     db.execute("CREATE INDEX entries_updated ON entries (updated_at)")
-    db["entries"].enable_fts(["message", "error", "search_text"], create_triggers=True)
+    db.table("entries").enable_fts(["message", "error", "search_text"], create_triggers=True)
     db.execute(
         """
         CREATE TABLE cursors (
@@ -128,5 +130,51 @@ def m001_initial(db: sqlite_utils.Database) -> None:
         SELECT source || ':' || native_id AS entry_id, timestamp, source, provider, status,
                message, error
         FROM entries ORDER BY id DESC LIMIT 1000
+        """
+    )
+
+
+@migration
+def m002_webhook_outbox(db: sqlite_utils.Database) -> None:
+    """The webhook outbox: one row per delivery, queued with the batch that caused it."""
+    # `body` holds the exact bytes that are signed and sent, fixed when the row is queued, so
+    # every retry sends the same thing under the same delivery id.
+    db.execute(
+        """
+        CREATE TABLE webhook_outbox (
+            id INTEGER PRIMARY KEY,
+            delivery_id TEXT NOT NULL UNIQUE,
+            webhook TEXT NOT NULL,
+            source TEXT NOT NULL,
+            provider TEXT NOT NULL,
+            count INTEGER NOT NULL,
+            body BLOB NOT NULL,
+            state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'done', 'dead')),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at TEXT NOT NULL,
+            last_status INTEGER,
+            last_error TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        )
+        """
+    )
+    db.execute("CREATE INDEX webhook_outbox_due ON webhook_outbox (state, next_attempt_at)")
+    db.execute("CREATE INDEX webhook_outbox_source ON webhook_outbox (source, state)")
+
+
+@migration
+def m003_daemon_schedule(db: sqlite_utils.Database) -> None:
+    """When the running daemon will next poll each source, for `logd status`."""
+    # Written by `logd run` only; a clean shutdown empties it, so rows mean "scheduled now".
+    db.execute(
+        """
+        CREATE TABLE IF NOT EXISTS daemon_schedule (
+            source TEXT PRIMARY KEY,
+            next_run TEXT,
+            interval REAL NOT NULL,
+            consecutive_failures INTEGER NOT NULL DEFAULT 0,
+            updated_at TEXT NOT NULL
+        )
         """
     )

@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib.metadata
 import logging
 import os
-
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -53,9 +52,8 @@ class Registry:
         try:
             return self.providers[name]
         except KeyError:
-            raise PluginError(
-                f"unknown provider {name!r}; installed: {', '.join(sorted(self.providers)) or 'none'}"
-            ) from None
+            installed = ", ".join(sorted(self.providers)) or "none"
+            raise PluginError(f"unknown provider {name!r}; installed: {installed}") from None
 
 
 def _new_manager() -> pluggy.PluginManager:
@@ -90,7 +88,11 @@ def load_plugins(*, reload: bool = False) -> Registry:
         if ep.name in seen:  # the same distribution visible twice on sys.path
             continue
         seen.add(ep.name)
-        if "*" in disabled or ep.name in disabled or (allowed is not None and ep.name not in allowed):
+        if (
+            "*" in disabled
+            or ep.name in disabled
+            or (allowed is not None and ep.name not in allowed)
+        ):
             continue
         dist = ep.dist
         info = PluginInfo(ep.name, dist.name if dist else None, dist.version if dist else None)
@@ -150,4 +152,3 @@ def reset() -> None:
 
 
 __all__ = ["Registry", "load_plugins", "register_module", "reset"]
-

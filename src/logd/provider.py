@@ -19,6 +19,7 @@ retry or schedule.
 from __future__ import annotations
 
 import logging
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -64,6 +65,9 @@ class PollContext(Generic[OptionsT]):
     known_ids: Callable[[list[str]], set[str]] = field(default=lambda ids: set())
     # Native ids of stored entries that are still `pending`, for providers that re-check them.
     pending_ids: Callable[[], list[str]] = field(default=lambda: [])
+    # Wait this long (polling an asynchronous export, say). Use this, never time.sleep: the
+    # daemon makes it return early on shutdown and tests make it instant.
+    sleep: Callable[[float], None] = field(default=time.sleep)
 
 
 class Provider(ABC, Generic[OptionsT]):

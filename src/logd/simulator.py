@@ -63,7 +63,9 @@ class SimResponse:
     headers: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def json(cls, data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> SimResponse:
+    def json(
+        cls, data: Any, status: int = 200, headers: Mapping[str, str] | None = None
+    ) -> SimResponse:
         """A JSON answer."""
         return cls(
             status,
@@ -119,7 +121,7 @@ class Simulator:
         if self._server is None:
             raise RuntimeError("simulator not started")
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{host!s}:{port}"
 
     def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         """Listen on `host:port` (0 = any free port) in a background thread; return the URL."""

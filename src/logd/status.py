@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any, TextIO
 
+from .outbox import outbox_counts
 from .output import local_time, write_records
 from .store import Store
 
@@ -13,7 +14,12 @@ from .store import Store
 def collect_status(store: Store, config: Path | None = None) -> list[dict[str, Any]]:
     """Per source: state, last poll, last success, last error, counts, cursor."""
     rows = store.source_stats()
+    deliveries = outbox_counts(store)
     for row in rows:
+        # Only stores with webhook deliveries get the key, so status without webhooks is as before.
+        if deliveries:
+            counts = deliveries.get(row["source"], {})
+            row["webhooks"] = {"pending": counts.get("pending", 0), "dead": counts.get("dead", 0)}
         if row["last_error_at"] and (
             not row["last_success"] or row["last_error_at"] > row["last_success"]
         ):
@@ -46,4 +52,7 @@ def write_status(rows: list[dict[str, Any]], fmt: str, out: TextIO) -> None:
                 "last error": (row["last_error"] or "")[:120] or None,
             }
         )
+        if "webhooks" in row:
+            table[-1]["hooks pending"] = row["webhooks"]["pending"]
+            table[-1]["hooks dead"] = row["webhooks"]["dead"]
     write_records(table, "table", out)

@@ -167,6 +167,7 @@ class Store:
             elif not self.db["entries"].exists():
                 raise StoreError(f"{self.path} is not a logd database (no entries table)")
             self.db.execute("PRAGMA synchronous = NORMAL")
+            self.db.execute("PRAGMA cache_size = -32000")  # 32 MB: keeps index pages hot
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"cannot open {self.path}: {exc}") from None
 
@@ -248,7 +249,7 @@ class Store:
         raw = _dumps(entry.raw)
         if old is not None and entry.timestamp_observed:
             # The provider only knows when it saw the record; the first sighting stands.
-            entry.timestamp = datetime.fromisoformat(old[3])
+            entry.timestamp = datetime.fromisoformat(old[4])
         timestamp = entry.utc_timestamp
         entry_hash = _digest(
             timestamp, entry.status, entry.message, entry.error, entry.entity_type,
@@ -523,3 +524,74 @@ class Store:
                 }
             )
         return out
+
+    # -- the daemon's schedule (table `daemon_schedule`, written by `logd run`) ---------------
+
+    def set_schedule(
+        self, source: str, next_run: datetime | None, interval: float, failures: int
+    ) -> None:
+        """Record when the daemon will next poll `source`, at what interval, after how many failures."""
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO daemon_schedule (source, next_run, interval, consecutive_failures, "
+                "updated_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (source) DO UPDATE SET "
+                "next_run = excluded.next_run, interval = excluded.interval, "
+                "consecutive_failures = excluded.consecutive_failures, "
+                "updated_at = excluded.updated_at",
+                [
+                    source,
+                    next_run.astimezone(UTC).isoformat(timespec="seconds") if next_run else None,
+                    interval,
+                    failures,
+                    _now(),
+                ],
+            )
+
+    def clear_schedule(self, sources: Sequence[str] | None = None) -> None:
+        """Forget the schedule of `sources` (all when None): they are no longer polled."""
+        with self.transaction() as db:
+            if sources is None:
+                db.execute("DELETE FROM daemon_schedule")
+            else:
+                for source in sources:
+                    db.execute("DELETE FROM daemon_schedule WHERE source = ?", [source])
+
+    def schedule(self) -> dict[str, dict[str, Any]]:
+        """Per source the daemon polls: next_run, interval, consecutive_failures (may be empty)."""
+        with self.lock:
+            if not self.db["daemon_schedule"].exists():  # a store no daemon has opened yet
+                return {}
+            rows = self.db.execute(
+                "SELECT source, next_run, interval, consecutive_failures FROM daemon_schedule"
+            ).fetchall()
+        return {
+            r[0]: {"next_run": r[1], "interval": r[2], "consecutive_failures": r[3]} for r in rows
+        }
+
+    def stats(self, *, since: datetime | None = None, by: str = "source") -> list[dict[str, Any]]:
+        """Counts and failure rates grouped by source, provider, status or (UTC) day."""
+        group = {
+            "source": "source",
+            "provider": "provider",
+            "status": "status",
+            "day": "substr(timestamp, 1, 10)",
+        }[by]
+        where, params = "", []
+        if since is not None:
+            where, params = "WHERE id >= ?", [time_key(since)]
+        sql = (
+            f"SELECT {group} AS grp, count(*), sum(status = 'failure'), sum(status = 'pending') "
+            f"FROM entries {where} GROUP BY grp ORDER BY grp"
+        )
+        with self.lock:
+            rows = self.db.execute(sql, params).fetchall()
+        return [
+            {
+                by: grp,
+                "entries": n,
+                "failures": failures,
+                "failure_rate": round(failures / n * 100, 2) if n else 0.0,
+                "pending": pending,
+            }
+            for grp, n, failures, pending in rows
+        ]

@@ -14,7 +14,7 @@ from .config import Settings
 from .engine import Engine, SourceReport
 from .errors import ConfigError
 from .plugins import load_plugins
-from .store import Store
+from .store import BatchHook, Store
 
 
 def run_sync(
@@ -28,16 +28,49 @@ def run_sync(
         raise ConfigError("no enabled sources to sync", hint="add a [[sources]] table")
     registry = load_plugins()
     with Store(settings.database) as store:
-        engine = Engine(settings, store, registry)
+        engine = Engine(settings, store, registry, batch_hooks=_webhook_hooks(settings))
         live = sys.stderr.isatty() and not quiet
         display = _RichProgress(sources) if live else None
         with display or nullcontext():
             reports = engine.sync(sources, progress=display.update if display else None)
+        webhook_lines = _deliver_webhooks(settings, store)
     for report in reports:
         click.echo(report.summary())
         if report.error:
             click.secho(f"error: {report.source}: {report.error}", err=True, fg="red")
+    for line in webhook_lines:
+        click.echo(line)
     return reports
+
+
+def _webhook_hooks(settings: Settings) -> list[BatchHook]:
+    """The outbox hook when webhooks are configured: deliveries commit with their failures."""
+    if not settings.webhooks:
+        return []
+    from .webhooks import outbox_hook
+
+    return [outbox_hook(settings)]
+
+
+def _deliver_webhooks(settings: Settings, store: Store) -> list[str]:
+    """Deliver what is due before exiting; one line per webhook (never its URL or secret)."""
+    if not settings.webhooks:
+        return []
+    from .outbox import webhook_counts
+    from .webhooks import Deliverer
+
+    stats = Deliverer(settings, store).deliver_due()
+    pending = webhook_counts(store)
+    lines = []
+    for hook in settings.webhooks:
+        done = stats.by_webhook.get(hook.name, {})
+        line = (
+            f"webhook {hook.name}: {done.get('delivered', 0)} delivered, "
+            f"{done.get('retrying', 0)} retrying, {done.get('dead', 0)} dead"
+        )
+        waiting = pending.get(hook.name, {}).get("pending", 0)
+        lines.append(f"{line} ({waiting} pending)" if waiting else line)
+    return lines
 
 
 class _RichProgress:

@@ -20,7 +20,9 @@ def sim() -> Iterator[FleetITSimulator]:
         yield s  # type: ignore[misc]
 
 
-def test_backfill_is_complete_and_resync_is_idempotent(tmp_path: Path, sim: FleetITSimulator) -> None:
+def test_backfill_is_complete_and_resync_is_idempotent(
+    tmp_path: Path, sim: FleetITSimulator
+) -> None:
     run = SyncRun(tmp_path, [sim.demo_source("fleet")])
     first = run.sync()["fleet"]
     assert first.ok, first.error
@@ -92,7 +94,10 @@ def test_mapping_failure_message_entity() -> None:
     }  # fmt: skip
     ok = to_entry(base)
     assert (ok.status, ok.message, ok.entity_type, ok.native_id) == (
-        Status.SUCCESS, "Success", "Vehicle", "7"
+        Status.SUCCESS,
+        "Success",
+        "Vehicle",
+        "7",
     )
     assert ok.timestamp == datetime(2024, 5, 6, 1, 9, 1, 685651, tzinfo=UTC)
     assert to_entry({**base, "success": False}).status is Status.FAILURE

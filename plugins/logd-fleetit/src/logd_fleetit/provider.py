@@ -41,7 +41,9 @@ class FleetITOptions(ProviderOptions):
         None, description="Only this entity type (1 Ticket, 2 Parking, 3 Violation, 4 Vehicle, …)."
     )
     success: bool | None = Field(None, description="Only successful (true) or failed (false) logs.")
-    lookback: Duration = Field(86400.0, ge=0, description="Re-read this far before the newest entry.")
+    lookback: Duration = Field(
+        86400.0, ge=0, description="Re-read this far before the newest entry."
+    )
 
 
 class FleetIT(Provider[FleetITOptions]):
@@ -95,7 +97,8 @@ class FleetIT(Provider[FleetITOptions]):
 def _results(body: Any) -> list[dict[str, Any]]:
     if not isinstance(body, dict) or not isinstance(body.get("results"), list):
         raise ProtocolError("FleetIT answer has no `results` list")
-    return body["results"]
+    results: list[dict[str, Any]] = body["results"]
+    return results
 
 
 def to_entry(record: dict[str, Any]) -> Entry:

@@ -81,7 +81,9 @@ class FleetITSimulator(Simulator):
             self.fleets[fleet or self.default_fleet].records.extend(made)
         return made
 
-    def make_record(self, when: datetime, *, failed: bool, error: str | None = None) -> dict[str, Any]:
+    def make_record(
+        self, when: datetime, *, failed: bool, error: str | None = None
+    ) -> dict[str, Any]:
         """One record shaped like the vendor's example."""
         with self._ids:
             self._next_id += 1
@@ -178,8 +180,12 @@ class FleetITSimulator(Simulator):
         return SimResponse.json(
             {
                 "count": len(rows),
-                "next": self._link(request, offset + limit, limit) if offset + limit < len(rows) else None,
-                "previous": self._link(request, max(0, offset - limit), limit) if offset > 0 else None,
+                "next": self._link(request, offset + limit, limit)
+                if offset + limit < len(rows)
+                else None,
+                "previous": self._link(request, max(0, offset - limit), limit)
+                if offset > 0
+                else None,
                 "results": page,
             }
         )

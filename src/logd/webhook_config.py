@@ -1,0 +1,92 @@
+"""Checks on `[[webhooks]]` tables that need more than one key, or the rest of the config.
+
+Each problem is one line naming its key path (`webhooks[0].url`), like every config error.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import sqlite3
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+from .signing import RESERVED_HEADERS, standard_secret_bytes
+
+if TYPE_CHECKING:
+    from .config import Settings
+
+
+def is_loopback(host: str) -> bool:
+    """True for localhost, 127.0.0.0/8 and ::1: hosts whose traffic never leaves the machine."""
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def url_problem(url: str, allow_insecure: bool) -> str | None:
+    """Why `url` cannot be a webhook endpoint, or None when it can."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError as exc:
+        return f"not a valid URL: {exc}"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "must be an https:// URL with a host"
+    if parts.username or parts.password:
+        return "must not hold credentials; use `headers` or `secret`"
+    if parts.scheme == "http" and not allow_insecure and not is_loopback(parts.hostname):
+        return (
+            "http:// is only allowed for loopback hosts (127.0.0.1, ::1, localhost); "
+            "use https://, or set allow_insecure = true"
+        )
+    return None
+
+
+def match_problem(match: str) -> str | None:
+    """Why `match` is not a valid FTS5 query over the entries index, or None."""
+    conn = sqlite3.connect(":memory:")
+    try:
+        # Same columns as entries_fts, so column filters (`error:timeout`) are checked too.
+        conn.execute("CREATE VIRTUAL TABLE t USING fts5(message, error, search_text)")
+        conn.execute("SELECT rowid FROM t WHERE t MATCH ?", [match]).fetchall()
+    except sqlite3.OperationalError as exc:
+        return f"not valid FTS5 syntax: {exc}"
+    finally:
+        conn.close()
+    return None
+
+
+def webhook_problems(settings: Settings) -> list[str]:
+    """Every problem with the `[[webhooks]]` tables, one line each."""
+    problems: list[str] = []
+    seen: dict[str, int] = {}
+    source_names = {s.name for s in settings.sources}
+    for i, hook in enumerate(settings.webhooks):
+        key = f"webhooks[{i}]"
+        if hook.name in seen:
+            first = seen[hook.name]
+            problems.append(f"{key}.name: {hook.name!r} is already used by webhooks[{first}]")
+        seen.setdefault(hook.name, i)
+        why = url_problem(hook.url, hook.allow_insecure)
+        if why:
+            problems.append(f"{key}.url: {why}")
+        for name in hook.sources or ():
+            if name not in source_names:
+                known = ", ".join(sorted(source_names)) or "none"
+                problems.append(f"{key}.sources: no source named {name!r}; configured: {known}")
+        if hook.match is not None:
+            why = match_problem(hook.match)
+            if why:
+                problems.append(f"{key}.match: {why}")
+        if hook.signature == "standard-webhooks":
+            try:
+                standard_secret_bytes(hook.secret.get_secret_value())
+            except ValueError as exc:
+                problems.append(f"{key}.secret: {exc}")  # the message never quotes the secret
+        for header in hook.headers:
+            if header.lower() in RESERVED_HEADERS:
+                problems.append(f"{key}.headers: {header!r} is set by logd; it cannot be replaced")
+    return problems

@@ -1,0 +1,371 @@
+"""Failure webhooks: the batch hook that queues deliveries, and the deliverer that sends them.
+
+    store.commit_batch(..., hooks=[outbox_hook(settings)])   # outbox rows commit with entries
+    Deliverer(settings, store).deliver_due()                  # send what is due, record outcomes
+
+Delivery outcomes: 2xx is done; 408, 429 (after its Retry-After), 5xx and network errors are
+retried with exponential backoff and jitter until `retry_for` has passed since the delivery was
+queued, then dead; any other status (redirects included: they are never followed) is dead at
+once, with the response text kept. Each webhook has its own lane (a thread), so one slow or
+dead endpoint never holds up another.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import sqlite_utils
+
+from .__about__ import __version__
+from .config import Settings, WebhookConfig
+from .http import redact_url, retry_after_seconds
+from .outbox import (
+    Delivery,
+    due_deliveries,
+    encode_body,
+    enqueue,
+    new_delivery_id,
+    next_due_at,
+    outbox_counts,
+    record_attempt,
+)
+from .signing import sign
+from .store import ENTRY_COLUMNS, BatchHook, BatchResult, Row, Store
+
+__all__ = [
+    "Deliverer",
+    "DeliveryStats",
+    "Outcome",
+    "outbox_counts",
+    "outbox_hook",
+    "send_test",
+]
+
+log = logging.getLogger("logd.webhooks")
+
+Clock = Callable[[], datetime]
+ERROR_TEXT_LIMIT = 4000  # enough of a receiver's error page to act on, not a whole HTML site
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+# -- queueing -------------------------------------------------------------------------------
+
+
+def outbox_hook(settings: Settings, *, clock: Clock = _utcnow) -> BatchHook:
+    """A batch hook that queues one delivery per webhook per source for the batch's new failures.
+
+    Runs inside the batch's transaction: the entries are already written, so the `match` filter
+    runs against the same FTS5 index `logd query --fts` uses, and the bodies carry entries in
+    the query's JSON shape.
+    """
+    webhooks = list(settings.webhooks)
+
+    def hook(db: sqlite_utils.Database, source: str, result: BatchResult) -> None:
+        targets = [w for w in webhooks if w.sources is None or source in w.sources]
+        if not result.new_failures or not targets:
+            return
+        rows = _stored_rows(db, source, [e.native_id for e in result.new_failures])
+        now = clock()
+        for webhook in targets:
+            keys = sorted(rows)
+            if webhook.max_age is not None:
+                cutoff = now - timedelta(seconds=webhook.max_age)
+                keys = [k for k in keys if datetime.fromisoformat(rows[k].timestamp) >= cutoff]
+            if webhook.match is not None and keys:
+                keys = _matching(db, webhook, keys)
+            for start in range(0, len(keys), webhook.max_entries):
+                chunk = [rows[k] for k in keys[start : start + webhook.max_entries]]
+                enqueue(
+                    db,
+                    webhook=webhook.name,
+                    source=source,
+                    provider=chunk[0].provider,
+                    entries=[r.as_dict() for r in chunk],
+                    now=now,
+                )
+
+    return hook
+
+
+def _stored_rows(db: sqlite_utils.Database, source: str, native_ids: list[str]) -> dict[int, Row]:
+    """The stored rows of these entries by key (time order), read inside the transaction."""
+    rows: dict[int, Row] = {}
+    unique = list(dict.fromkeys(native_ids))
+    for start in range(0, len(unique), 500):
+        chunk = unique[start : start + 500]
+        for row in db.execute(
+            f"SELECT {ENTRY_COLUMNS} FROM entries WHERE source = ? "
+            f"AND native_id IN ({','.join('?' * len(chunk))})",
+            [source, *chunk],
+        ).fetchall():
+            rows[int(row[0])] = Row.from_sql(row)
+    return rows
+
+
+def _matching(db: sqlite_utils.Database, webhook: WebhookConfig, keys: list[int]) -> list[int]:
+    """The keys whose entries match the webhook's FTS5 query."""
+    found: set[int] = set()
+    try:
+        for start in range(0, len(keys), 500):
+            chunk = keys[start : start + 500]
+            found.update(
+                r[0]
+                for r in db.execute(
+                    "SELECT rowid FROM entries_fts WHERE entries_fts MATCH ? "
+                    f"AND rowid IN ({','.join('?' * len(chunk))})",
+                    [webhook.match, *chunk],
+                ).fetchall()
+            )
+    except sqlite3.OperationalError as exc:
+        # check-config rejects bad syntax; should one slip through, alert rather than drop.
+        log.error("webhook %s: match failed (%s); sending unfiltered", webhook.name, exc)
+        return keys
+    return [k for k in keys if k in found]
+
+
+# -- delivering -----------------------------------------------------------------------------
+
+
+@dataclass
+class Outcome:
+    """What one attempt at one delivery came to."""
+
+    delivery_id: str
+    webhook: str
+    state: str  # "delivered", "retrying" or "dead"
+    status: int | None = None
+    error: str | None = None
+    next_attempt_at: datetime | None = None
+
+
+@dataclass
+class DeliveryStats:
+    """What one `deliver_due` round did, in total and per webhook."""
+
+    delivered: int = 0
+    retrying: int = 0
+    dead: int = 0
+    by_webhook: dict[str, dict[str, int]] = field(default_factory=dict)
+    outcomes: list[Outcome] = field(default_factory=list)
+
+    def add(self, outcome: Outcome) -> None:
+        """Count one attempt's outcome."""
+        setattr(self, outcome.state, getattr(self, outcome.state) + 1)
+        counts = self.by_webhook.setdefault(
+            outcome.webhook, {"delivered": 0, "retrying": 0, "dead": 0}
+        )
+        counts[outcome.state] += 1
+        self.outcomes.append(outcome)
+
+
+class Deliverer:
+    """Sends due outbox rows and records each attempt; one lane (thread) per webhook."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        transport: httpx.BaseTransport | None = None,
+        clock: Clock = _utcnow,
+        rng: random.Random | None = None,
+        backoff: float = 30.0,
+        max_backoff: float = 3600.0,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.sleep = sleep
+        self.transport = transport
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.webhooks = {w.name: w for w in settings.webhooks}
+        self._stats_lock = threading.Lock()
+        # A lane already busy (another thread's round) is skipped, never waited for.
+        self._lanes = {name: threading.Lock() for name in self.webhooks}
+
+    def deliver_due(
+        self, stop: threading.Event | None = None, *, ids: Sequence[str] = ()
+    ) -> DeliveryStats:
+        """Deliver every due row (only `ids` when given); return counts by outcome."""
+        stats = DeliveryStats()
+        lanes: dict[str, list[Delivery]] = {}
+        for row in due_deliveries(self.store, self.clock(), ids=ids):
+            if row.webhook in self.webhooks:
+                lanes.setdefault(row.webhook, []).append(row)
+            # A row for a webhook no longer configured stays pending until it comes back.
+        if not lanes:
+            return stats
+        if len(lanes) == 1:
+            [(name, rows)] = lanes.items()
+            self._lane(name, rows, stats, stop)
+            return stats
+        with ThreadPoolExecutor(max_workers=len(lanes), thread_name_prefix="logd-webhook") as pool:
+            futures = [
+                pool.submit(self._lane, name, rows, stats, stop) for name, rows in lanes.items()
+            ]
+            for future in futures:
+                future.result()
+        return stats
+
+    def next_due(self) -> datetime | None:
+        """When the next pending delivery to a configured webhook is due, or None."""
+        return next_due_at(self.store, list(self.webhooks))
+
+    def run(self, stop: threading.Event, *, idle: float = 60.0) -> None:
+        """Deliver until `stop` is set, waking when the next delivery is due (at most `idle`)."""
+        while not stop.is_set():
+            self.deliver_due(stop)
+            due = self.next_due()
+            wait = idle if due is None else (due - self.clock()).total_seconds()
+            stop.wait(min(idle, max(0.05, wait)))
+
+    def _lane(
+        self,
+        name: str,
+        rows: list[Delivery],
+        stats: DeliveryStats,
+        stop: threading.Event | None,
+    ) -> None:
+        lock = self._lanes[name]
+        if not lock.acquire(blocking=False):
+            return
+        webhook = self.webhooks[name]
+        try:
+            with self._client(webhook) as client:
+                for row in rows:
+                    if stop is not None and stop.is_set():
+                        break
+                    outcome = self._attempt(client, webhook, row)
+                    with self._stats_lock:
+                        stats.add(outcome)
+                    if outcome.state == "retrying":
+                        # The endpoint is unwell: the rest wait for the next round rather
+                        # than each spending a timeout on it now.
+                        break
+        finally:
+            lock.release()
+
+    def _client(self, webhook: WebhookConfig) -> httpx.Client:
+        return httpx.Client(
+            transport=self.transport, timeout=webhook.timeout, follow_redirects=False
+        )
+
+    def _attempt(self, client: httpx.Client, webhook: WebhookConfig, row: Delivery) -> Outcome:
+        now = self.clock()
+        status, error, retry_after = _post(client, webhook, row.delivery_id, row.body, now)
+        if status is not None and 200 <= status < 300:
+            state, store_state, next_at = "delivered", "done", now
+        elif status is None or status in (408, 429) or status >= 500:
+            deadline = datetime.fromisoformat(row.created_at) + timedelta(seconds=webhook.retry_for)
+            if now >= deadline:
+                state, store_state, next_at = "dead", "dead", now
+                error = f"gave up after {row.attempts + 1} attempts: {error}"
+            else:
+                delay = min(self.max_backoff, self.backoff * 2**row.attempts)
+                delay *= 0.5 + self.rng.random() / 2  # jitter: receivers recovering get a spread
+                if retry_after is not None:
+                    delay = max(delay, retry_after)
+                state, store_state = "retrying", "pending"
+                next_at = min(now + timedelta(seconds=delay), deadline)
+        else:
+            state, store_state, next_at = "dead", "dead", now
+        record_attempt(
+            self.store, row.delivery_id, state=store_state, status=status, error=error,
+            next_attempt_at=next_at, now=now,
+        )  # fmt: skip
+        if state != "delivered":
+            log.warning("webhook %s: %s %s: %s", webhook.name, row.delivery_id, state, error)
+        return Outcome(
+            row.delivery_id, webhook.name, state, status, error,
+            next_at if state == "retrying" else None,
+        )  # fmt: skip
+
+
+def _post(
+    client: httpx.Client, webhook: WebhookConfig, delivery_id: str, body: bytes, now: datetime
+) -> tuple[int | None, str | None, float | None]:
+    """Send one signed attempt; (status or None, error text or None, Retry-After seconds)."""
+    headers = {
+        "Content-Type": "application/json",
+        "User-Agent": f"logd/{__version__}",
+        **webhook.headers,
+        **sign(
+            webhook.signature,
+            webhook.secret.get_secret_value(),
+            delivery_id,
+            int(now.timestamp()),
+            body,
+        ),
+    }
+    try:
+        response = client.post(webhook.url, content=body, headers=headers)
+    except httpx.HTTPError as exc:
+        # httpx's messages name the failure, not the URL; the URL may carry a token.
+        return None, f"{type(exc).__name__}: {exc}"[:ERROR_TEXT_LIMIT], None
+    status = response.status_code
+    if 200 <= status < 300:
+        return status, None, None
+    if 300 <= status < 400:
+        location = response.headers.get("location")
+        where = f" to {redact_url(httpx.URL(webhook.url).join(location))}" if location else ""
+        return status, f"HTTP {status} redirect{where} not followed; configure the final URL", None
+    text = " ".join(response.text.split())[:ERROR_TEXT_LIMIT] or response.reason_phrase
+    return status, f"HTTP {status}: {text}", retry_after_seconds(response)
+
+
+def sample_body(webhook: str, delivery_id: str, now: datetime) -> bytes:
+    """The body of a `logd webhooks test` delivery: one made-up failure."""
+    entry: dict[str, Any] = {
+        "id": "logd-test:sample-1",
+        "source": "logd-test",
+        "provider": "logd-test",
+        "native_id": "sample-1",
+        "timestamp": now.astimezone(UTC).isoformat(timespec="microseconds"),
+        "status": "failure",
+        "message": "logd webhook test: a sample failure",
+        "error": "this is a test delivery from `logd webhooks test`",
+        "entity_type": None,
+        "entity_id": None,
+        "raw": {"test": True},
+        "details": None,
+    }
+    return encode_body(delivery_id, webhook, "logd-test", "logd-test", [entry])
+
+
+def send_test(
+    webhook: WebhookConfig,
+    *,
+    transport: httpx.BaseTransport | None = None,
+    clock: Clock = _utcnow,
+) -> Outcome:
+    """Send one signed sample delivery to `webhook` now (not queued); what came of it."""
+    now = clock()
+    delivery_id = new_delivery_id()
+    body = sample_body(webhook.name, delivery_id, now)
+    client = httpx.Client(transport=transport, timeout=webhook.timeout, follow_redirects=False)
+    with client:
+        status, error, _ = _post(client, webhook, delivery_id, body, now)
+    ok = status is not None and 200 <= status < 300
+    return Outcome(delivery_id, webhook.name, "delivered" if ok else "dead", status, error)
+
+
+def body_entries(body: bytes) -> list[dict[str, Any]]:
+    """The entries of a delivery body (for `logd webhooks list --format json` and tests)."""
+    return list(json.loads(body)["entries"])

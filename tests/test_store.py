@@ -1,0 +1,154 @@
+"""The store: transactional batches, idempotent upserts, FTS in step, time-ordered keys."""
+
+from __future__ import annotations
+
+import os
+import stat
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import sqlite_utils
+
+from logd import Entry, Status
+from logd.errors import QueryError, StoreError
+from logd.migrations import MIGRATIONS, migrate
+from logd.store import Filters, Store, time_key
+
+T0 = datetime(2024, 5, 5, 12, 0, tzinfo=UTC)
+
+
+def entry(
+    native_id: str, *, minutes: int = 0, status: Status = Status.SUCCESS, **kw: object
+) -> Entry:
+    e = Entry(
+        native_id=native_id,
+        timestamp=T0 + timedelta(minutes=minutes),
+        status=status,
+        message=str(kw.pop("message", f"call {native_id}")),
+        **kw,
+    )  # type: ignore[arg-type]
+    e.source, e.provider = "src", "prov"
+    return e
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    return Store(tmp_path / "sub" / "logd.db")
+
+
+def test_file_is_owner_only_wal_and_migrated(tmp_path: Path, store: Store) -> None:
+    store.commit_batch("src", [entry("1")], {"c": 1})
+    for suffix in ("", "-wal", "-shm"):
+        path = Path(f"{store.path}{suffix}")
+        if path.exists():
+            assert stat.S_IMODE(os.stat(path).st_mode) == 0o600, suffix
+    assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert migrate(store.db) == []  # already current
+    names = {r[0] for r in store.db.execute("SELECT name FROM _logd_migrations")}
+    assert names == {m.__name__ for m in MIGRATIONS}
+
+
+def test_refetch_unchanged_writes_nothing(store: Store) -> None:
+    first = store.commit_batch("src", [entry("1"), entry("2")], {"n": 1})
+    assert (first.new, first.updated) == (2, 0)
+    changes = store.db.conn.total_changes
+    again = store.commit_batch("src", [entry("1"), entry("2")], None)
+    assert (again.new, again.updated, again.unchanged) == (0, 0, 2)
+    assert store.db.conn.total_changes == changes
+
+
+def test_changed_record_is_updated_with_its_fts_row(store: Store) -> None:
+    store.commit_batch("src", [entry("1", message="connection timeout")], None)
+    assert [r.id for r in store.search(Filters(text="timeout"))] == ["src:1"]
+    result = store.commit_batch("src", [entry("1", message="refused by peer")], None)
+    assert result.updated == 1
+    assert store.search(Filters(text="timeout")) == []
+    assert [r.id for r in store.search(Filters(text="refused"))] == ["src:1"]
+    fts_rows = store.db.execute("SELECT count(*) FROM entries_fts").fetchone()[0]
+    assert fts_rows == 1
+
+
+def test_status_change_is_recorded_and_reported_as_a_new_failure(store: Store) -> None:
+    store.commit_batch("src", [entry("1", status=Status.PENDING)], None)
+    result = store.commit_batch("src", [entry("1", status=Status.FAILURE)], None)
+    assert [e.native_id for e in result.new_failures] == ["1"]
+    change = store.db.execute("SELECT old_status, new_status FROM status_changes").fetchall()
+    assert change == [("pending", "failure")]
+    # A known failure fetched again is not new.
+    again = store.commit_batch("src", [entry("1", status=Status.FAILURE)], None)
+    assert again.new_failures == []
+
+
+def test_batch_and_cursor_roll_back_together(store: Store) -> None:
+    def boom(*_: object) -> None:
+        raise RuntimeError("crash inside the transaction")
+
+    with pytest.raises(RuntimeError):
+        store.commit_batch("src", [entry("1")], {"page": 2}, hooks=[boom])
+    assert store.search(Filters()) == [] and store.cursor("src") is None
+
+
+def test_details_are_kept_when_a_refetch_has_none(store: Store) -> None:
+    store.commit_batch("src", [entry("1", details={"log": "stack trace: NullPointer"})], None)
+    store.commit_batch("src", [entry("1")], None)
+    row = store.get("src:1")
+    assert row is not None and row.details == {"log": "stack trace: NullPointer"}
+    assert [r.id for r in store.search(Filters(text="NullPointer"))] == ["src:1"]
+
+
+def test_observed_timestamps_keep_the_first_sighting(store: Store) -> None:
+    store.commit_batch("src", [entry("1", timestamp_observed=True)], None)
+    later = entry("1", minutes=90, timestamp_observed=True)
+    assert store.commit_batch("src", [later], None).unchanged == 1
+    row = store.get("src:1")
+    assert row is not None and row.timestamp == T0.isoformat(timespec="microseconds")
+
+
+def test_a_moved_timestamp_moves_the_key(store: Store) -> None:
+    store.commit_batch("src", [entry("1"), entry("2", minutes=5)], None)
+    store.commit_batch("src", [entry("1", minutes=10)], None)
+    assert [r.id for r in store.search(Filters())] == ["src:1", "src:2"]
+
+
+def test_newest_first_with_equal_timestamps_and_time_filters(store: Store) -> None:
+    batch = [entry(str(i), minutes=i // 3) for i in range(9)]
+    store.commit_batch("src", batch, None)
+    rows = store.search(Filters(), limit=None)
+    assert len(rows) == 9
+    times = [r.timestamp for r in rows]
+    assert times == sorted(times, reverse=True)
+    window = store.search(Filters(since=T0 + timedelta(minutes=1), until=T0 + timedelta(minutes=2)))
+    assert sorted(r.native_id for r in window) == ["3", "4", "5"]
+    assert time_key(T0) < time_key(T0 + timedelta(microseconds=1))
+
+
+def test_filters_and_quoting(store: Store) -> None:
+    store.commit_batch("src", [
+        entry("1", status=Status.FAILURE, message="timeout AND more"),
+        entry("2", status=Status.SUCCESS, message="NOT a problem"),
+        entry("3", status=Status.PENDING, message='quote " inside'),
+    ], None)  # fmt: skip
+    assert [r.id for r in store.search(Filters(statuses=("failure",)))] == ["src:1"]
+    assert [r.id for r in store.search(Filters(text="NOT"))] == ["src:2"]
+    assert [r.id for r in store.search(Filters(text='quote "'))] == ["src:3"]
+    assert store.search(Filters(sources=("other",))) == []
+    assert [r.id for r in store.search(Filters(text="timeout OR problem", fts=True))] == [
+        "src:2",
+        "src:1",
+    ]
+    with pytest.raises(QueryError, match="not valid FTS5 syntax"):
+        store.search(Filters(text="AND (", fts=True))
+
+
+def test_missing_or_foreign_files_are_clear_errors(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="no logd database"):
+        Store(tmp_path / "none.db", create=False)
+    other = tmp_path / "other.db"
+    sqlite_utils.Database(other)["t"].insert({"a": 1})
+    with pytest.raises(StoreError, match="not a logd database"):
+        Store(other, create=False)
+    garbage = tmp_path / "garbage.db"
+    garbage.write_bytes(b"this is not sqlite at all" * 100)
+    with pytest.raises(StoreError, match="cannot open"):
+        Store(garbage)

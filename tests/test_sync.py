@@ -1,0 +1,158 @@
+"""`logd sync` end to end against the FleetIT simulator: retries, errors, crashes, secrets."""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from logd_fleetit import FleetITSimulator
+
+from logd.cli import cli
+from logd.store import BatchResult
+from logd.testing import SyncRun, write_config
+
+TOKEN = "fleet-demo-token"
+
+
+@pytest.fixture
+def sim() -> Iterator[FleetITSimulator]:
+    with FleetITSimulator(records=250) as s:
+        yield s  # type: ignore[misc]
+
+
+def fast(source: dict[str, Any], attempts: int = 3) -> dict[str, Any]:
+    return {**source, "retry": {"attempts": attempts, "max_wait": 0.01}}
+
+
+def test_sync_command_reports_and_exits_0(tmp_path: Path, sim: FleetITSimulator) -> None:
+    config = write_config(tmp_path, [sim.demo_source("fleet")])
+    result = CliRunner().invoke(cli, ["sync", "-c", str(config)])
+    assert result.exit_code == 0, result.output
+    assert "fleet: 3 pages, 250 new, 0 updated" in result.output
+    again = CliRunner().invoke(cli, ["sync", "-c", str(config), "--source", "fleet"])
+    assert again.exit_code == 0 and "fleet: 1 pages, 0 new, 0 updated" in again.output
+
+
+def test_429_with_retry_after_and_a_500_are_retried(tmp_path: Path, sim: FleetITSimulator) -> None:
+    sim.fail_next(429, headers={"Retry-After": "3"}, body='{"detail": "Request was throttled."}')
+    sim.fail_next(500, body="<h1>Server Error (500)</h1>")
+    run = SyncRun(tmp_path, [sim.demo_source("fleet")])
+    report = run.sync()["fleet"]
+    assert report.ok, report.error
+    assert report.new == 250 and report.retries == 2
+    assert run.waits[0] == 3.0  # Retry-After honoured
+    assert len(sim.requests) == 5  # 3 pages + 2 retried answers
+
+
+def test_exhausted_retries_exit_1_with_the_vendor_text_and_the_rest_stored(
+    tmp_path: Path, sim: FleetITSimulator
+) -> None:
+    with FleetITSimulator(records=10) as broken:
+        broken.fail_next(503, body='{"detail": "Service temporarily unavailable."}', times=100)
+        config = write_config(
+            tmp_path, [fast(sim.demo_source("fleet")), fast(broken.demo_source("down"))]
+        )
+        result = CliRunner().invoke(cli, ["sync", "-c", str(config)])
+    assert result.exit_code == 1
+    assert "fleet: 3 pages, 250 new" in result.output
+    [line] = [ln for ln in result.output.splitlines() if ln.startswith("error: down:")]
+    assert "HTTP 503" in line and "Service temporarily unavailable." in line
+    assert "gave up after 3 attempts" in line and "127.0.0.1" in line
+    assert "Traceback" not in result.output
+    status = CliRunner().invoke(cli, ["status", "-c", str(config), "--format", "json"])
+    assert (
+        '"state": "failing"' in status.output and "Service temporarily unavailable" in status.output
+    )
+
+
+def test_invalid_json_is_a_clear_error(tmp_path: Path, sim: FleetITSimulator) -> None:
+    sim.fail_next(200, body=b"{'results': oops")
+    config = write_config(tmp_path, [sim.demo_source("fleet")])
+    result = CliRunner().invoke(cli, ["sync", "-c", str(config)])
+    assert result.exit_code == 1
+    assert "invalid JSON from GET" in result.output and "Traceback" not in result.output
+
+
+def test_unknown_source_and_bad_config_exit_2(tmp_path: Path, sim: FleetITSimulator) -> None:
+    config = write_config(tmp_path, [sim.demo_source("fleet")])
+    result = CliRunner().invoke(cli, ["sync", "-c", str(config), "--source", "nope"])
+    assert result.exit_code == 2 and "no source named 'nope'" in result.output
+
+
+def test_a_crash_inside_the_second_batch_keeps_the_first(
+    tmp_path: Path, sim: FleetITSimulator
+) -> None:
+    calls = []
+
+    def crash_on_second(db: Any, source: str, result: BatchResult) -> None:
+        calls.append(source)
+        if len(calls) == 2:
+            raise RuntimeError("power cut")
+
+    run = SyncRun(tmp_path, [sim.demo_source("fleet")], batch_hooks=[crash_on_second])
+    report = run.sync()["fleet"]
+    assert report.error is not None and "power cut" in report.error
+    assert run.count() == 100  # the first page, committed with its cursor
+    assert run.cursor("fleet") == {"watermark": None}
+
+    calls.clear()
+    run.engine.batch_hooks = []
+    assert run.sync()["fleet"].ok
+    assert run.count() == 250
+    assert {r.native_id for r in run.rows()} == {str(r["id"]) for r in sim.fleets["1"].records}
+
+
+def test_killed_mid_sync_loses_nothing(tmp_path: Path, sim: FleetITSimulator) -> None:
+    sim.latency = 0.4  # time to kill the process between two pages
+    config = write_config(tmp_path, [sim.demo_source("fleet")])
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "logd", "sync", "-q", "-c", str(config)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    db = tmp_path / "logd.db"
+    deadline = time.monotonic() + 20
+    stored = 0
+    while time.monotonic() < deadline and stored == 0:
+        time.sleep(0.05)
+        if db.exists():
+            try:
+                with sqlite3.connect(db) as conn:
+                    stored = conn.execute("SELECT count(*) FROM entries").fetchone()[0]
+            except sqlite3.OperationalError:
+                continue
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(10)
+    assert 0 < stored < 250
+
+    sim.latency = 0
+    run = SyncRun(tmp_path / "again", [sim.demo_source("fleet")], database=str(db))
+    assert run.sync()["fleet"].ok
+    assert run.count() == 250
+
+
+def test_secrets_never_appear_in_output(tmp_path: Path, sim: FleetITSimulator) -> None:
+    secret = "super-secret-token-value"
+    sim.token = secret
+    good = sim.demo_source("fleet")
+    bad = {**sim.demo_source("bad"), "token": "wrong-secret-value-42"}
+    config = write_config(tmp_path, [fast(good), fast(bad)], log_level="debug")
+    runner = CliRunner()
+    outputs = [
+        runner.invoke(cli, ["--log-level", "debug", "sync", "-c", str(config)]).output,
+        runner.invoke(cli, ["check-config", "-c", str(config)]).output,
+        runner.invoke(cli, ["status", "-c", str(config), "--format", "json"]).output,
+        runner.invoke(cli, ["status", "-c", str(config)]).output,
+        runner.invoke(cli, ["query", "-c", str(config), "--format", "json", "--limit", "0"]).output,
+    ]
+    assert "Invalid token." in outputs[0]
+    for output in outputs:
+        assert secret not in output and "wrong-secret-value-42" not in output

@@ -1,0 +1,399 @@
+"""Failure webhooks: what is queued (exactly the new failures), how it is signed and delivered.
+
+A real receiver on 127.0.0.1 (`logd.receiver.Receiver`) checks every signature; time is an
+injected clock, so retry schedules are tested without sleeping.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import sqlite_utils
+from standardwebhooks import Webhook
+
+from logd import Entry, Status
+from logd.config import Settings, load_settings
+from logd.outbox import Delivery, list_deliveries, outbox_counts
+from logd.receiver import Receiver
+from logd.signing import sign, verify
+from logd.store import BatchResult, Store
+from logd.testing import write_config
+from logd.webhooks import Deliverer, outbox_hook
+
+SECRET = "fleetit-webhook-secret-0123456789"
+WHSEC = "whsec_" + base64.b64encode(b"standard-webhooks-secret-32bytes").decode()
+
+
+class Clock:
+    """A settable clock, starting now."""
+
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+def source(name: str) -> dict[str, Any]:
+    return {"name": name, "provider": "fleetit", "base_url": "http://127.0.0.1:9", "token": "t"}
+
+
+def settings_for(tmp_path: Path, *webhooks: dict[str, Any]) -> Settings:
+    config = write_config(tmp_path, [source("fleet"), source("other")], webhooks=list(webhooks))
+    return load_settings(config)
+
+
+def hook(url: str, **kw: Any) -> dict[str, Any]:
+    return {"name": "ops", "url": url, "secret": SECRET, **kw}
+
+
+def entry(
+    native_id: str,
+    status: Status = Status.FAILURE,
+    *,
+    ago: timedelta = timedelta(minutes=5),
+    src: str = "fleet",
+    **kw: Any,
+) -> Entry:
+    e = Entry(
+        native_id=native_id,
+        timestamp=datetime.now(UTC) - ago,
+        status=status,
+        message=kw.pop("message", f"call {native_id}"),
+        **kw,
+    )
+    e.source, e.provider = src, "fleetit"
+    return e
+
+
+class Env:
+    """A store, its outbox hook and a deliverer sharing one clock."""
+
+    def __init__(self, tmp_path: Path, *webhooks: dict[str, Any], **deliverer: Any) -> None:
+        self.settings = settings_for(tmp_path, *webhooks)
+        self.clock = Clock()
+        self.store = Store(self.settings.database)
+        self.hook = outbox_hook(self.settings, clock=self.clock)
+        self.slept: list[float] = []
+        self.deliverer = Deliverer(
+            self.settings, self.store, sleep=self.slept.append, clock=self.clock, **deliverer
+        )
+
+    def commit(self, *entries: Entry, src: str = "fleet") -> BatchResult:
+        return self.store.commit_batch(src, list(entries), None, hooks=[self.hook])
+
+    def rows(self, **kw: Any) -> list[Delivery]:
+        return list(reversed(list_deliveries(self.store, **kw)))  # oldest first
+
+
+@pytest.fixture
+def rx() -> Iterator[Receiver]:
+    with Receiver(SECRET) as receiver:
+        yield receiver
+
+
+def fleetit_sample(received_signature: str, payload: dict[str, Any], ts: int, key: str) -> bool:
+    """FleetIT's published `verify_webhook_signature`, verbatim in substance."""
+    serialized_payload = json.dumps(payload, separators=(",", ":"))
+    signed_payload = f"{ts}.{serialized_payload}"
+    expected = hmac.new(key.encode(), signed_payload.encode(), hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected, received_signature)
+
+
+# -- signing ----------------------------------------------------------------------------------
+
+
+def test_fleetit_signature_verifies_on_raw_body_and_with_fleetit_sample(
+    tmp_path: Path, rx: Receiver
+) -> None:
+    env = Env(tmp_path, hook(rx.url))
+    # Non-ASCII text and nested raw JSON: the cases where a re-serialisation could differ.
+    env.commit(entry("1", message="Zeitüberschreitung — café", raw={"b": [1, 2.5], "a": "ñ"}))
+    assert env.deliverer.deliver_due().delivered == 1
+    [got] = rx.received
+    assert got.verified  # the receiver checks HMAC over the raw bytes
+    assert got.headers["x-signature"] == got.headers["x-signature"].lower()
+    assert got.headers["x-timestamp"] == str(int(env.clock().timestamp()))
+    assert got.body.isascii()
+    assert fleetit_sample(got.headers["x-signature"], json.loads(got.body),
+                          int(got.headers["x-timestamp"]), SECRET)  # fmt: skip
+    assert not fleetit_sample(got.headers["x-signature"], json.loads(got.body),
+                              int(got.headers["x-timestamp"]), "wrong-secret")  # fmt: skip
+    assert not verify("fleetit", SECRET, got.body + b" ", got.headers["x-timestamp"],
+                      got.headers["x-signature"])  # fmt: skip
+
+
+def test_standard_webhooks_signature_verified_by_the_standardwebhooks_package(
+    tmp_path: Path,
+) -> None:
+    with Receiver(WHSEC, scheme="standard-webhooks") as rx:
+        env = Env(tmp_path, hook(rx.url, secret=WHSEC, signature="standard-webhooks"))
+        env.commit(entry("1", message="timeout"))
+        assert env.deliverer.deliver_due().delivered == 1
+        [got] = rx.received
+    assert got.verified
+    payload = Webhook(WHSEC).verify(got.body, got.headers)
+    assert payload["entries"][0]["id"] == "fleet:1"
+    assert got.headers["webhook-id"] == got.headers["x-logd-delivery"] == payload["delivery_id"]
+    assert got.headers["webhook-signature"].startswith("v1,")
+    assert "x-signature" not in got.headers
+
+
+def test_sign_and_verify_round_trip_both_schemes() -> None:
+    body = b'{"a":1}'
+    for scheme, secret in (("fleetit", SECRET), ("standard-webhooks", WHSEC)):
+        headers = sign(scheme, secret, "dlv_1", 1_700_000_000, body)  # type: ignore[arg-type]
+        sig = headers.get("X-Signature") or headers["webhook-signature"]
+        assert verify(scheme, secret, body, 1_700_000_000, sig, "dlv_1")  # type: ignore[arg-type]
+        assert not verify(scheme, secret, body, 1_700_000_001, sig, "dlv_1")  # type: ignore[arg-type]
+
+
+# -- what is queued ---------------------------------------------------------------------------
+
+
+def test_new_failures_make_one_delivery_and_a_refetch_makes_none(tmp_path: Path) -> None:
+    env = Env(tmp_path, hook("http://127.0.0.1:9/hook"))
+    batch = [entry("1"), entry("2", error="timeout"), entry("3", Status.SUCCESS)]
+    env.commit(*batch)
+    [row] = env.rows()
+    body = json.loads(row.body)
+    assert set(body) == {"delivery_id", "webhook", "source", "provider", "count", "entries"}
+    assert (body["delivery_id"], body["webhook"], body["source"], body["provider"]) == (
+        row.delivery_id, "ops", "fleet", "fleetit",
+    )  # fmt: skip
+    assert body["count"] == row.count == 2
+    # Entries in the query's JSON shape, exactly as `logd query --format json` shows them.
+    assert body["entries"] == [env.store.get(f"fleet:{n}").as_dict() for n in ("1", "2")]  # type: ignore[union-attr]
+    assert row.body == json.dumps(body, separators=(",", ":")).encode()
+
+    env.commit(*[entry(e.native_id, e.status, error=e.error) for e in batch])  # re-fetch
+    env.commit(entry("1", message="call 1 (edited)"))  # a known failure that changed
+    assert len(env.rows()) == 1
+
+
+def test_pending_that_becomes_a_failure_alerts_once(tmp_path: Path) -> None:
+    env = Env(tmp_path, hook("http://127.0.0.1:9/hook"))
+    env.commit(entry("7", Status.PENDING))
+    assert env.rows() == []
+    env.commit(entry("7", Status.FAILURE, error="refused"))
+    env.commit(entry("7", Status.FAILURE, error="refused"))
+    [row] = env.rows()
+    assert [e["native_id"] for e in json.loads(row.body)["entries"]] == ["7"]
+
+
+def test_one_delivery_per_webhook_per_source_chunked_by_max_entries(tmp_path: Path) -> None:
+    url = "http://127.0.0.1:9/hook"
+    env = Env(tmp_path, hook(url, max_entries=2), hook(url, name="all"))
+    env.commit(*[entry(str(i), ago=timedelta(minutes=10 - i)) for i in range(5)])
+    env.commit(entry("x", src="other"), src="other")
+    rows = env.rows()
+    ops = [r for r in rows if r.webhook == "ops"]
+    assert [(r.source, r.count) for r in ops] == [("fleet", 2), ("fleet", 2), ("fleet", 1), ("other", 1)]
+    assert [(r.source, r.count) for r in rows if r.webhook == "all"] == [("fleet", 5), ("other", 1)]
+    ids = [e["native_id"] for r in ops[:3] for e in json.loads(r.body)["entries"]]
+    assert ids == ["0", "1", "2", "3", "4"]  # oldest first, none twice
+    assert len({r.delivery_id for r in rows}) == len(rows)
+
+
+def test_max_age_keeps_old_failures_stored_but_unsent(tmp_path: Path) -> None:
+    env = Env(tmp_path, hook("http://127.0.0.1:9/hook", max_age="1d"))
+    env.commit(entry("old", ago=timedelta(days=2)), entry("new", ago=timedelta(hours=2)))
+    assert env.store.get("fleet:old") is not None
+    [row] = env.rows()
+    assert [e["native_id"] for e in json.loads(row.body)["entries"]] == ["new"]
+    env.commit(entry("old2", ago=timedelta(days=3)))
+    assert len(env.rows()) == 1
+
+
+def test_sources_filter(tmp_path: Path) -> None:
+    env = Env(tmp_path, hook("http://127.0.0.1:9/hook", sources=["other"]))
+    env.commit(entry("1"), src="fleet")
+    assert env.rows() == []
+    env.commit(entry("2", src="other"), src="other")
+    assert [r.source for r in env.rows()] == ["other"]
+
+
+def test_match_filter_is_fts5_on_the_entry(tmp_path: Path) -> None:
+    env = Env(tmp_path, hook("http://127.0.0.1:9/hook", match="timeout OR refused"))
+    env.commit(
+        entry("1", error="Gateway timeout"),
+        entry("2", message="connection refused by peer"),
+        entry("3", error="invalid plate"),
+        entry("4", raw={"detail": "upstream timeout"}),  # raw's text is searchable too
+    )
+    [row] = env.rows()
+    assert sorted(e["native_id"] for e in json.loads(row.body)["entries"]) == ["1", "2", "4"]
+    env.commit(entry("5", error="invalid plate"))
+    assert len(env.rows()) == 1
+
+
+def test_outbox_rows_commit_and_roll_back_with_their_batch(tmp_path: Path) -> None:
+    env = Env(tmp_path, hook("http://127.0.0.1:9/hook"))
+
+    def crash(db: sqlite_utils.Database, source: str, result: BatchResult) -> None:
+        raise RuntimeError("killed mid-batch")
+
+    with pytest.raises(RuntimeError):
+        env.store.commit_batch("fleet", [entry("1")], None, hooks=[env.hook, crash])
+    assert env.store.get("fleet:1") is None and env.rows() == []
+    env.commit(entry("1"))  # the next poll finds the failure new again: it is still alerted
+    assert len(env.rows()) == 1
+
+
+# -- delivering -------------------------------------------------------------------------------
+
+
+def test_crash_between_commit_and_delivery_is_delivered_after_restart(
+    tmp_path: Path, rx: Receiver
+) -> None:
+    env = Env(tmp_path, hook(rx.url))
+    env.commit(entry("1"))
+    env.store.close()  # the process dies here: committed, never sent
+    assert rx.received == []
+
+    store = Store(env.settings.database)
+    stats = Deliverer(env.settings, store).deliver_due()
+    assert (stats.delivered, len(rx.received)) == (1, 1)
+    assert rx.received[0].json()["entries"][0]["id"] == "fleet:1"
+    assert Deliverer(env.settings, store).deliver_due().delivered == 0  # done stays done
+
+
+def test_receiver_down_then_up_is_delivered_once_with_the_same_id(
+    tmp_path: Path, rx: Receiver
+) -> None:
+    env = Env(tmp_path, hook(rx.url))
+    env.commit(entry("1"))
+    rx.respond_with(503, (503, {"Retry-After": "600"}, "busy"))
+
+    first = env.deliverer.deliver_due()
+    assert (first.delivered, first.retrying) == (0, 1)
+    due = env.deliverer.next_due()
+    assert due is not None and due > env.clock()
+    assert env.deliverer.deliver_due().retrying == 0  # not due yet: nothing sent
+    assert len(rx.received) == 1
+
+    env.clock.now = due
+    second = env.deliverer.deliver_due()
+    assert second.retrying == 1
+    due = env.deliverer.next_due()
+    assert due is not None and due >= env.clock() + timedelta(seconds=600)  # Retry-After
+
+    env.clock.now = due
+    assert env.deliverer.deliver_due().delivered == 1
+    assert env.deliverer.deliver_due().delivered == 0
+    assert env.deliverer.next_due() is None
+    ids = {r.delivery_id for r in rx.received}
+    assert len(rx.received) == 3 and len(ids) == 1
+    [row] = env.rows()
+    assert (row.state, row.attempts, row.last_status) == ("done", 3, 200)
+    assert ids == {row.delivery_id}
+    assert env.slept == []
+
+
+def test_retries_back_off_then_die_after_retry_for(tmp_path: Path, rx: Receiver) -> None:
+    env = Env(tmp_path, hook(rx.url, retry_for="1h"))
+    env.commit(entry("1"))
+    rx.respond_with(*[500] * 100)
+    waits = []
+    while (stats := env.deliverer.deliver_due()).dead == 0:
+        assert stats.retrying == 1
+        due = env.deliverer.next_due()
+        assert due is not None
+        waits.append((due - env.clock()).total_seconds())
+        env.clock.now = due
+    assert waits[1] > waits[0] and waits[2] > waits[1]  # exponential
+    assert len(waits) < 20
+    [row] = env.rows()
+    assert row.state == "dead" and "HTTP 500" in (row.last_error or "")
+    assert outbox_counts(env.store) == {"fleet": {"pending": 0, "dead": 1, "done": 0}}
+
+
+def test_client_error_is_dead_at_once_with_the_response_text(
+    tmp_path: Path, rx: Receiver
+) -> None:
+    env = Env(tmp_path, hook(rx.url))
+    env.commit(entry("1"))
+    rx.respond_with((400, {}, "unknown field 'entries'"))
+    stats = env.deliverer.deliver_due()
+    assert (stats.dead, stats.retrying) == (1, 0)
+    [row] = env.rows()
+    assert (row.state, row.attempts, row.last_status) == ("dead", 1, 400)
+    assert "unknown field 'entries'" in (row.last_error or "")
+    env.clock.advance(86_400)
+    assert env.deliverer.deliver_due().dead == 0 and len(rx.received) == 1
+
+
+def test_redirect_is_not_followed(tmp_path: Path, rx: Receiver) -> None:
+    env = Env(tmp_path, hook(rx.url))
+    env.commit(entry("1"))
+    rx.respond_with((302, {"Location": "http://127.0.0.1:9/elsewhere"}, ""))
+    assert env.deliverer.deliver_due().dead == 1
+    assert len(rx.received) == 1
+    [row] = env.rows()
+    assert "redirect" in (row.last_error or "") and "not followed" in (row.last_error or "")
+
+
+def test_network_error_is_retried(tmp_path: Path) -> None:
+    env = Env(tmp_path, hook("http://127.0.0.1:9/closed"))
+    env.commit(entry("1"))
+    stats = env.deliverer.deliver_due()
+    assert stats.retrying == 1
+    [row] = env.rows()
+    assert row.state == "pending" and row.last_status is None and "Error" in (row.last_error or "")
+
+
+def test_a_slow_endpoint_does_not_delay_another(tmp_path: Path) -> None:
+    fast_done = threading.Event()
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.host == "slow.example":
+            # Answers only once the other webhook has been delivered: sequential lanes fail.
+            return httpx.Response(200 if fast_done.wait(5) else 504)
+        fast_done.set()
+        return httpx.Response(204)
+
+    env = Env(
+        tmp_path,
+        hook("https://slow.example/hook", name="slow"),
+        hook("https://fast.example/hook", name="fast"),
+        transport=httpx.MockTransport(handler),
+    )
+    env.commit(entry("1"))
+    stats = env.deliverer.deliver_due()
+    assert stats.by_webhook == {
+        "slow": {"delivered": 1, "retrying": 0, "dead": 0},
+        "fast": {"delivered": 1, "retrying": 0, "dead": 0},
+    }
+
+
+def test_custom_headers_are_sent(tmp_path: Path) -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200)
+
+    env = Env(
+        tmp_path,
+        hook("https://hooks.example/logd", headers={"X-Team": "payments"}),
+        transport=httpx.MockTransport(handler),
+    )
+    env.commit(entry("1"))
+    env.deliverer.deliver_due()
+    [request] = seen
+    assert request.headers["x-team"] == "payments"
+    assert request.headers["content-type"] == "application/json"
+    assert request.headers["x-logd-delivery"] == env.rows()[0].delivery_id
