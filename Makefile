@@ -34,3 +34,25 @@ lint: install
 
 clean:
 	rm -rf $(VENV) logd-demo .pytest_cache .mypy_cache .ruff_cache
+
+# Install logd as a systemd service (as root): a venv under /opt/logd with logd and every
+# plugin, the unit, /etc/logd with the example config (never overwritten) and a root-only
+# credentials directory. Step by step, and what to do next: docs/deploy.md.
+SERVICE_PREFIX ?= /opt/logd
+SERVICE_ETC ?= /etc/logd
+SERVICE_UNITDIR ?= /etc/systemd/system
+.PHONY: install-service
+install-service:
+	@test "$$(id -u)" -eq 0 || { echo "error: run as root: sudo make install-service" >&2; exit 1; }
+	test -x $(SERVICE_PREFIX)/venv/bin/python || $(PYTHON) -m venv $(SERVICE_PREFIX)/venv
+	$(SERVICE_PREFIX)/venv/bin/python -m pip install --quiet --upgrade pip
+	$(SERVICE_PREFIX)/venv/bin/python -m pip install --quiet . $(foreach p,$(PLUGINS),./$(p))
+	install -d -m 0755 $(SERVICE_ETC)
+	install -d -m 0700 $(SERVICE_ETC)/credentials
+	test -e $(SERVICE_ETC)/config.toml || install -m 0644 config.example.toml $(SERVICE_ETC)/config.toml
+	sed 's|/opt/logd|$(SERVICE_PREFIX)|g; s|/etc/logd/|$(SERVICE_ETC)/|g' systemd/logd.service \
+		> $(SERVICE_UNITDIR)/logd.service
+	chmod 0644 $(SERVICE_UNITDIR)/logd.service
+	if [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
+	@echo "installed. Next: edit $(SERVICE_ETC)/config.toml, add credentials, then"
+	@echo "  systemctl enable --now logd    (see docs/deploy.md)"

@@ -201,7 +201,9 @@ def test_one_delivery_per_webhook_per_source_chunked_by_max_entries(tmp_path: Pa
     env.commit(entry("x", src="other"), src="other")
     rows = env.rows()
     ops = [r for r in rows if r.webhook == "ops"]
-    assert [(r.source, r.count) for r in ops] == [("fleet", 2), ("fleet", 2), ("fleet", 1), ("other", 1)]
+    assert [(r.source, r.count) for r in ops] == [
+        ("fleet", 2), ("fleet", 2), ("fleet", 1), ("other", 1),
+    ]  # fmt: skip
     assert [(r.source, r.count) for r in rows if r.webhook == "all"] == [("fleet", 5), ("other", 1)]
     ids = [e["native_id"] for r in ops[:3] for e in json.loads(r.body)["entries"]]
     assert ids == ["0", "1", "2", "3", "4"]  # oldest first, none twice
@@ -397,3 +399,32 @@ def test_custom_headers_are_sent(tmp_path: Path) -> None:
     assert request.headers["x-team"] == "payments"
     assert request.headers["content-type"] == "application/json"
     assert request.headers["x-logd-delivery"] == env.rows()[0].delivery_id
+
+
+def test_a_failing_endpoint_holds_its_other_deliveries_until_the_next_attempt(
+    tmp_path: Path, rx: Receiver
+) -> None:
+    env = Env(tmp_path, hook(rx.url))
+    env.commit(entry("1"))
+    env.commit(entry("2", src="other"), src="other")
+    rx.respond_with(503)
+    assert env.deliverer.deliver_due().retrying == 1
+    assert len(rx.received) == 1  # the second was not tried against a failing endpoint
+    due = env.deliverer.next_due()
+    assert due is not None and due > env.clock()
+    assert env.deliverer.deliver_due().retrying == 0 and len(rx.received) == 1
+    env.clock.now = due
+    assert env.deliverer.deliver_due().delivered == 2
+    assert [r.attempts for r in env.rows()] == [2, 1]
+
+
+def test_a_lane_stops_at_its_time_budget_and_the_rest_waits_for_the_next_round(
+    tmp_path: Path, rx: Receiver
+) -> None:
+    env = Env(tmp_path, hook(rx.url), lane_budget=0)
+    env.commit(entry("1"))
+    env.commit(entry("2", src="other"), src="other")
+    assert env.deliverer.deliver_due().delivered == 1
+    assert env.deliverer.next_due() is not None
+    assert env.deliverer.deliver_due().delivered == 1
+    assert env.deliverer.next_due() is None and len(rx.received) == 2

@@ -13,21 +13,35 @@ from typing import TYPE_CHECKING, Any
 from .__about__ import __version__
 
 if TYPE_CHECKING:
-    from .config import Duration, Secret
-    from .entries import Batch, Entry, Status, parse_timestamp, searchable_text
-    from .errors import (
-        AuthError,
-        ConfigError,
-        HTTPStatusError,
-        LogdError,
-        ProtocolError,
-        SourceError,
-        TransportError,
+    from .config import Duration as Duration, Secret as Secret
+    from .entries import (
+        Batch as Batch,
+        Entry as Entry,
+        Status as Status,
+        parse_timestamp as parse_timestamp,
+        searchable_text as searchable_text,
     )
-    from .hookspecs import hookimpl
-    from .http import SourceClient
-    from .provider import PollContext, Provider, ProviderOptions
-    from .simulator import SimRequest, SimResponse, Simulator
+    from .errors import (
+        AuthError as AuthError,
+        ConfigError as ConfigError,
+        HTTPStatusError as HTTPStatusError,
+        LogdError as LogdError,
+        ProtocolError as ProtocolError,
+        SourceError as SourceError,
+        TransportError as TransportError,
+    )
+    from .hookspecs import hookimpl as hookimpl
+    from .http import SourceClient as SourceClient
+    from .provider import (
+        PollContext as PollContext,
+        Provider as Provider,
+        ProviderOptions as ProviderOptions,
+    )
+    from .simulator import (
+        SimRequest as SimRequest,
+        SimResponse as SimResponse,
+        Simulator as Simulator,
+    )
 
 _WHERE = {
     "Duration": "config",

@@ -241,6 +241,24 @@ def status(config: Path | None, db: Path | None, fmt: str) -> None:
 
 @cli.command()
 @config_option
+@click.option(
+    "--log-level",
+    "run_log_level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default=None,
+    help="Override the config's log_level (same as `logd --log-level`).",
+)
+@click.pass_context
+def run(ctx: click.Context, config: Path | None, run_log_level: str | None) -> None:
+    """Run the daemon: poll each enabled source on its interval until SIGTERM (docs/deploy.md)."""
+    from .daemon import run_daemon
+
+    level = run_log_level or ctx.obj.get("log_level") or os.environ.get("LOGD_LOG_LEVEL")
+    ctx.exit(run_daemon(config, log_level=level))
+
+
+@cli.command()
+@config_option
 @db_option
 @click.option(
     "--since", default="7d", show_default=True, help="From this time (15m, 2h, 7d, a date)."
@@ -279,6 +297,14 @@ def completion(shell: str) -> None:
         raise click.UsageError(f"no completion for {shell}")
     ctx = click.get_current_context()
     click.echo(cls(cli, {}, ctx.find_root().info_name or "logd", "_LOGD_COMPLETE").source())
+
+
+@cli.command("config-reference")
+def config_reference() -> None:
+    """Print the configuration reference (Markdown), generated from the config models."""
+    from .reference import render
+
+    click.echo(render(), nl=False)
 
 
 @cli.command()

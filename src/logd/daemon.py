@@ -25,7 +25,7 @@ import signal
 import socket
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
@@ -72,12 +72,16 @@ def backoff_interval(interval: float, failures: int, cap: float = BACKOFF_CAP) -
     if failures <= 0:
         return interval
     # A source polled less often than the cap keeps its own interval: backoff never speeds up.
-    return min(interval * 2 ** min(failures, 32), max(cap, interval))
+    return float(min(interval * 2 ** min(failures, 32), max(cap, interval)))
 
 
 def jitter_for(interval: float) -> float:
     """Up to a tenth of the interval (at most 30 s), so sources on one interval spread out."""
     return min(interval / 10, 30.0)
+
+
+def _trigger(interval: float) -> IntervalTrigger:
+    return IntervalTrigger(seconds=interval, jitter=jitter_for(interval), timezone=UTC)
 
 
 def poll_job_id(source: str) -> str:
@@ -138,7 +142,9 @@ class Daemon:
         }
         previous = {sig: signal.signal(sig, handler) for sig, handler in handlers.items()}
         # `kill -USR1` prints every thread's stack to stderr: how to see where a poll hangs.
+        # So does the SIGABRT systemd's watchdog sends a wedged daemon, before it dies.
         faulthandler.register(signal.SIGUSR1, all_threads=True)
+        faulthandler.enable(all_threads=True)
         try:
             self.start()
             while not self._stop_requested:
@@ -195,13 +201,19 @@ class Daemon:
         with self._lock:
             self._install(self.settings, now)
         self.scheduler.add_job(
-            self.heartbeat.beat, IntervalTrigger(seconds=self.heartbeat_every, timezone=UTC),
-            id=HEARTBEAT_JOB, executor="heartbeat", next_run_time=now,
-        )  # fmt: skip
+            self.heartbeat.beat,
+            IntervalTrigger(seconds=self.heartbeat_every, timezone=UTC),
+            id=HEARTBEAT_JOB,
+            executor="heartbeat",
+            next_run_time=now,
+        )
         self.scheduler.add_job(
-            self._retain, IntervalTrigger(seconds=RETENTION_EVERY, timezone=UTC),
-            id=RETENTION_JOB, executor="maintenance", next_run_time=now,
-        )  # fmt: skip
+            self._retain,
+            IntervalTrigger(seconds=RETENTION_EVERY, timezone=UTC),
+            id=RETENTION_JOB,
+            executor="maintenance",
+            next_run_time=now,
+        )
         self.scheduler.start()
         self.metrics.serve(self.settings.metrics_listen)
         interval = watchdog_interval()
@@ -209,15 +221,20 @@ class Daemon:
             self.watchdog = Watchdog(self.notifier, self.heartbeat, interval)
             self.watchdog.start()
         names = ", ".join(self._sources) or "none"
-        log.info("started: polling %d sources (%s); database %s", len(self._sources), names,
-                 self.settings.database)  # fmt: skip
+        log.info(
+            "started: polling %d sources (%s); database %s",
+            len(self._sources),
+            names,
+            self.settings.database,
+        )
         self.notifier.ready(status=self.summary())
 
     def _install(self, settings: Settings, now: datetime) -> None:
         """Make the jobs, engine and deliverer match `settings` (holding `_lock`)."""
         hooks, deliverer = self._webhook_parts(settings)
-        self.engine = Engine(settings, self.store, self.registry, sleep=self._sleep,
-                             batch_hooks=hooks)  # fmt: skip
+        self.engine = Engine(
+            settings, self.store, self.registry, sleep=self._sleep, batch_hooks=hooks
+        )
         self.deliverer = deliverer
         wanted = {s.name: s for s in settings.sources if s.enabled}
         for name in [n for n in self._sources if n not in wanted]:
@@ -227,8 +244,13 @@ class Daemon:
             old = self._sources.get(name)
             if old is None:
                 first = self.store.cursor(name) is None
-                log.info("source %s added: %s every %gs%s", name, src.provider, src.interval,
-                         "; first poll backfills" if first else "; resuming from its cursor")  # fmt: skip
+                log.info(
+                    "source %s added: %s every %gs%s",
+                    name,
+                    src.provider,
+                    src.interval,
+                    "; first poll backfills" if first else "; resuming from its cursor",
+                )
             elif old != src:
                 log.info("source %s changed: polling it now with the new settings", name)
             else:
@@ -238,9 +260,13 @@ class Daemon:
             self._schedule(src, now)
         if deliverer is not None:
             self.scheduler.add_job(
-                self._deliver, IntervalTrigger(seconds=DELIVERY_EVERY, timezone=UTC),
-                id=DELIVERY_JOB, executor="webhooks", next_run_time=now, replace_existing=True,
-            )  # fmt: skip
+                self._deliver,
+                IntervalTrigger(seconds=DELIVERY_EVERY, timezone=UTC),
+                id=DELIVERY_JOB,
+                executor="webhooks",
+                next_run_time=now,
+                replace_existing=True,
+            )
         elif self.scheduler.get_job(DELIVERY_JOB) is not None:
             self.scheduler.remove_job(DELIVERY_JOB)
 
@@ -256,17 +282,19 @@ class Daemon:
         interval = src.interval
         self._intervals[src.name] = interval
         self.scheduler.add_job(
-            self._poll, IntervalTrigger(seconds=interval, jitter=jitter_for(interval), timezone=UTC),
-            args=[src.name], id=poll_job_id(src.name), name=f"poll {src.name}",
-            next_run_time=first_run, replace_existing=True,
-        )  # fmt: skip
+            self._poll,
+            _trigger(interval),
+            args=[src.name],
+            id=poll_job_id(src.name),
+            name=f"poll {src.name}",
+            next_run_time=first_run,
+            replace_existing=True,
+        )
         self.store.set_schedule(src.name, first_run, interval, 0)
 
     def _unschedule(self, name: str) -> None:
-        try:
+        with suppress(JobLookupError):
             self.scheduler.remove_job(poll_job_id(name))
-        except JobLookupError:
-            pass
         self._sources.pop(name, None)
         self._failures.pop(name, None)
         self._intervals.pop(name, None)
@@ -284,15 +312,21 @@ class Daemon:
             return False
         with self._lock:
             if new.database != self.settings.database:
-                log.warning("database changed to %s: takes effect at the next restart; still "
-                            "writing to %s", new.database, self.settings.database)  # fmt: skip
+                log.warning(
+                    "database changed to %s: takes effect at the next restart; still writing to %s",
+                    new.database,
+                    self.settings.database,
+                )
                 new = new.model_copy(update={"database": self.settings.database})
             self._apply_log_level(new)
             self._install(new, datetime.now(UTC))
             self.settings = new
         self.metrics.serve(new.metrics_listen)
-        log.info("reloaded: polling %d sources (%s)", len(self._sources),
-                 ", ".join(self._sources) or "none")  # fmt: skip
+        log.info(
+            "reloaded: polling %d sources (%s)",
+            len(self._sources),
+            ", ".join(self._sources) or "none",
+        )
         self.notifier.ready(status=self.summary())
         return True
 
@@ -312,8 +346,12 @@ class Daemon:
         if hasattr(self, "metrics"):
             self.metrics.stop()
         if not done:
-            log.warning("%d jobs still running after %gs; exiting without them (an uncommitted "
-                        "batch is fetched again next start)", self._active, self.shutdown_timeout)  # fmt: skip
+            log.warning(
+                "%d jobs still running after %gs; exiting without them (an uncommitted "
+                "batch is fetched again next start)",
+                self._active,
+                self.shutdown_timeout,
+            )
             logging.shutdown()
             # Their threads cannot be interrupted and would hold the interpreter's exit.
             os._exit(0)
@@ -383,21 +421,23 @@ class Daemon:
         if report.ok:
             log.info("poll %s%s", report.summary(), f"; {when}" if when else "")
         else:
-            log.error("poll %s; %s failure(s) in a row%s", report.summary(), failures,
-                      f", {when}" if when else "")  # fmt: skip
+            log.error(
+                "poll %s; %s failure(s) in a row%s",
+                report.summary(),
+                failures,
+                f", {when}" if when else "",
+            )
         self.notifier.status(self.summary())
         if report.failures and self.deliverer is not None and not self.stop.is_set():
-            try:  # deliver the new failures now rather than at the next tick
+            # Deliver the new failures now rather than at the next tick.
+            with suppress(JobLookupError):
                 self.scheduler.modify_job(DELIVERY_JOB, next_run_time=datetime.now(UTC))
-            except JobLookupError:
-                pass
 
     def _reschedule(self, name: str, interval: float) -> datetime | None:
         job_id = poll_job_id(name)
         try:
             if interval != self._intervals.get(name):
-                trigger = IntervalTrigger(seconds=interval, jitter=jitter_for(interval), timezone=UTC)
-                job = self.scheduler.reschedule_job(job_id, trigger=trigger)
+                job = self.scheduler.reschedule_job(job_id, trigger=_trigger(interval))
                 self._intervals[name] = interval
             else:
                 job = self.scheduler.get_job(job_id)
@@ -418,8 +458,12 @@ class Daemon:
                 return
         self.metrics.observe_deliveries(stats.by_webhook)
         if stats.delivered or stats.retrying or stats.dead:
-            log.info("webhooks: %d delivered, %d to retry, %d dead", stats.delivered,
-                     stats.retrying, stats.dead)  # fmt: skip
+            log.info(
+                "webhooks: %d delivered, %d to retry, %d dead",
+                stats.delivered,
+                stats.retrying,
+                stats.dead,
+            )
 
     def _retain(self) -> None:
         """The retention job: delete entries older than `retention`, then vacuum."""
@@ -432,9 +476,13 @@ class Daemon:
             except Exception:
                 log.exception("retention failed")
                 return
-        log.info("retention: deleted %d entries older than %s, %d poll runs; freed %d pages",
-                 result.entries, result.cutoff.isoformat(timespec="seconds"), result.poll_runs,
-                 result.pages_freed)  # fmt: skip
+        log.info(
+            "retention: deleted %d entries older than %s, %d poll runs; freed %d pages",
+            result.entries,
+            result.cutoff.isoformat(timespec="seconds"),
+            result.poll_runs,
+            result.pages_freed,
+        )
 
     def _on_job_event(self, event: SchedulerEvent) -> None:
         # Runs on the scheduler's thread with its job-store lock held: log only, take no lock.

@@ -33,6 +33,9 @@ def start_simulators() -> dict[str, Simulator]:
 def write_demo_config(directory: Path, sims: dict[str, Simulator]) -> Path:
     """A config pointing one source per simulator at it, with the store beside it."""
     directory.mkdir(parents=True, exist_ok=True)
+    # Simulators start afresh on new ports each run, so the demo store does too.
+    for suffix in ("", "-wal", "-shm"):
+        (directory / f"logd.db{suffix}").unlink(missing_ok=True)
     sources: list[dict[str, Any]] = [sim.demo_source(name) for name, sim in sims.items()]
     doc = {"database": str((directory / "logd.db").resolve()), "log_level": "warning",
            "sources": sources}  # fmt: skip

@@ -23,7 +23,7 @@ from .config import Settings, SourceConfig
 from .errors import LogdError, SourceError
 from .http import RetryPolicy, SourceClient
 from .plugins import Registry
-from .provider import PollContext
+from .provider import PollContext, Provider
 from .store import BatchHook, BatchResult, Store
 
 log = logging.getLogger("logd.engine")
@@ -81,6 +81,7 @@ class Engine:
         sleep: Callable[[float], None] = time.sleep,
         batch_hooks: Sequence[BatchHook] = (),
         transport: Callable[[SourceConfig], httpx.BaseTransport | None] | None = None,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.settings = settings
         self.store = store
@@ -88,6 +89,21 @@ class Engine:
         self.sleep = sleep
         self.batch_hooks = list(batch_hooks)
         self.transport = transport
+        self.now = now
+        # One provider instance per source, kept while its options stay the same (a reload
+        # with new options gets a fresh one), so session state survives between polls.
+        self._providers: dict[str, tuple[Any, Provider[Any]]] = {}
+        self._providers_lock = threading.Lock()
+
+    def provider_for(self, src: SourceConfig) -> Provider[Any]:
+        """The provider instance polling `src`, made on first use."""
+        with self._providers_lock:
+            kept = self._providers.get(src.name)
+            if kept is not None and kept[0] is src.options:
+                return kept[1]
+            provider = self.registry.provider(src.provider)()
+            self._providers[src.name] = (src.options, provider)
+            return provider
 
     def sync(
         self,
@@ -116,10 +132,9 @@ class Engine:
         """Poll one source; errors are recorded in the report and the store, never raised."""
         report = SourceReport(src.name)
         started = time.monotonic()
-        provider_cls = self.registry.provider(src.provider)
-        provider = provider_cls()
+        provider = self.provider_for(src)
+        provider_cls = type(provider)
         options = src.options
-        secrets = provider.secrets(options)
         client = SourceClient(
             src.name,
             options.base_url,
@@ -134,11 +149,13 @@ class Engine:
             client=client,
             cursor=self.store.cursor(src.name),
             log=logging.getLogger(f"logd.source.{src.name}"),
-            now=lambda: datetime.now(UTC),
+            now=self.now,
             known_ids=lambda ids: self.store.known_ids(src.name, ids),
             pending_ids=lambda: self.store.pending_ids(src.name),
             sleep=self.sleep,
+            secrets=provider.secrets(options),
         )
+        secrets = ctx.secrets  # grows when the provider logs in: masking follows it
         run_id = self.store.start_run(src.name)
 
         def count_run(db: sqlite_utils.Database, source: str, result: BatchResult) -> None:

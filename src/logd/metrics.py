@@ -67,20 +67,27 @@ class Metrics:
         self.registry = CollectorRegistry()
         r = self.registry
         self.polls = Counter(
-            "logd_polls", "Polls finished, by outcome (ok, error).", ["source", "outcome"],
+            "logd_polls",
+            "Polls finished, by outcome (ok, error).",
+            ["source", "outcome"],
             registry=r,
-        )  # fmt: skip
+        )
         self.poll_errors = Counter(
             "logd_poll_errors", "Polls that ended in an error.", ["source"], registry=r
         )
         self.poll_duration = Histogram(
-            "logd_poll_duration_seconds", "Poll duration.", ["source"], registry=r,
-            buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800),
-        )  # fmt: skip
-        self.entries = Counter(
-            "logd_entries_stored", "Entries stored, by kind (new, updated).", ["source", "kind"],
+            "logd_poll_duration_seconds",
+            "Poll duration.",
+            ["source"],
             registry=r,
-        )  # fmt: skip
+            buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800),
+        )
+        self.entries = Counter(
+            "logd_entries_stored",
+            "Entries stored, by kind (new, updated).",
+            ["source", "kind"],
+            registry=r,
+        )
         self.requests = Counter(
             "logd_http_requests", "HTTP requests sent to the vendor.", ["source"], registry=r
         )
@@ -119,8 +126,10 @@ class Metrics:
         """Count one finished poll."""
         src = report.source
         self.polls.labels(src, "ok" if report.ok else "error").inc()
+        # Touched even at zero: a series that exists from the start makes rate() and alerts work.
+        errors = self.poll_errors.labels(src)
         if not report.ok:
-            self.poll_errors.labels(src).inc()
+            errors.inc()
         self.poll_duration.labels(src).observe(report.duration)
         self.entries.labels(src, "new").inc(report.new)
         self.entries.labels(src, "updated").inc(report.updated)
@@ -137,7 +146,7 @@ class Metrics:
                     self.webhook_attempts.labels(webhook, outcome).inc(n)
 
     def serve(self, listen: str | None) -> None:
-        """Serve `/metrics` on `listen` (`host:port`), replacing any earlier listener; None = off."""
+        """Serve `/metrics` on `listen` (`host:port`), replacing the old listener; None = off."""
         if listen == self.listen and (listen is None or self._server is not None):
             return
         self.stop()

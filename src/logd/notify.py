@@ -51,8 +51,14 @@ class Notifier:
         with self._lock:
             try:
                 if self._sock is None:
-                    self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+                    kind = socket.SOCK_DGRAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK
+                    self._sock = socket.socket(socket.AF_UNIX, kind)
                 self._sock.sendto(payload, target)
+            except BlockingIOError:
+                # The reader's queue is full. Waiting would stall the poll threads that report
+                # their STATUS; a dropped message is replaced by the next one.
+                log.debug("notify socket %s is full; message dropped", self.address)
+                return False
             except OSError as exc:
                 # A lost notification must never take the daemon down; systemd will notice.
                 log.warning("cannot notify systemd at %s: %s", self.address, exc)

@@ -225,6 +225,19 @@ def record_attempt(
         )
 
 
+def postpone(store: Store, ids: Sequence[str], until: datetime) -> None:
+    """Hold pending deliveries until at least `until` (their attempts are not counted)."""
+    if not ids:
+        return
+    stamp = iso(until)
+    with store.transaction() as db:
+        db.execute(
+            f"UPDATE {TABLE} SET next_attempt_at = max(next_attempt_at, ?) "
+            f"WHERE state = 'pending' AND delivery_id IN ({','.join('?' * len(ids))})",
+            [stamp, *ids],
+        )
+
+
 def make_due(store: Store, ids: Sequence[str], now: datetime) -> list[str]:
     """Make deliveries due now: the named ones (dead included), else every pending one.
 

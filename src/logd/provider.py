@@ -68,10 +68,21 @@ class PollContext(Generic[OptionsT]):
     # Wait this long (polling an asynchronous export, say). Use this, never time.sleep: the
     # daemon makes it return early on shutdown and tests make it instant.
     sleep: Callable[[float], None] = field(default=time.sleep)
+    #: Values masked as `***` in every error and log line of this poll.
+    secrets: list[str] = field(default_factory=list)
+
+    def add_secret(self, value: str) -> None:
+        """Mask a credential obtained during the poll (a session token) in errors and logs."""
+        if value and value not in self.secrets:
+            self.secrets.append(value)
 
 
 class Provider(ABC, Generic[OptionsT]):
-    """A source API; subclass it and register the class through `register_providers`."""
+    """A source API; subclass it and register the class through `register_providers`.
+
+    The engine makes one instance per source and keeps it between polls, so session state
+    such as an access token can live on the instance (in memory only, never in the cursor).
+    """
 
     name: ClassVar[str]
     Options: ClassVar[type[ProviderOptions]]

@@ -133,6 +133,13 @@ class Receiver:
                 status, extra, text = (
                     receiver._next_response() if verified else (401, {}, "bad signature")
                 )
+                # Recorded before answering, so a sender that got its answer finds it here.
+                got = Received(self.path, headers, body, verified, status)
+                with receiver._lock:
+                    receiver.received.append(got)
+                    receiver._lock.notify_all()
+                if receiver.on_delivery:
+                    receiver.on_delivery(got)
                 payload = text.encode()
                 self.send_response(status)
                 for key, value in extra.items():
@@ -141,12 +148,6 @@ class Receiver:
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
                 self.wfile.write(payload)
-                got = Received(self.path, headers, body, verified, status)
-                with receiver._lock:
-                    receiver.received.append(got)
-                    receiver._lock.notify_all()
-                if receiver.on_delivery:
-                    receiver.on_delivery(got)
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass  # the caller decides what to print

@@ -129,7 +129,9 @@ class Simulator:
         self._server = ThreadingHTTPServer((host, port), handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(
-            target=self._server.serve_forever, name=f"sim-{self.provider}", daemon=True
+            target=lambda: self._server.serve_forever(poll_interval=0.05) if self._server else None,
+            name=f"sim-{self.provider}",
+            daemon=True,
         )
         self._thread.start()
         return self.base_url

@@ -15,7 +15,17 @@ def collect_status(store: Store, config: Path | None = None) -> list[dict[str, A
     """Per source: state, last poll, last success, last error, counts, cursor."""
     rows = store.source_stats()
     deliveries = outbox_counts(store)
+    # A running daemon records when it polls each source next (empty when none runs).
+    schedule = store.schedule()
+    known = {row["source"] for row in rows}
+    for source in sorted(set(schedule) - known):  # scheduled, not polled yet
+        rows.append(_never_polled(source))
+    rows.sort(key=lambda r: r["source"])
     for row in rows:
+        planned = schedule.get(row["source"])
+        row["next_run"] = planned["next_run"] if planned else None
+        row["interval"] = planned["interval"] if planned else None
+        row["consecutive_failures"] = planned["consecutive_failures"] if planned else 0
         # Only stores with webhook deliveries get the key, so status without webhooks is as before.
         if deliveries:
             counts = deliveries.get(row["source"], {})
@@ -29,6 +39,12 @@ def collect_status(store: Store, config: Path | None = None) -> list[dict[str, A
         else:
             row["state"] = "never polled"
     return rows
+
+
+def _never_polled(source: str) -> dict[str, Any]:
+    """A `source_stats()` row for a source with nothing stored yet."""
+    empty = dict.fromkeys(("last_poll", "last_success", "last_error", "last_error_at", "cursor"))
+    return {"source": source, "entries": 0, "failures": 0, "pending": 0, **empty}
 
 
 def write_status(rows: list[dict[str, Any]], fmt: str, out: TextIO) -> None:
@@ -45,6 +61,7 @@ def write_status(rows: list[dict[str, Any]], fmt: str, out: TextIO) -> None:
                 "state": row["state"],
                 "last poll": local_time(row["last_poll"]) if row["last_poll"] else None,
                 "last success": local_time(row["last_success"]) if row["last_success"] else None,
+                "next run": local_time(row["next_run"]) if row.get("next_run") else None,
                 "entries": row["entries"],
                 "failures": row["failures"],
                 "pending": row["pending"],

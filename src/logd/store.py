@@ -530,7 +530,7 @@ class Store:
     def set_schedule(
         self, source: str, next_run: datetime | None, interval: float, failures: int
     ) -> None:
-        """Record when the daemon will next poll `source`, at what interval, after how many failures."""
+        """Record when the daemon next polls `source`, its interval and failures in a row."""
         with self.transaction() as db:
             db.execute(
                 "INSERT INTO daemon_schedule (source, next_run, interval, consecutive_failures, "

@@ -11,7 +11,8 @@ Nothing here sleeps: retries wait through `SyncRun.waits` (recorded, not slept).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,7 @@ class SyncRun:
         sources: Sequence[dict[str, Any]],
         *,
         batch_hooks: Sequence[BatchHook] = (),
+        now: Callable[[], datetime] | None = None,
         **top: Any,
     ) -> None:
         # Fast, recorded retries unless a test sets its own policy.
@@ -52,6 +54,7 @@ class SyncRun:
         self.engine = Engine(
             self.settings, self.store, load_plugins(), sleep=self.waits.append,
             batch_hooks=batch_hooks,
+            **({"now": now} if now is not None else {}),
         )  # fmt: skip
 
     def sync(self, *names: str) -> dict[str, SourceReport]:

@@ -38,6 +38,7 @@ from .outbox import (
     new_delivery_id,
     next_due_at,
     outbox_counts,
+    postpone,
     record_attempt,
 )
 from .signing import sign
@@ -186,6 +187,7 @@ class Deliverer:
         rng: random.Random | None = None,
         backoff: float = 30.0,
         max_backoff: float = 3600.0,
+        lane_budget: float = 30.0,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -195,6 +197,9 @@ class Deliverer:
         self.rng = rng or random.Random()
         self.backoff = backoff
         self.max_backoff = max_backoff
+        # A round gives each lane about this many seconds; what is left waits for the next
+        # round, so a slow endpoint cannot hold a round (and the endpoints after it) for long.
+        self.lane_budget = lane_budget
         self.webhooks = {w.name: w for w in settings.webhooks}
         self._stats_lock = threading.Lock()
         # A lane already busy (another thread's round) is skipped, never waited for.
@@ -248,16 +253,21 @@ class Deliverer:
             return
         webhook = self.webhooks[name]
         try:
+            started = time.monotonic()
             with self._client(webhook) as client:
-                for row in rows:
+                for i, row in enumerate(rows):
                     if stop is not None and stop.is_set():
+                        break
+                    if i and time.monotonic() - started > self.lane_budget:
                         break
                     outcome = self._attempt(client, webhook, row)
                     with self._stats_lock:
                         stats.add(outcome)
-                    if outcome.state == "retrying":
-                        # The endpoint is unwell: the rest wait for the next round rather
-                        # than each spending a timeout on it now.
+                    if outcome.state == "retrying" and outcome.next_attempt_at is not None:
+                        # The endpoint is unwell: the rest wait with this one rather than
+                        # each spending a timeout on it now.
+                        rest = [r.delivery_id for r in rows[i + 1 :]]
+                        postpone(self.store, rest, outcome.next_attempt_at)
                         break
         finally:
             lock.release()

@@ -1,0 +1,23 @@
+"""logd provider plugin for Elastic Path integration logs (`GET /v2/integrations/logs`)."""
+
+from collections.abc import Callable
+from typing import Any
+
+from logd.hookspecs import hookimpl
+
+from .provider import ElasticPath, ElasticPathOptions, clear_token_cache
+from .simulator import ElasticPathSimulator
+
+__all__ = ["ElasticPath", "ElasticPathOptions", "ElasticPathSimulator", "clear_token_cache"]
+
+
+@hookimpl
+def register_providers(register: Callable[[Any], None]) -> None:
+    """Register the `elasticpath` provider."""
+    register(ElasticPath)
+
+
+@hookimpl
+def register_simulators(register: Callable[[Any], None]) -> None:
+    """Register the Elastic Path API simulator."""
+    register(ElasticPathSimulator)

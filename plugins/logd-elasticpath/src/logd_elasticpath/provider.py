@@ -1,0 +1,324 @@
+"""Elastic Path Commerce Cloud integration logs → logd entries.
+
+The API neither filters by time nor documents its order, and most records carry no time at
+all. So each scope (the whole store, or one configured integration) is walked page by page
+until `offset >= results.total`, and the store drops what it already has. An idle scope costs
+one request: when `results.total` equals the total of the last completed walk and the first
+page holds only stored ids, the rest of the walk is skipped.
+
+Access tokens come from the OAuth client-credentials grant and live in memory only (the
+cursor sits in plain SQLite), shared across polls until shortly before they expire.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Annotated, Any
+from uuid import UUID
+
+from pydantic import Field
+
+# Straight from the contract modules: mypy cannot see through `logd`'s lazy re-exports.
+from logd.config import Duration, Secret
+from logd.entries import Batch, Entry, Status, parse_timestamp
+from logd.errors import AuthError, HTTPStatusError, ProtocolError, SourceError
+from logd.provider import PollContext, Provider, ProviderOptions
+
+PAGE_SIZE = 100
+TOKEN_PATH = "/oauth/access_token"
+STORE_PATH = "/v2/integrations/logs"
+#: Cursor key of the store-wide scope; integration scopes are keyed by their uuid.
+STORE_SCOPE = "store"
+
+
+class ElasticPathOptions(ProviderOptions):
+    """The `[[sources]]` keys of an `elasticpath` source."""
+
+    base_url: str = Field(
+        "https://useast.api.elasticpath.com",
+        description="API root (`https://euwest.api.elasticpath.com` for the EU region).",
+    )
+    client_id: Secret = Field(description="OAuth client id of the store's client credentials.")
+    client_secret: Secret = Field(description="OAuth client secret.")
+    integrations: Annotated[list[UUID], Field(min_length=1)] | None = Field(
+        None, description="Poll only these integrations' logs; default: the whole store's."
+    )
+    token_refresh_margin: Duration = Field(
+        60.0, ge=0, description="Get a new access token this long before the old one expires."
+    )
+
+
+@dataclass(frozen=True)
+class _Token:
+    value: str
+    refresh_at: datetime
+
+
+# The engine builds a new provider per poll, so reuse across polls needs a module-level cache.
+# The secret's digest is in the key so that a rotated secret never reuses the old token.
+_tokens: dict[tuple[str, str, str, str], _Token] = {}
+_tokens_lock = threading.Lock()
+
+
+def clear_token_cache() -> None:
+    """Forget every cached access token (tests; a fresh start)."""
+    with _tokens_lock:
+        _tokens.clear()
+
+
+class _Session:
+    """Authenticated GETs for one poll: a cached or fresh token, and one re-login on 401."""
+
+    def __init__(self, ctx: PollContext[ElasticPathOptions]) -> None:
+        self.ctx = ctx
+        opts = ctx.options
+        secret_digest = hashlib.sha256(opts.client_secret.get_secret_value().encode()).hexdigest()
+        self.key = (
+            ctx.source,
+            ctx.client.base_url,
+            opts.client_id.get_secret_value(),
+            secret_digest,
+        )
+        self.token: _Token | None = None
+
+    def get_json(self, path: str, params: Mapping[str, Any]) -> Any:
+        """GET with a valid token; on 401 get a new token once, then fail with `AuthError`."""
+        self._ensure_token()
+        try:
+            return self.ctx.client.get_json(path, params=params)
+        except HTTPStatusError as exc:
+            if exc.status_code != 401:
+                raise
+            self.ctx.log.info("access token refused (%s); getting a new one", exc.vendor_text)
+        self._ensure_token(force=True)
+        try:
+            return self.ctx.client.get_json(path, params=params)
+        except HTTPStatusError as exc:
+            if exc.status_code != 401:
+                raise
+            raise AuthError(
+                f"Elastic Path refused a freshly issued access token: {exc.vendor_text} "
+                f"(HTTP 401 from {exc.url})",
+                hint="check that the client credentials may read integration logs",
+            ) from None
+
+    def _ensure_token(self, *, force: bool = False) -> None:
+        now = self.ctx.now()
+        with _tokens_lock:
+            cached = _tokens.get(self.key)
+            if force and cached is not None and cached == self.token:
+                # Only drop the token that was refused, not one another poll just fetched.
+                del _tokens[self.key]
+                cached = None
+        if cached is None or now >= cached.refresh_at:
+            cached = self._fetch_token(now)
+            with _tokens_lock:
+                _tokens[self.key] = cached
+        if cached != self.token:
+            self.token = cached
+            self.ctx.client.set_credentials({"Authorization": f"Bearer {cached.value}"})
+
+    def _fetch_token(self, now: datetime) -> _Token:
+        opts = self.ctx.options
+        form = {
+            "grant_type": "client_credentials",
+            "client_id": opts.client_id.get_secret_value(),
+            "client_secret": opts.client_secret.get_secret_value(),
+        }
+        try:
+            # The form is the credential: no stale Bearer header rides along.
+            response = self.ctx.client.request("POST", TOKEN_PATH, data=form, credentials=False)
+        except HTTPStatusError as exc:
+            if exc.status_code in (400, 401, 403):
+                raise AuthError(
+                    f"Elastic Path refused the client credentials: {exc.vendor_text} "
+                    f"(HTTP {exc.status_code} from {exc.url})",
+                    hint="check client_id and client_secret",
+                ) from None
+            raise
+        body = self.ctx.client.json(response)
+        value = body.get("access_token") if isinstance(body, dict) else None
+        expires_in = body.get("expires_in") if isinstance(body, dict) else None
+        if not isinstance(value, str) or not value:
+            raise ProtocolError(f"{TOKEN_PATH} answer has no `access_token`")
+        if not isinstance(expires_in, int | float) or isinstance(expires_in, bool):
+            raise ProtocolError(f"{TOKEN_PATH} answer has no numeric `expires_in`")
+        token_type = body.get("token_type")
+        if token_type is not None and str(token_type).lower() != "bearer":
+            raise ProtocolError(f"{TOKEN_PATH} issued a {token_type!r} token, not a Bearer one")
+        # Never refresh more often than every half lifetime, however large the margin.
+        lifetime = max(float(expires_in) - opts.token_refresh_margin, float(expires_in) / 2)
+        return _Token(value, now + timedelta(seconds=lifetime))
+
+
+@dataclass(frozen=True)
+class _Scope:
+    key: str
+    path: str
+    integration: str | None
+
+
+class ElasticPath(Provider[ElasticPathOptions]):
+    """Elastic Path Commerce Cloud integration logs."""
+
+    name = "elasticpath"
+    Options = ElasticPathOptions
+    description = "Elastic Path integration logs (GET /v2/integrations/logs)"
+
+    def poll(self, ctx: PollContext[ElasticPathOptions]) -> Iterator[Batch]:
+        """Walk each scope's pages, or one page when the scope looks idle."""
+        session = _Session(ctx)
+        scopes = _scopes(ctx.options)
+        old = (ctx.cursor or {}).get("totals")
+        old_totals = old if isinstance(old, dict) else {}
+        # Forget scopes no longer configured; keep the others' totals until re-walked.
+        totals: dict[str, int] = {
+            s.key: int(old_totals[s.key]) for s in scopes if isinstance(old_totals.get(s.key), int)
+        }
+        problems: list[HTTPStatusError] = []
+        for scope in scopes:
+            try:
+                yield from self._walk(ctx, session, scope, totals)
+            except HTTPStatusError as exc:
+                if scope.integration is None:
+                    raise
+                # One broken integration must not starve the others of their polls.
+                problems.append(_integration_error(scope.integration, exc))
+        if len(problems) == 1:
+            raise problems[0]
+        if problems:
+            raise SourceError("; ".join(str(p) for p in problems))
+
+    def _walk(
+        self,
+        ctx: PollContext[ElasticPathOptions],
+        session: _Session,
+        scope: _Scope,
+        totals: dict[str, int],
+    ) -> Iterator[Batch]:
+        previous = totals.get(scope.key)
+        offset = 0
+        first_total: int | None = None
+        while True:
+            before = ctx.client.requests
+            body = session.get_json(
+                scope.path, params={"page[limit]": PAGE_SIZE, "page[offset]": offset}
+            )
+            records, total = _page(body)
+            seen_at = ctx.now()
+            entries = [to_entry(record, seen_at) for record in records]
+            cost = ctx.client.requests - before
+            if first_total is None:
+                first_total = total
+                ids = [e.native_id for e in entries]
+                if total == previous and set(ids) <= ctx.known_ids(ids):
+                    ctx.log.debug("%s: total still %d, first page all known", scope.key, total)
+                    yield Batch(entries, cursor=_cursor(totals), requests=cost)
+                    return
+            offset += len(records)
+            if not records or offset >= total:
+                # The walk is complete: only now may the scope's total move. The first page's
+                # total is kept, so records added during the walk force a re-walk next time.
+                totals[scope.key] = first_total
+                yield Batch(entries, cursor=_cursor(totals), requests=cost)
+                return
+            yield Batch(entries, cursor=_cursor(totals), requests=cost)
+
+
+def _scopes(opts: ElasticPathOptions) -> list[_Scope]:
+    if not opts.integrations:
+        return [_Scope(STORE_SCOPE, STORE_PATH, None)]
+    uuids = dict.fromkeys(str(u) for u in opts.integrations)
+    return [_Scope(u, f"/v2/integrations/{u}/logs", u) for u in uuids]
+
+
+def _cursor(totals: Mapping[str, int]) -> dict[str, Any]:
+    # A copy: the engine commits this mapping later, after `totals` may have moved on.
+    return {"totals": dict(totals)}
+
+
+def _integration_error(uuid: str, exc: HTTPStatusError) -> HTTPStatusError:
+    if exc.status_code == 404:
+        message = (
+            f"integration {uuid} not found: {exc.vendor_text} (HTTP 404 from {exc.url}; "
+            "check `integrations`)"
+        )
+    else:
+        message = f"integration {uuid}: {exc}"
+    return HTTPStatusError(
+        message, status_code=exc.status_code, url=exc.url, vendor_text=exc.vendor_text
+    )
+
+
+def _page(body: Any) -> tuple[list[dict[str, Any]], int]:
+    if not isinstance(body, dict) or not isinstance(body.get("data"), list):
+        raise ProtocolError("Elastic Path answer has no `data` list")
+    results = body.get("results")
+    total = results.get("total") if isinstance(results, dict) else None
+    if not isinstance(total, int) or isinstance(total, bool):
+        raise ProtocolError("Elastic Path answer has no integer `results.total`")
+    records = body["data"]
+    if not all(isinstance(r, dict) for r in records):
+        raise ProtocolError("Elastic Path `data` holds something other than records")
+    return records, total
+
+
+def is_failure(record: Mapping[str, Any]) -> bool:
+    """`succeeded` false, a `status_code` outside 2xx, or a non-empty `error_detail`."""
+    if record.get("succeeded") is False or record.get("error_detail"):
+        return True
+    code = record.get("status_code")
+    if code is None or code == "":
+        return False
+    try:
+        return not 200 <= int(code) <= 299
+    except (TypeError, ValueError):
+        return True  # a status we cannot read is not evidence of success
+
+
+def to_entry(record: Mapping[str, Any], seen_at: datetime) -> Entry:
+    """Map one integration-log record; records without `created_at` take `seen_at`."""
+    native_id = record.get("id")
+    if not isinstance(native_id, str) or not native_id:
+        raise ProtocolError(f"Elastic Path log record without an `id`: {dict(record)!r:.200}")
+    created = _created_at(record)
+    try:
+        timestamp = parse_timestamp(created) if created else seen_at
+    except ValueError:
+        raise ProtocolError(f"log {native_id}: unreadable created_at {created!r}") from None
+    failed = is_failure(record)
+    detail = record.get("error_detail")
+    body = record.get("body")
+    message = str(detail or body or "")
+    if failed and not message and record.get("status_code") is not None:
+        message = f"HTTP {record.get('status_code')}"
+    return Entry(
+        native_id=native_id,
+        timestamp=timestamp,
+        timestamp_observed=not created,
+        status=Status.FAILURE if failed else Status.SUCCESS,
+        message=message,
+        error=(message or "failed") if failed else None,
+        entity_type="integration" if _integration_id(record) else None,
+        entity_id=_integration_id(record),
+        raw=dict(record),
+    )
+
+
+def _created_at(record: Mapping[str, Any]) -> str | None:
+    meta = record.get("meta")
+    timestamps = meta.get("timestamps") if isinstance(meta, dict) else None
+    created = timestamps.get("created_at") if isinstance(timestamps, dict) else None
+    return created if isinstance(created, str) and created else None
+
+
+def _integration_id(record: Mapping[str, Any]) -> str | None:
+    rel = record.get("relationships")
+    integration = rel.get("integration") if isinstance(rel, dict) else None
+    data = integration.get("data") if isinstance(integration, dict) else None
+    value = data.get("id") if isinstance(data, dict) else None
+    return str(value) if value else None

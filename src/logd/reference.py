@@ -1,0 +1,124 @@
+"""The configuration reference, generated from the pydantic models so it cannot drift.
+
+`logd config-reference` prints it; docs/config-reference.md is its output, and a test fails
+when a key has no description or the file is stale.
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from collections.abc import Iterator
+from typing import Any
+
+from pydantic import BaseModel, SecretStr
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticUndefined
+
+from .config import RetryConfig, Settings, SourceConfig
+from .timeparse import format_duration, parse_duration
+
+
+def _type_name(annotation: Any) -> str:
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin is typing.Annotated:
+        return _type_name(args[0])
+    if origin in (typing.Union, types.UnionType):
+        names = [_type_name(a) for a in args if a is not type(None)]
+        return " or ".join(names) + (" (optional)" if type(None) in args else "")
+    if origin is typing.Literal:
+        return " \\| ".join(f"`{a}`" for a in args)
+    if origin in (list, tuple, set):
+        return f"list of {_type_name(args[0])}" if args else "list"
+    if origin is dict:
+        return "table"
+    if annotation is SecretStr:
+        return "secret"
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return "table"
+    if annotation is float:
+        return "number"
+    return getattr(annotation, "__name__", str(annotation))
+
+
+def _is_duration(field: FieldInfo) -> bool:
+    annotated = [field.annotation, *typing.get_args(field.annotation)]
+    metadata = list(field.metadata)
+    for item in annotated:
+        metadata += list(getattr(item, "__metadata__", ()))
+    return any(getattr(m, "func", None) is parse_duration for m in metadata)
+
+
+def _default(field: FieldInfo) -> str:
+    if field.is_required():
+        return "required"
+    if field.default_factory is not None:
+        try:
+            value = field.default_factory()  # type: ignore[call-arg]
+        except TypeError:
+            return "see description"
+        if isinstance(value, BaseModel):
+            return "see below"
+    else:
+        value = field.default
+    if value is None or value is PydanticUndefined:
+        return "none"
+    if value == [] or value == {}:
+        return "empty"
+    if _is_duration(field) and isinstance(value, int | float):
+        return f"`{format_duration(value)}`"
+    if isinstance(value, bool):
+        return f"`{str(value).lower()}`"
+    return f"`{value}`"
+
+
+def fields_of(model: type[BaseModel], skip: tuple[str, ...] = ()) -> Iterator[tuple[str, FieldInfo]]:
+    """The documented fields of `model`, in declaration order."""
+    for name, field in model.model_fields.items():
+        if name not in skip:
+            yield name, field
+
+
+def _table(model: type[BaseModel], skip: tuple[str, ...] = ()) -> list[str]:
+    lines = ["| key | type | default | meaning |", "|---|---|---|---|"]
+    for name, field in fields_of(model, skip):
+        desc = (field.description or "").replace("\n", " ")
+        kind = "duration" if _is_duration(field) else _type_name(field.annotation)
+        if _is_duration(field) and "optional" in _type_name(field.annotation):
+            kind += " (optional)"
+        lines.append(f"| `{name}` | {kind} | {_default(field)} | {desc} |")
+    return lines
+
+
+def models() -> list[tuple[str, type[BaseModel], tuple[str, ...]]]:
+    """Every configuration model with the heading it is documented under."""
+    from .plugins import load_plugins
+
+    out: list[tuple[str, type[BaseModel], tuple[str, ...]]] = [
+        ("Top level", Settings, ("sources", "webhooks")),
+        ("`[[sources]]`: keys every source has", SourceConfig, ()),
+        ("`retry` (in a source)", RetryConfig, ()),
+    ]
+    webhooks = Settings.model_fields.get("webhooks")
+    if webhooks is not None:
+        (item,) = typing.get_args(webhooks.annotation) or (None,)
+        if isinstance(item, type) and issubclass(item, BaseModel):
+            out.append(("`[[webhooks]]`", item, ()))
+    for name, provider in sorted(load_plugins().providers.items()):
+        out.append((f"`[[sources]]` with `provider = \"{name}\"`", provider.Options, ()))
+    return out
+
+
+def render() -> str:
+    """The whole reference as Markdown."""
+    parts = [
+        "# Configuration reference",
+        "",
+        "Generated from the configuration models by `logd config-reference`; do not edit.",
+        "Durations take seconds or `30s`, `5m`, `1h`, `1d`. Secrets take a string,",
+        '`{ env = "VAR" }` or `{ file = "/path" }` (with `${CREDENTIALS_DIRECTORY}` expanded).',
+    ]
+    for heading, model, skip in models():
+        parts += ["", f"## {heading}", "", *_table(model, skip)]
+    return "\n".join(parts) + "\n"

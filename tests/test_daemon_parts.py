@@ -1,0 +1,286 @@
+"""The daemon's parts in-process: notify protocol, watchdog health, backoff, retention, config,
+status, and the systemd unit."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+from click.testing import CliRunner
+
+from logd.cli import cli
+from logd.daemon import BACKOFF_CAP, backoff_interval, jitter_for
+from logd.entries import Entry, Status
+from logd.errors import ConfigError
+from logd.health import Heartbeat, Watchdog
+from logd.notify import Notifier, watchdog_interval
+from logd.retention import apply_retention, free_pages
+from logd.store import Filters, Store
+from logd.testing import write_config
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def wait_until(cond: Callable[[], Any], timeout: float = 10.0, what: str = "") -> Any:
+    end = time.monotonic() + timeout
+    while not (value := cond()):
+        if time.monotonic() > end:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(0.02)
+    return value
+
+
+# -- notify ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def sockdir() -> Iterator[Path]:
+    # AF_UNIX paths are limited to ~108 bytes: pytest's tmp_path can be longer.
+    path = Path(tempfile.mkdtemp(prefix="logd-", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _bound(address: str) -> socket.socket:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind("\0" + address[1:] if address.startswith("@") else address)
+    sock.settimeout(2)
+    return sock
+
+
+@pytest.mark.parametrize("abstract", [False, True], ids=["path", "abstract"])
+def test_notifier_speaks_the_protocol(sockdir: Path, abstract: bool) -> None:
+    address = f"@logd-{os.getpid()}-{time.monotonic_ns()}" if abstract else str(sockdir / "n")
+    sock = _bound(address)
+    notifier = Notifier(address)
+    assert notifier.ready(status="2 sources\nnone failing")
+    assert sock.recv(4096) == b"READY=1\nSTATUS=2 sources none failing"  # one line
+    notifier.watchdog()
+    assert sock.recv(4096) == b"WATCHDOG=1"
+    notifier.reloading()
+    fields = sock.recv(4096).decode().split("\n")
+    assert fields[0] == "RELOADING=1" and fields[1].startswith("MONOTONIC_USEC=")
+    notifier.stopping()
+    assert sock.recv(4096) == b"STOPPING=1"
+    notifier.close()
+    sock.close()
+
+
+def test_notifier_without_socket_is_silent_and_a_full_socket_never_blocks(
+    sockdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert not Notifier.from_environment().enabled
+    assert Notifier.from_environment().ready() is False
+    sock = _bound(str(sockdir / "full"))  # nobody reads it
+    notifier = Notifier(str(sockdir / "full"))
+    started = time.monotonic()
+    results = [notifier.status(f"poll {i}") for i in range(500)]
+    assert time.monotonic() - started < 2  # a blocking send would hang on the full queue
+    assert results[0] and not results[-1]
+    sock.close()
+    assert Notifier(str(sockdir / "gone")).ready() is False  # logged, not raised
+
+
+def test_watchdog_interval_is_half_of_watchdog_usec_and_only_for_our_pid() -> None:
+    assert watchdog_interval({"WATCHDOG_USEC": "30000000"}) == 15.0
+    assert watchdog_interval({"WATCHDOG_USEC": "30000000", "WATCHDOG_PID": str(os.getpid())}) == 15
+    assert watchdog_interval({"WATCHDOG_USEC": "30000000", "WATCHDOG_PID": "1"}) is None
+    assert watchdog_interval({}) is None
+    assert watchdog_interval({"WATCHDOG_USEC": "0"}) is None
+
+
+# -- health ---------------------------------------------------------------------------------
+
+
+class _Recorder(Notifier):
+    def __init__(self) -> None:
+        super().__init__(None)
+        self.sent: list[str] = []
+
+    def send(self, *fields: str) -> bool:
+        self.sent.extend(fields)
+        return True
+
+
+def test_watchdog_pings_only_while_the_heartbeat_is_fresh() -> None:
+    now = [100.0]
+    heartbeat = Heartbeat(stale_after=15, clock=lambda: now[0])
+    notifier = _Recorder()
+    watchdog = Watchdog(notifier, heartbeat, interval=5)
+    assert watchdog.tick() and notifier.sent == ["WATCHDOG=1"]
+    now[0] += 16  # no beat for longer than stale_after: the scheduler is stuck
+    assert not watchdog.tick() and notifier.sent == ["WATCHDOG=1"]
+    heartbeat.beat()
+    assert watchdog.tick() and notifier.sent == ["WATCHDOG=1", "WATCHDOG=1"]
+    heartbeat.alive = lambda: False  # scheduler shut down: no pings whatever the beat says
+    assert not watchdog.tick()
+
+
+def test_watchdog_pings_stop_when_the_schedulers_heartbeat_thread_is_stuck() -> None:
+    # The daemon's arrangement: the heartbeat job on an executor of its own.
+    scheduler = BackgroundScheduler(
+        timezone=UTC, executors={"heartbeat": ThreadPoolExecutor(1)},
+        job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": None},
+    )  # fmt: skip
+    heartbeat = Heartbeat(stale_after=0.3, alive=lambda: bool(scheduler.running))
+    notifier = _Recorder()
+    watchdog = Watchdog(notifier, heartbeat, interval=0.05)
+    scheduler.add_job(heartbeat.beat, "interval", seconds=0.05, id="hb", executor="heartbeat")
+    scheduler.start()
+    watchdog.start()
+    release = threading.Event()
+    try:
+        wait_until(lambda: watchdog.pings >= 5, what="pings while healthy")
+        # Wedge the heartbeat executor's only thread, as a deadlock would.
+        scheduler.add_job(release.wait, id="wedge", executor="heartbeat")
+        wait_until(lambda: not heartbeat.healthy(), what="the heartbeat going stale")
+        stuck_at = watchdog.pings
+        time.sleep(0.3)  # several watchdog intervals pass without a ping
+        assert watchdog.pings == stuck_at
+        release.set()
+        wait_until(lambda: watchdog.pings > stuck_at, what="pings resuming")
+    finally:
+        release.set()
+        watchdog.stop()
+        scheduler.shutdown(wait=False)
+    pings = watchdog.pings
+    assert not heartbeat.healthy()  # a stopped scheduler is never healthy
+    assert not watchdog.tick() and watchdog.pings == pings
+
+
+# -- scheduling -----------------------------------------------------------------------------
+
+
+def test_backoff_doubles_up_to_the_cap_and_resets_on_success() -> None:
+    assert [backoff_interval(60, n) for n in range(4)] == [60, 120, 240, 480]
+    assert backoff_interval(60, 50) == BACKOFF_CAP
+    assert backoff_interval(60, 0) == 60  # a success restores the configured interval
+    assert backoff_interval(86_400, 3) == 86_400  # never faster than configured
+    assert jitter_for(1) == 0.1 and jitter_for(86_400) == 30
+
+
+# -- retention ------------------------------------------------------------------------------
+
+
+def _entries(source: str, when: datetime, n: int, word: str) -> list[Entry]:
+    out = []
+    for i in range(n):
+        entry = Entry(
+            native_id=f"{word}{i}", timestamp=when - timedelta(minutes=i),
+            status=Status.FAILURE if i % 2 else Status.SUCCESS,
+            message=f"{word} message {i}", error=f"{word} error" if i % 2 else None,
+            raw={"pad": "x" * 2000, "i": i},
+        )  # fmt: skip
+        entry.source, entry.provider = source, "fleetit"
+        out.append(entry)
+    return out
+
+
+def test_retention_deletes_old_entries_keeps_fts_in_step_and_vacuums(tmp_path: Path) -> None:
+    now = datetime.now(UTC)
+    with Store(tmp_path / "logd.db") as store:
+        assert store.db.execute("PRAGMA auto_vacuum").fetchone()[0] == 2  # INCREMENTAL
+        assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        store.commit_batch("fleet", _entries("fleet", now - timedelta(days=40), 700, "ancient"), None)
+        store.commit_batch("fleet", _entries("fleet", now - timedelta(days=2), 300, "fresh"), None)
+        for _ in range(3):
+            store.finish_run(store.start_run("fleet"))
+
+        result = apply_retention(store, 30 * 86_400, now=now, chunk=200)
+
+        assert result.entries == 700
+        count = store.db.execute("SELECT count(*) FROM entries").fetchone()[0]
+        assert count == 300
+        # The FTS index itself (not the content table it reads through) holds 300 rows.
+        assert store.db.execute("SELECT count(*) FROM entries_fts_docsize").fetchone()[0] == 300
+        assert store.search(Filters(text="ancient"), limit=None) == []
+        assert len(store.search(Filters(text="fresh"), limit=None)) == 300
+        assert result.pages_freed > 0 and free_pages(store) == 0  # space given back
+        assert store.db.execute("SELECT count(*) FROM poll_runs").fetchone()[0] == 3  # recent
+
+        again = apply_retention(store, 30 * 86_400, now=now)
+        assert again.entries == 0
+
+
+def test_retention_keeps_the_latest_poll_runs_that_status_reads(tmp_path: Path) -> None:
+    with Store(tmp_path / "logd.db") as store:
+        for error in (None, "boom", None):
+            store.finish_run(store.start_run("fleet"), error=error)
+        later = datetime.now(UTC) + timedelta(days=400)  # every run is "old"
+        result = apply_retention(store, 86_400, now=later)
+        assert result.poll_runs == 1  # the older success; the latest success and error stay
+        stats = store.source_stats()[0]
+        assert stats["last_success"] and stats["last_error_at"]  # both still known
+
+
+# -- config and status ----------------------------------------------------------------------
+
+
+def test_retention_and_metrics_listen_config(tmp_path: Path) -> None:
+    from logd.config import load_settings, parse_listen
+
+    settings = load_settings(write_config(tmp_path, [], retention="90d",
+                                          metrics_listen="127.0.0.1:9464"))  # fmt: skip
+    assert settings.retention == 90 * 86_400 and settings.metrics_listen == "127.0.0.1:9464"
+    defaults = load_settings(write_config(tmp_path, []))
+    assert defaults.retention is None and defaults.metrics_listen is None  # both off
+    assert parse_listen("[::1]:9464") == ("::1", 9464)
+    for key, value in (("retention", "forever"), ("retention", 0), ("metrics_listen", "9464"),
+                       ("metrics_listen", "localhost:99999")):  # fmt: skip
+        with pytest.raises(ConfigError, match=key):
+            load_settings(write_config(tmp_path, [], **{key: value}))
+
+
+def test_status_shows_the_daemons_next_runs(tmp_path: Path) -> None:
+    db = tmp_path / "logd.db"
+    soon = datetime.now(UTC) + timedelta(seconds=30)
+    with Store(db) as store:
+        store.commit_batch("fleet", _entries("fleet", datetime.now(UTC), 3, "x"), {"c": 1})
+        store.finish_run(store.start_run("fleet"))
+        store.set_schedule("fleet", soon, 60, 0)
+        store.set_schedule("new", soon, 30, 0)  # scheduled, never polled yet
+    result = CliRunner().invoke(cli, ["status", "--db", str(db), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    rows = {r["source"]: r for r in json.loads(result.output)}
+    assert rows["fleet"]["next_run"] == soon.isoformat(timespec="seconds")
+    assert rows["fleet"]["interval"] == 60 and rows["fleet"]["entries"] == 3
+    assert rows["new"]["state"] == "never polled" and rows["new"]["next_run"]
+    table = CliRunner().invoke(cli, ["status", "--db", str(db)])
+    assert table.exit_code == 0 and "next run" in table.output
+    with Store(db) as store:
+        store.clear_schedule()
+    rows = {r["source"]: r for r in json.loads(
+        CliRunner().invoke(cli, ["status", "--db", str(db), "-f", "json"]).output)}  # fmt: skip
+    assert rows["fleet"]["next_run"] is None and "new" not in rows
+
+
+# -- the systemd unit -----------------------------------------------------------------------
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not here")
+def test_the_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
+    unit = (REPO / "systemd" / "logd.service").read_text()
+    assert "ExecStart=/opt/logd/venv/bin/logd run -c /etc/logd/config.toml" in unit
+    # verify checks that ExecStart's binary exists: point a copy at this venv's logd.
+    logd = Path(sys.executable).parent / "logd"
+    copy = tmp_path / "logd.service"
+    copy.write_text(unit.replace("/opt/logd/venv/bin/logd", str(logd)))
+    proc = subprocess.run(
+        ["systemd-analyze", "verify", str(copy)], capture_output=True, text=True, timeout=60
+    )
+    problems = [line for line in proc.stderr.splitlines() if "logd.service" in line]
+    assert proc.returncode == 0 and not problems, proc.stderr
