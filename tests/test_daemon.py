@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -84,7 +85,9 @@ class Notifications:
         def find() -> int | None:
             for i, msg in enumerate(self.drain()[after:], start=after):
                 lines = msg.split("\n")
-                if field in lines or (field.endswith("=") and any(x.startswith(field) for x in lines)):
+                if field in lines or (
+                    field.endswith("=") and any(x.startswith(field) for x in lines)
+                ):
                     return i + 1
             return None
 
@@ -123,7 +126,7 @@ class Daemon:
         return self.stderr_path.read_text()
 
     def wait_log(self, pattern: str, timeout: float = DEADLINE, after: int = 0) -> int:
-        """Wait for a log line matching `pattern` past offset `after`; return the offset after it."""
+        """Wait for a log line matching `pattern` past offset `after`; return the end offset."""
 
         def find() -> int | None:
             match = re.compile(pattern).search(self.log(), after)
@@ -234,7 +237,7 @@ def test_polls_on_schedule_survives_a_failing_source_and_notifies_systemd(
         # Polls on schedule: three successful polls about a second apart, not back to back.
         wait_until(lambda: len(d.runs("fleet", ok=True)) >= 3, what="three polls of fleet")
         starts = [datetime.fromisoformat(r[0]) for r in d.runs("fleet", ok=True)]
-        gaps = [(b - a).total_seconds() for a, b in zip(starts, starts[1:], strict=False)]
+        gaps = [(b - a).total_seconds() for a, b in pairwise(starts)]
         assert all(gap >= 0.8 for gap in gaps), gaps
         sim.add_records(5)
         wait_until(lambda: d.count("fleet") == 125, what="new records on a later poll")
@@ -325,8 +328,10 @@ def test_sighup_adds_and_removes_sources_and_a_bad_config_keeps_the_old_one(
         d.proc.send_signal(signal.SIGHUP)
         at = d.wait_log(r"reload failed; keeping the running config: .*bogus_key", after=at)
         runs_a, runs_b = len(d.runs("a")), len(d.runs("b"))
-        wait_until(lambda: len(d.runs("a")) > runs_a and len(d.runs("b")) > runs_b,
-                   what="both sources polled after the bad reload")  # fmt: skip
+        wait_until(
+            lambda: len(d.runs("a")) > runs_a and len(d.runs("b")) > runs_b,
+            what="both sources polled after the bad reload",
+        )
         assert d.proc.poll() is None
 
         # A removed source stops being polled; the others go on.
@@ -367,10 +372,16 @@ def test_metrics_webhook_delivery_and_retention_in_the_daemon(
     # A store from an earlier life: 40 entries from a month ago, 10 from yesterday.
     now = datetime.now(UTC)
     with Store(tmp_path / "logd.db") as store:
-        store.commit_batch("old", [_entry(f"m{i}", now - timedelta(days=30), f"ancient {i}")
-                                   for i in range(40)], None)  # fmt: skip
-        store.commit_batch("old", [_entry(f"y{i}", now - timedelta(days=1), f"recent {i}")
-                                   for i in range(10)], None)  # fmt: skip
+        store.commit_batch(
+            "old",
+            [_entry(f"m{i}", now - timedelta(days=30), f"ancient {i}") for i in range(40)],
+            None,
+        )
+        store.commit_batch(
+            "old",
+            [_entry(f"y{i}", now - timedelta(days=1), f"recent {i}") for i in range(10)],
+            None,
+        )
     receiver = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
     _Receiver.bodies = []
     threading.Thread(target=receiver.serve_forever, daemon=True).start()
@@ -382,8 +393,13 @@ def test_metrics_webhook_delivery_and_retention_in_the_daemon(
                 [source(sim, "fleet", interval=3600)],
                 retention="7d",
                 metrics_listen=f"127.0.0.1:{port}",
-                webhooks=[{"name": "ops", "url": f"http://127.0.0.1:{receiver.server_port}/hook",
-                           "secret": "s3cret-value"}],  # fmt: skip
+                webhooks=[
+                    {
+                        "name": "ops",
+                        "url": f"http://127.0.0.1:{receiver.server_port}/hook",
+                        "secret": "s3cret-value",
+                    }
+                ],
             )
             d = Daemon(tmp_path)
             daemons.append(d)
@@ -393,8 +409,14 @@ def test_metrics_webhook_delivery_and_retention_in_the_daemon(
             wait_until(lambda: d.runs("fleet", ok=True), what="fleet polled")
             entries = d.count()
             assert d.query("SELECT count(*) FROM entries_fts_docsize")[0][0] == entries
-            assert d.query("SELECT count(*) FROM entries_fts WHERE entries_fts MATCH 'ancient'")[0][0] == 0
-            assert d.query("SELECT count(*) FROM entries_fts WHERE entries_fts MATCH 'recent'")[0][0] == 10
+            assert (
+                d.query("SELECT count(*) FROM entries_fts WHERE entries_fts MATCH 'ancient'")[0][0]
+                == 0
+            )
+            assert (
+                d.query("SELECT count(*) FROM entries_fts WHERE entries_fts MATCH 'recent'")[0][0]
+                == 10
+            )
 
             # The poll queued the new failures; the delivery job sent them.
             wait_until(lambda: _Receiver.bodies, what="a webhook delivery")
@@ -430,7 +452,9 @@ def test_a_config_error_at_start_exits_2_with_the_key(tmp_path: Path) -> None:
     path.write_text(tomli_w.dumps({"database": str(tmp_path / "x.db"), "retention": "soon"}))
     proc = subprocess.run(
         [sys.executable, "-m", "logd", "run", "-c", str(path)],
-        capture_output=True, text=True, timeout=DEADLINE,
-    )  # fmt: skip
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE,
+    )
     assert proc.returncode == 2
     assert "retention" in proc.stderr and "Traceback" not in proc.stderr

@@ -133,9 +133,10 @@ def test_watchdog_pings_only_while_the_heartbeat_is_fresh() -> None:
 def test_watchdog_pings_stop_when_the_schedulers_heartbeat_thread_is_stuck() -> None:
     # The daemon's arrangement: the heartbeat job on an executor of its own.
     scheduler = BackgroundScheduler(
-        timezone=UTC, executors={"heartbeat": ThreadPoolExecutor(1)},
+        timezone=UTC,
+        executors={"heartbeat": ThreadPoolExecutor(1)},
         job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": None},
-    )  # fmt: skip
+    )
     heartbeat = Heartbeat(stale_after=0.3, alive=lambda: bool(scheduler.running))
     notifier = _Recorder()
     watchdog = Watchdog(notifier, heartbeat, interval=0.05)
@@ -180,11 +181,13 @@ def _entries(source: str, when: datetime, n: int, word: str) -> list[Entry]:
     out = []
     for i in range(n):
         entry = Entry(
-            native_id=f"{word}{i}", timestamp=when - timedelta(minutes=i),
+            native_id=f"{word}{i}",
+            timestamp=when - timedelta(minutes=i),
             status=Status.FAILURE if i % 2 else Status.SUCCESS,
-            message=f"{word} message {i}", error=f"{word} error" if i % 2 else None,
+            message=f"{word} message {i}",
+            error=f"{word} error" if i % 2 else None,
             raw={"pad": "x" * 2000, "i": i},
-        )  # fmt: skip
+        )
         entry.source, entry.provider = source, "fleetit"
         out.append(entry)
     return out
@@ -195,7 +198,9 @@ def test_retention_deletes_old_entries_keeps_fts_in_step_and_vacuums(tmp_path: P
     with Store(tmp_path / "logd.db") as store:
         assert store.db.execute("PRAGMA auto_vacuum").fetchone()[0] == 2  # INCREMENTAL
         assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        store.commit_batch("fleet", _entries("fleet", now - timedelta(days=40), 700, "ancient"), None)
+        store.commit_batch(
+            "fleet", _entries("fleet", now - timedelta(days=40), 700, "ancient"), None
+        )
         store.commit_batch("fleet", _entries("fleet", now - timedelta(days=2), 300, "fresh"), None)
         for _ in range(3):
             store.finish_run(store.start_run("fleet"))
@@ -233,14 +238,19 @@ def test_retention_keeps_the_latest_poll_runs_that_status_reads(tmp_path: Path) 
 def test_retention_and_metrics_listen_config(tmp_path: Path) -> None:
     from logd.config import load_settings, parse_listen
 
-    settings = load_settings(write_config(tmp_path, [], retention="90d",
-                                          metrics_listen="127.0.0.1:9464"))  # fmt: skip
+    settings = load_settings(
+        write_config(tmp_path, [], retention="90d", metrics_listen="127.0.0.1:9464")
+    )
     assert settings.retention == 90 * 86_400 and settings.metrics_listen == "127.0.0.1:9464"
     defaults = load_settings(write_config(tmp_path, []))
     assert defaults.retention is None and defaults.metrics_listen is None  # both off
     assert parse_listen("[::1]:9464") == ("::1", 9464)
-    for key, value in (("retention", "forever"), ("retention", 0), ("metrics_listen", "9464"),
-                       ("metrics_listen", "localhost:99999")):  # fmt: skip
+    for key, value in (
+        ("retention", "forever"),
+        ("retention", 0),
+        ("metrics_listen", "9464"),
+        ("metrics_listen", "localhost:99999"),
+    ):
         with pytest.raises(ConfigError, match=key):
             load_settings(write_config(tmp_path, [], **{key: value}))
 
@@ -263,8 +273,12 @@ def test_status_shows_the_daemons_next_runs(tmp_path: Path) -> None:
     assert table.exit_code == 0 and "next run" in table.output
     with Store(db) as store:
         store.clear_schedule()
-    rows = {r["source"]: r for r in json.loads(
-        CliRunner().invoke(cli, ["status", "--db", str(db), "-f", "json"]).output)}  # fmt: skip
+    rows = {
+        r["source"]: r
+        for r in json.loads(
+            CliRunner().invoke(cli, ["status", "--db", str(db), "-f", "json"]).output
+        )
+    }
     assert rows["fleet"]["next_run"] is None and "new" not in rows
 
 

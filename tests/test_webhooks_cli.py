@@ -81,7 +81,15 @@ def test_check_config_accepts_https_loopback_or_allow_insecure(
 ) -> None:
     result = run("check-config", "-c", str(config_with(tmp_path, {"url": url, **extra}, [OFFLINE])))
     assert result.exit_code == 0, out(result)
+    assert "webhook ops: fleetit-signed to http" in result.output
     assert SECRET not in out(result)
+
+
+def test_check_config_shows_a_webhook_without_its_url_path(tmp_path: Path) -> None:
+    url = "https://hooks.example.com/services/T0KEN-IN-PATH"
+    result = run("check-config", "-c", str(config_with(tmp_path, {"url": url}, [OFFLINE])))
+    assert "webhook ops: fleetit-signed to https://hooks.example.com" in result.output
+    assert "T0KEN" not in out(result) and SECRET not in out(result)
 
 
 @pytest.mark.parametrize(

@@ -127,6 +127,8 @@ def check_config(config: Path | None) -> None:
     for src in settings.sources:
         state = "" if src.enabled else " (disabled)"
         click.echo(f"  source {src.name}: {src.provider} every {src.interval:g}s{state}")
+    for hook in settings.webhooks:  # the host only: a webhook URL's path may hold a token
+        click.echo(f"  webhook {hook.name}: {hook.signature}-signed to {hook.host}")
 
 
 @cli.command()

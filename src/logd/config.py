@@ -14,6 +14,7 @@ import tomllib
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -150,6 +151,12 @@ class WebhookConfig(BaseModel):
         86_400.0, gt=0, description="Keep retrying this long after queueing, then dead."
     )
     allow_insecure: bool = Field(False, description="Allow http:// to a non-loopback host.")
+
+    @property
+    def host(self) -> str:
+        """Scheme, host and port of `url`: safe to print where the whole URL is not."""
+        parts = urlsplit(self.url)
+        return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
 
 
 _toml_path: ContextVar[Path] = ContextVar("toml_path")

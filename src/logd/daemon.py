@@ -232,9 +232,15 @@ class Daemon:
     def _install(self, settings: Settings, now: datetime) -> None:
         """Make the jobs, engine and deliverer match `settings` (holding `_lock`)."""
         hooks, deliverer = self._webhook_parts(settings)
-        self.engine = Engine(
-            settings, self.store, self.registry, sleep=self._sleep, batch_hooks=hooks
-        )
+        if not hasattr(self, "engine"):
+            self.engine = Engine(
+                settings, self.store, self.registry, sleep=self._sleep, batch_hooks=hooks
+            )
+        else:
+            # One engine for the daemon's life: it keeps each source's provider instance (and
+            # its session) until that source's options change.
+            self.engine.settings = settings
+            self.engine.batch_hooks = list(hooks)
         self.deliverer = deliverer
         wanted = {s.name: s for s in settings.sources if s.enabled}
         for name in [n for n in self._sources if n not in wanted]:
@@ -392,12 +398,11 @@ class Daemon:
             return
         with self._lock:
             src = self._sources.get(name)
-            engine = self.engine
         if src is None:
             return
         with self._busy():
             try:
-                report = engine.poll_source(src, stop=self.stop)
+                report = self.engine.poll_source(src, stop=self.stop)
             except Exception as exc:  # the engine records source errors; this is a logd bug
                 log.exception("%s: poll crashed", name)
                 report = SourceReport(name, error=f"internal error: {exc!r}", done=True)

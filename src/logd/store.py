@@ -207,6 +207,9 @@ class Store:
     ) -> BatchResult:
         """Store a batch's entries and its cursor in one transaction; unchanged rows are untouched."""
         result = BatchResult()
+        for entry in entries:
+            if entry.source != source:  # lookups and inserts must agree on the source
+                raise ValueError(f"entry {entry.id!r} committed under source {source!r}")
         with self.transaction() as db:
             existing = self._existing(db, source, [e.native_id for e in entries])
             now = _now()

@@ -12,7 +12,7 @@ Nothing here sleeps: retries wait through `SyncRun.waits` (recorded, not slept).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -52,10 +52,13 @@ class SyncRun:
         self.store = Store(self.settings.database)
         self.waits: list[float] = []
         self.engine = Engine(
-            self.settings, self.store, load_plugins(), sleep=self.waits.append,
+            self.settings,
+            self.store,
+            load_plugins(),
+            sleep=self.waits.append,
             batch_hooks=batch_hooks,
-            **({"now": now} if now is not None else {}),
-        )  # fmt: skip
+            now=now or (lambda: datetime.now(UTC)),
+        )
 
     def sync(self, *names: str) -> dict[str, SourceReport]:
         """Poll the named sources (default all enabled) once; reports by source name."""

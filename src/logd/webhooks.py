@@ -191,6 +191,8 @@ class Deliverer:
     ) -> None:
         self.settings = settings
         self.store = store
+        # Kept for callers that pass one; delivery itself never sleeps: a retry is a later
+        # `next_attempt_at` in the outbox, picked up by a later round (see `next_due`).
         self.sleep = sleep
         self.transport = transport
         self.clock = clock
@@ -232,14 +234,6 @@ class Deliverer:
     def next_due(self) -> datetime | None:
         """When the next pending delivery to a configured webhook is due, or None."""
         return next_due_at(self.store, list(self.webhooks))
-
-    def run(self, stop: threading.Event, *, idle: float = 60.0) -> None:
-        """Deliver until `stop` is set, waking when the next delivery is due (at most `idle`)."""
-        while not stop.is_set():
-            self.deliver_due(stop)
-            due = self.next_due()
-            wait = idle if due is None else (due - self.clock()).total_seconds()
-            stop.wait(min(idle, max(0.05, wait)))
 
     def _lane(
         self,

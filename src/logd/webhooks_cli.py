@@ -53,10 +53,20 @@ def list_command(
     with Store(db or database_path(config), create=False) as store:
         rows = [d.summary() for d in list_deliveries(store, state=state, limit=limit or None)]
     if fmt == "table":
-        for row in rows:
-            row["next_attempt_at"] = _local(row["next_attempt_at"])
-            row["created_at"] = _local(row["created_at"])
-            row["last_error"] = (row["last_error"] or "")[:80] or None
+        # The essentials fit a terminal; --format json has every field.
+        rows = [
+            {
+                "delivery": r["delivery_id"],
+                "webhook": r["webhook"],
+                "source": r["source"],
+                "entries": r["count"],
+                "state": r["state"],
+                "tries": r["attempts"],
+                "next try": _local(r["next_attempt_at"]),
+                "last error": (r["last_error"] or "")[:60] or None,
+            }
+            for r in rows
+        ]
     write_records(rows, fmt, sys.stdout)
 
 
