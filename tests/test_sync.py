@@ -25,7 +25,7 @@ TOKEN = "fleet-demo-token"
 @pytest.fixture
 def sim() -> Iterator[FleetITSimulator]:
     with FleetITSimulator(records=250) as s:
-        yield s  # type: ignore[misc]
+        yield s
 
 
 def fast(source: dict[str, Any], attempts: int = 3) -> dict[str, Any]:

@@ -32,7 +32,7 @@ def out(result: Result) -> str:
 @pytest.fixture
 def sim() -> Iterator[FleetITSimulator]:
     with FleetITSimulator(records=60, token=TOKEN) as s:
-        yield s  # type: ignore[misc]
+        yield s
 
 
 @pytest.fixture

@@ -66,7 +66,7 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
 @pytest.fixture
 def sim(clock: Clock) -> Iterator[ElasticPathSimulator]:
     with ElasticPathSimulator(clock=clock.monotonic) as s:
-        yield s  # type: ignore[misc]
+        yield s
 
 
 def make_run(tmp_path: Path, sim: ElasticPathSimulator, clock: Clock, **keys: Any) -> SyncRun:

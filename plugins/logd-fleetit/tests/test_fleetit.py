@@ -17,7 +17,7 @@ from logd.testing import SyncRun
 @pytest.fixture
 def sim() -> Iterator[FleetITSimulator]:
     with FleetITSimulator(records=250) as s:
-        yield s  # type: ignore[misc]
+        yield s
 
 
 def test_backfill_is_complete_and_resync_is_idempotent(

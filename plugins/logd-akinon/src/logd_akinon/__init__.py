@@ -1,0 +1,31 @@
+"""logd provider plugin for Akinon Integrator flow logs (`/logs`, `/logs/download`)."""
+
+from collections.abc import Callable
+from typing import Any
+
+from logd import hookimpl
+
+from .options import AkinonOptions
+from .provider import Akinon
+from .records import decode_download, to_entry
+from .simulator import AkinonSimulator
+
+__all__ = [
+    "Akinon",
+    "AkinonOptions",
+    "AkinonSimulator",
+    "decode_download",
+    "to_entry",
+]
+
+
+@hookimpl
+def register_providers(register: Callable[[Any], None]) -> None:
+    """Register the `akinon` provider."""
+    register(Akinon)
+
+
+@hookimpl
+def register_simulators(register: Callable[[Any], None]) -> None:
+    """Register the Akinon Integrator simulator."""
+    register(AkinonSimulator)
