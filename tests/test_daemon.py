@@ -290,11 +290,15 @@ def test_sigterm_mid_poll_commits_whole_batches_and_exits_0(
     with FleetITSimulator(records=800) as sim:
         sim.latency = 0.3  # eight pages: a poll that is still running when the signal comes
         write_config(tmp_path, [source(sim, "fleet", interval=3600)])
-        d = Daemon(tmp_path)
+        d = Daemon(tmp_path, JOURNAL_STREAM="8:12345")  # as under systemd: journald reads stderr
         daemons.append(d)
         wait_until(lambda: d.count() >= 100, what="the first batch committed")
         assert d.stop() == 0
         assert "stopping after a committed batch" in d.log()
+        # One line per event, syslog priority prefixes, no timestamps (journald adds its own).
+        lines = d.log().splitlines()
+        assert "<6>logd.daemon: stopping: waiting up to 30s for running polls to commit" in lines
+        assert all(re.match(r"<\d>logd[.\w]*: ", line) for line in lines), lines
         stored = d.count()
         assert stored % 100 == 0 and 100 <= stored < 800, stored  # whole batches, cut short
         runs = d.query("SELECT finished, error, pages, new FROM poll_runs")

@@ -152,3 +152,12 @@ def test_missing_or_foreign_files_are_clear_errors(tmp_path: Path) -> None:
     garbage.write_bytes(b"this is not sqlite at all" * 100)
     with pytest.raises(StoreError, match="cannot open"):
         Store(garbage)
+
+
+def test_a_record_twice_in_one_batch_is_stored_once_last_wins(store: Store) -> None:
+    result = store.commit_batch(
+        "src", [entry("1", message="first"), entry("1", message="second")], None
+    )
+    assert result.new == 1
+    row = store.get("src:1")
+    assert row is not None and row.message == "second"

@@ -154,6 +154,7 @@ class Engine:
             pending_ids=lambda: self.store.pending_ids(src.name),
             sleep=self.sleep,
             secrets=provider.secrets(options),
+            stopping=(lambda: stop.is_set()) if stop is not None else (lambda: False),
         )
         secrets = ctx.secrets  # grows when the provider logs in: masking follows it
         run_id = self.store.start_run(src.name)

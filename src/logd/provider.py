@@ -68,6 +68,9 @@ class PollContext(Generic[OptionsT]):
     # Wait this long (polling an asynchronous export, say). Use this, never time.sleep: the
     # daemon makes it return early on shutdown and tests make it instant.
     sleep: Callable[[float], None] = field(default=time.sleep)
+    # True once the daemon is shutting down: a provider waiting on the vendor (an export
+    # being prepared) stops waiting and raises, leaving its cursor where it was.
+    stopping: Callable[[], bool] = field(default=lambda: False)
     #: Values masked as `***` in every error and log line of this poll.
     secrets: list[str] = field(default_factory=list)
 

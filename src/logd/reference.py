@@ -73,7 +73,9 @@ def _default(field: FieldInfo) -> str:
     return f"`{value}`"
 
 
-def fields_of(model: type[BaseModel], skip: tuple[str, ...] = ()) -> Iterator[tuple[str, FieldInfo]]:
+def fields_of(
+    model: type[BaseModel], skip: tuple[str, ...] = ()
+) -> Iterator[tuple[str, FieldInfo]]:
     """The documented fields of `model`, in declaration order."""
     for name, field in model.model_fields.items():
         if name not in skip:
@@ -106,8 +108,24 @@ def models() -> list[tuple[str, type[BaseModel], tuple[str, ...]]]:
         if isinstance(item, type) and issubclass(item, BaseModel):
             out.append(("`[[webhooks]]`", item, ()))
     for name, provider in sorted(load_plugins().providers.items()):
-        out.append((f"`[[sources]]` with `provider = \"{name}\"`", provider.Options, ()))
+        heading = f'`[[sources]]` with `provider = "{name}"`'
+        out.append((heading, provider.Options, ()))
+        for key, field in provider.Options.model_fields.items():
+            nested = _nested_model(field.annotation)
+            if nested is not None:
+                out.append((f"`{key}` items of a `{name}` source", nested, ()))
     return out
+
+
+def _nested_model(annotation: Any) -> type[BaseModel] | None:
+    """The model inside `list[Model]`, `Model | None` and the like, if any."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        inner = _nested_model(arg)
+        if inner is not None:
+            return inner
+    return None
 
 
 def render() -> str:

@@ -210,6 +210,8 @@ class Store:
         for entry in entries:
             if entry.source != source:  # lookups and inserts must agree on the source
                 raise ValueError(f"entry {entry.id!r} committed under source {source!r}")
+        # A record listed twice in one batch (a vendor repeating a row): the later one wins.
+        entries = list({e.native_id: e for e in entries}.values())
         with self.transaction() as db:
             existing = self._existing(db, source, [e.native_id for e in entries])
             now = _now()
