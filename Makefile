@@ -30,7 +30,7 @@ bench: install
 lint: install
 	$(BIN)/ruff check src plugins tests
 	$(BIN)/ruff format --check src plugins tests
-	$(BIN)/mypy src
+	$(BIN)/mypy src $(foreach p,$(PLUGINS),$(p)/src)
 
 clean:
 	rm -rf $(VENV) logd-demo .pytest_cache .mypy_cache .ruff_cache

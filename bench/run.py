@@ -169,9 +169,13 @@ def bench_sync(directory: Path) -> dict[str, Any]:
         t = time.perf_counter()
         idle = run.sync()["fleet"]
         idle_took = time.perf_counter() - t
-    return {"fleetit_backfill_records": report.new, "fleetit_backfill_seconds": took,
-            "fleetit_records_per_s": report.new / took, "fleetit_resync_seconds": idle_took,
-            "fleetit_resync_requests": idle.requests}  # fmt: skip
+    return {
+        "fleetit_backfill_records": report.new,
+        "fleetit_backfill_seconds": took,
+        "fleetit_records_per_s": report.new / took,
+        "fleetit_resync_seconds": idle_took,
+        "fleetit_resync_requests": idle.requests,
+    }
 
 
 def main() -> None:

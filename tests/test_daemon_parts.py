@@ -298,3 +298,70 @@ def test_the_unit_passes_systemd_analyze_verify(tmp_path: Path) -> None:
     )
     problems = [line for line in proc.stderr.splitlines() if "logd.service" in line]
     assert proc.returncode == 0 and not problems, proc.stderr
+
+
+# -- reload, in-process ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    # The daemon configures the `logd` and `apscheduler` loggers; leave them as found.
+    import logging
+
+    saved = {
+        name: (lg.handlers[:], lg.level, lg.propagate)
+        for name in ("logd", "apscheduler")
+        for lg in [logging.getLogger(name)]
+    }
+    yield
+    for name, (handlers, level, propagate) in saved.items():
+        lg = logging.getLogger(name)
+        lg.handlers[:], lg.level, lg.propagate = handlers, level, propagate
+
+
+def test_reload_applies_sources_and_webhooks_and_keeps_the_old_config_when_invalid(
+    tmp_path: Path, restore_logging: None
+) -> None:
+    from logd_fleetit import FleetITSimulator
+
+    from logd.daemon import DELIVERY_JOB, Daemon, poll_job_id
+
+    hook = {"name": "ops", "url": "http://127.0.0.1:9/hook", "secret": "s3cret"}
+    with FleetITSimulator(records=5) as sim:
+        a = {**sim.demo_source("a"), "interval": 600}
+        config = write_config(tmp_path, [a])
+        notifier = _Recorder()
+        daemon = Daemon(config, notifier=notifier)
+        daemon.start()
+        try:
+            assert "READY=1" in notifier.sent
+            assert daemon.scheduler.get_job(poll_job_id("a")) is not None
+            assert daemon.scheduler.get_job(DELIVERY_JOB) is None  # no webhooks, no job
+            engine = daemon.engine
+
+            # A new source and a webhook: both applied, the engine (and its providers) kept.
+            b = {**sim.demo_source("b"), "interval": 900}
+            write_config(tmp_path, [a, b], webhooks=[hook])
+            assert daemon.reload()
+            assert daemon.scheduler.get_job(poll_job_id("b")) is not None
+            assert daemon.scheduler.get_job(DELIVERY_JOB) is not None
+            assert daemon.engine is engine and len(engine.batch_hooks) == 1
+            assert "RELOADING=1" in notifier.sent
+
+            # Invalid: reported, nothing changes.
+            config.write_text(config.read_text() + "\nretention = 'soon'\n")
+            assert not daemon.reload()
+            assert daemon.scheduler.get_job(poll_job_id("b")) is not None
+            assert daemon.scheduler.get_job(DELIVERY_JOB) is not None
+
+            # Removed source and webhook; a changed interval reschedules.
+            write_config(tmp_path, [{**a, "interval": 1200}])
+            assert daemon.reload()
+            assert daemon.scheduler.get_job(poll_job_id("b")) is None
+            assert daemon.scheduler.get_job(DELIVERY_JOB) is None and engine.batch_hooks == []
+            trigger = daemon.scheduler.get_job(poll_job_id("a")).trigger
+            assert trigger.interval == timedelta(seconds=1200)
+            assert set(daemon.store.schedule()) == {"a"}
+        finally:
+            daemon.shutdown()
+        assert "STOPPING=1" in notifier.sent

@@ -25,8 +25,12 @@ NOW = datetime.now(UTC)
 def entry(
     native_id: str, source: str, status: Status, hours_ago: float, message: str = "m"
 ) -> Entry:
-    e = Entry(native_id=native_id, timestamp=NOW - timedelta(hours=hours_ago), status=status,
-              message=message)  # fmt: skip
+    e = Entry(
+        native_id=native_id,
+        timestamp=NOW - timedelta(hours=hours_ago),
+        status=status,
+        message=message,
+    )
     e.source = e.provider = source
     return e
 
@@ -34,8 +38,15 @@ def entry(
 @pytest.fixture
 def store(tmp_path: Path) -> Store:
     s = Store(tmp_path / "logd.db")
-    s.commit_batch("a", [entry("1", "a", Status.FAILURE, 1), entry("2", "a", Status.SUCCESS, 2),
-                         entry("3", "a", Status.SUCCESS, 24 * 10)], None)  # fmt: skip
+    s.commit_batch(
+        "a",
+        [
+            entry("1", "a", Status.FAILURE, 1),
+            entry("2", "a", Status.SUCCESS, 2),
+            entry("3", "a", Status.SUCCESS, 24 * 10),
+        ],
+        None,
+    )
     s.commit_batch("b", [entry("1", "b", Status.PENDING, 1)], None)
     return s
 
@@ -51,8 +62,9 @@ def test_stats_by_source_and_status(store: Store) -> None:
         "pending": 0,
     }
     assert rows["b"]["pending"] == 1
-    everything = CliRunner().invoke(cli, ["stats", "--db", str(store.path), "--since", "30d",
-                                          "--by", "status", "-f", "json"])  # fmt: skip
+    everything = CliRunner().invoke(
+        cli, ["stats", "--db", str(store.path), "--since", "30d", "--by", "status", "-f", "json"]
+    )
     assert {r["status"]: r["entries"] for r in json.loads(everything.output)} == {
         "failure": 1,
         "pending": 1,
@@ -74,8 +86,9 @@ def test_follow_prints_new_and_changed_entries(store: Store) -> None:
 
     timer = threading.Timer(0.05, writer)
     timer.start()
-    follow_rows(store, Filters(statuses=("failure",)), "ndjson", out, limit=5, interval=0.1,
-                max_polls=5)  # fmt: skip
+    follow_rows(
+        store, Filters(statuses=("failure",)), "ndjson", out, limit=5, interval=0.1, max_polls=5
+    )
     timer.join()
     ids = [json.loads(line)["id"] for line in out.getvalue().splitlines()]
     # The old failure first, then the one stored while following, though its own time is older.

@@ -20,10 +20,23 @@ from logd.store import Store
 NOW = datetime.now(UTC)
 
 
-def make(native_id: str, source: str, hours_ago: float, status: Status, message: str,
-         error: str | None = None, raw: object = None) -> Entry:  # fmt: skip
-    e = Entry(native_id=native_id, timestamp=NOW - timedelta(hours=hours_ago), status=status,
-              message=message, error=error, raw=raw or {"id": native_id})  # fmt: skip
+def make(
+    native_id: str,
+    source: str,
+    hours_ago: float,
+    status: Status,
+    message: str,
+    error: str | None = None,
+    raw: object = None,
+) -> Entry:
+    e = Entry(
+        native_id=native_id,
+        timestamp=NOW - timedelta(hours=hours_ago),
+        status=status,
+        message=message,
+        error=error,
+        raw=raw or {"id": native_id},
+    )
     e.source, e.provider = source, "fleetit" if source == "fleet" else "other"
     return e
 
@@ -32,17 +45,33 @@ def make(native_id: str, source: str, hours_ago: float, status: Status, message:
 def db(tmp_path: Path) -> Path:
     path = tmp_path / "logd.db"
     with Store(path) as store:
-        store.commit_batch("fleet", [
-            make("1", "fleet", 0.5, Status.FAILURE, "Failed", "Timeout while contacting Fleetio"),
-            make("2", "fleet", 3, Status.FAILURE, "Failed", "Connection refused"),
-            make("3", "fleet", 1, Status.SUCCESS, "Success"),
-            make("4", "fleet", 30, Status.FAILURE, "Failed", "timeout again"),
-        ], {"watermark": "x"})  # fmt: skip
-        store.commit_batch("shop", [
-            make("a", "shop", 0.2, Status.PENDING, "POST /orders -> 202",
-                 raw={"nested": {"deep": "needle-in-raw"}}),
-            make("b", "shop", 1.5, Status.FAILURE, "PUT /stock -> 500"),
-        ], None)  # fmt: skip
+        store.commit_batch(
+            "fleet",
+            [
+                make(
+                    "1", "fleet", 0.5, Status.FAILURE, "Failed", "Timeout while contacting Fleetio"
+                ),
+                make("2", "fleet", 3, Status.FAILURE, "Failed", "Connection refused"),
+                make("3", "fleet", 1, Status.SUCCESS, "Success"),
+                make("4", "fleet", 30, Status.FAILURE, "Failed", "timeout again"),
+            ],
+            {"watermark": "x"},
+        )
+        store.commit_batch(
+            "shop",
+            [
+                make(
+                    "a",
+                    "shop",
+                    0.2,
+                    Status.PENDING,
+                    "POST /orders -> 202",
+                    raw={"nested": {"deep": "needle-in-raw"}},
+                ),
+                make("b", "shop", 1.5, Status.FAILURE, "PUT /stock -> 500"),
+            ],
+            None,
+        )
     return path
 
 

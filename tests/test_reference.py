@@ -46,5 +46,9 @@ def test_the_example_config_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setenv(var, "d2hzZWNfZXhhbXBsZQ==" if "SECRET" in var else f"value-of-{var}")
     settings = load_settings(EXAMPLE)
     assert [s.provider for s in settings.sources] == [
-        "fleetit", "pegasus", "elasticpath", "maestra", "akinon"
-    ]  # fmt: skip
+        "fleetit",
+        "pegasus",
+        "elasticpath",
+        "maestra",
+        "akinon",
+    ]

@@ -124,11 +124,15 @@ def test_newest_first_with_equal_timestamps_and_time_filters(store: Store) -> No
 
 
 def test_filters_and_quoting(store: Store) -> None:
-    store.commit_batch("src", [
-        entry("1", status=Status.FAILURE, message="timeout AND more"),
-        entry("2", status=Status.SUCCESS, message="NOT a problem"),
-        entry("3", status=Status.PENDING, message='quote " inside'),
-    ], None)  # fmt: skip
+    store.commit_batch(
+        "src",
+        [
+            entry("1", status=Status.FAILURE, message="timeout AND more"),
+            entry("2", status=Status.SUCCESS, message="NOT a problem"),
+            entry("3", status=Status.PENDING, message='quote " inside'),
+        ],
+        None,
+    )
     assert [r.id for r in store.search(Filters(statuses=("failure",)))] == ["src:1"]
     assert [r.id for r in store.search(Filters(text="NOT"))] == ["src:2"]
     assert [r.id for r in store.search(Filters(text='quote "'))] == ["src:3"]

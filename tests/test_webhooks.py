@@ -128,12 +128,18 @@ def test_fleetit_signature_verifies_on_raw_body_and_with_fleetit_sample(
     assert got.headers["x-signature"] == got.headers["x-signature"].lower()
     assert got.headers["x-timestamp"] == str(int(env.clock().timestamp()))
     assert got.body.isascii()
-    assert fleetit_sample(got.headers["x-signature"], json.loads(got.body),
-                          int(got.headers["x-timestamp"]), SECRET)  # fmt: skip
-    assert not fleetit_sample(got.headers["x-signature"], json.loads(got.body),
-                              int(got.headers["x-timestamp"]), "wrong-secret")  # fmt: skip
-    assert not verify("fleetit", SECRET, got.body + b" ", got.headers["x-timestamp"],
-                      got.headers["x-signature"])  # fmt: skip
+    assert fleetit_sample(
+        got.headers["x-signature"], json.loads(got.body), int(got.headers["x-timestamp"]), SECRET
+    )
+    assert not fleetit_sample(
+        got.headers["x-signature"],
+        json.loads(got.body),
+        int(got.headers["x-timestamp"]),
+        "wrong-secret",
+    )
+    assert not verify(
+        "fleetit", SECRET, got.body + b" ", got.headers["x-timestamp"], got.headers["x-signature"]
+    )
 
 
 def test_standard_webhooks_signature_verified_by_the_standardwebhooks_package(
@@ -172,8 +178,11 @@ def test_new_failures_make_one_delivery_and_a_refetch_makes_none(tmp_path: Path)
     body = json.loads(row.body)
     assert set(body) == {"delivery_id", "webhook", "source", "provider", "count", "entries"}
     assert (body["delivery_id"], body["webhook"], body["source"], body["provider"]) == (
-        row.delivery_id, "ops", "fleet", "fleetit",
-    )  # fmt: skip
+        row.delivery_id,
+        "ops",
+        "fleet",
+        "fleetit",
+    )
     assert body["count"] == row.count == 2
     # Entries in the query's JSON shape, exactly as `logd query --format json` shows them.
     assert body["entries"] == [env.store.get(f"fleet:{n}").as_dict() for n in ("1", "2")]  # type: ignore[union-attr]
@@ -202,8 +211,11 @@ def test_one_delivery_per_webhook_per_source_chunked_by_max_entries(tmp_path: Pa
     rows = env.rows()
     ops = [r for r in rows if r.webhook == "ops"]
     assert [(r.source, r.count) for r in ops] == [
-        ("fleet", 2), ("fleet", 2), ("fleet", 1), ("other", 1),
-    ]  # fmt: skip
+        ("fleet", 2),
+        ("fleet", 2),
+        ("fleet", 1),
+        ("other", 1),
+    ]
     assert [(r.source, r.count) for r in rows if r.webhook == "all"] == [("fleet", 5), ("other", 1)]
     ids = [e["native_id"] for r in ops[:3] for e in json.loads(r.body)["entries"]]
     assert ids == ["0", "1", "2", "3", "4"]  # oldest first, none twice
@@ -323,9 +335,7 @@ def test_retries_back_off_then_die_after_retry_for(tmp_path: Path, rx: Receiver)
     assert outbox_counts(env.store) == {"fleet": {"pending": 0, "dead": 1, "done": 0}}
 
 
-def test_client_error_is_dead_at_once_with_the_response_text(
-    tmp_path: Path, rx: Receiver
-) -> None:
+def test_client_error_is_dead_at_once_with_the_response_text(tmp_path: Path, rx: Receiver) -> None:
     env = Env(tmp_path, hook(rx.url))
     env.commit(entry("1"))
     rx.respond_with((400, {}, "unknown field 'entries'"))

@@ -154,7 +154,7 @@ def test_sync_delivers_new_failures_once_and_never_prints_secrets(
     outputs.append(out(status))
     assert json.loads(status.output)[0]["webhooks"] == {"pending": 0, "dead": 0}
     outputs.append(out(run("status", "-c", config)))
-    assert "hooks dead" in outputs[-1]
+    assert "hooks pending/dead" in outputs[-1]
 
     listed = run("webhooks", "list", "-c", config, "--format", "json")
     outputs.append(out(listed))
@@ -213,8 +213,16 @@ def test_verify_command_fleetit(rx: Receiver, tmp_path: Path) -> None:
     config = str(config_with(tmp_path, {"url": rx.url}, [OFFLINE]))
     assert run("webhooks", "test", "ops", "-c", config).exit_code == 0
     got = rx.received[-1]
-    args = ["webhooks", "verify", "--secret", SECRET, "--timestamp", got.headers["x-timestamp"],
-            "--signature", got.headers["x-signature"]]  # fmt: skip
+    args = [
+        "webhooks",
+        "verify",
+        "--secret",
+        SECRET,
+        "--timestamp",
+        got.headers["x-timestamp"],
+        "--signature",
+        got.headers["x-signature"],
+    ]
     assert run(*args, stdin=got.body).exit_code == 0
     assert run(*args, stdin=got.body.replace(b"sample", b"simple")).exit_code == 1
     assert run(*args[:-1], "0" * 64, stdin=got.body).exit_code == 1
@@ -227,9 +235,18 @@ def test_verify_command_standard_webhooks(tmp_path: Path) -> None:
         config = str(config_with(tmp_path, hook, [OFFLINE]))
         assert run("webhooks", "test", "ops", "-c", config).exit_code == 0
         got = rx.received[-1]
-    args = ["webhooks", "verify", "--scheme", "standard-webhooks", "--secret", whsec,
-            "--timestamp", got.headers["webhook-timestamp"],
-            "--signature", got.headers["webhook-signature"]]  # fmt: skip
+    args = [
+        "webhooks",
+        "verify",
+        "--scheme",
+        "standard-webhooks",
+        "--secret",
+        whsec,
+        "--timestamp",
+        got.headers["webhook-timestamp"],
+        "--signature",
+        got.headers["webhook-signature"],
+    ]
     assert run(*args, "--id", got.headers["webhook-id"], stdin=got.body).exit_code == 0
     assert run(*args, "--id", "msg_other", stdin=got.body).exit_code == 1
     assert run(*args, stdin=got.body).exit_code == 2  # --id is required for this scheme

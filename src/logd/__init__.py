@@ -13,33 +13,62 @@ from typing import TYPE_CHECKING, Any
 from .__about__ import __version__
 
 if TYPE_CHECKING:
-    from .config import Duration as Duration, Secret as Secret
+    from .config import Duration as Duration
+    from .config import Secret as Secret
     from .entries import (
         Batch as Batch,
+    )
+    from .entries import (
         Entry as Entry,
+    )
+    from .entries import (
         Status as Status,
+    )
+    from .entries import (
         parse_timestamp as parse_timestamp,
+    )
+    from .entries import (
         searchable_text as searchable_text,
     )
     from .errors import (
         AuthError as AuthError,
+    )
+    from .errors import (
         ConfigError as ConfigError,
+    )
+    from .errors import (
         HTTPStatusError as HTTPStatusError,
+    )
+    from .errors import (
         LogdError as LogdError,
+    )
+    from .errors import (
         ProtocolError as ProtocolError,
+    )
+    from .errors import (
         SourceError as SourceError,
+    )
+    from .errors import (
         TransportError as TransportError,
     )
     from .hookspecs import hookimpl as hookimpl
     from .http import SourceClient as SourceClient
     from .provider import (
         PollContext as PollContext,
+    )
+    from .provider import (
         Provider as Provider,
+    )
+    from .provider import (
         ProviderOptions as ProviderOptions,
     )
     from .simulator import (
         SimRequest as SimRequest,
+    )
+    from .simulator import (
         SimResponse as SimResponse,
+    )
+    from .simulator import (
         Simulator as Simulator,
     )
 

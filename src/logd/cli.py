@@ -196,9 +196,14 @@ def query(
     if limit < 0:
         raise click.BadParameter("must be 0 (all) or more", param_hint="--limit")
     filters = build_filters(
-        text=text, fts=fts, sources=sources, providers=providers,
-        statuses=(*statuses, *(("failure",) if failed else ())), since=since, until=until,
-    )  # fmt: skip
+        text=text,
+        fts=fts,
+        sources=sources,
+        providers=providers,
+        statuses=(*statuses, *(("failure",) if failed else ())),
+        since=since,
+        until=until,
+    )
     with _open_store(config, db) as store:
         color = sys.stdout.isatty()
         if follow:
@@ -266,9 +271,12 @@ def run(ctx: click.Context, config: Path | None, run_log_level: str | None) -> N
     "--since", default="7d", show_default=True, help="From this time (15m, 2h, 7d, a date)."
 )
 @click.option(
-    "--by", type=click.Choice(["source", "provider", "day", "status"]), default="source",
-    show_default=True, help="Group by.",
-)  # fmt: skip
+    "--by",
+    type=click.Choice(["source", "provider", "day", "status"]),
+    default="source",
+    show_default=True,
+    help="Group by.",
+)
 @click.option("--format", "-f", "fmt", type=click.Choice(["table", "json", "csv"]), default="table")
 def stats(config: Path | None, db: Path | None, since: str, by: str, fmt: str) -> None:
     """Counts and failure rates: the summary to look at first."""

@@ -94,7 +94,9 @@ class RetryConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     attempts: int = Field(5, ge=1, le=20, description="Tries per request, the first included.")
-    max_wait: Duration = Field(60.0, gt=0, description="Longest wait between tries, Retry-After included.")
+    max_wait: Duration = Field(
+        60.0, gt=0, description="Longest wait between tries, Retry-After included."
+    )
 
 
 class SourceConfig(BaseModel):
@@ -287,7 +289,9 @@ def load_settings(path: str | Path | None = None) -> Settings:
     seen: dict[str, int] = {}
     for i, src in enumerate(settings.sources):
         if src.name in seen:
-            problems.append(f"sources[{i}].name: {src.name!r} is already used by sources[{seen[src.name]}]")
+            problems.append(
+                f"sources[{i}].name: {src.name!r} is already used by sources[{seen[src.name]}]"
+            )
         seen[src.name] = i
         try:
             provider = registry.provider(src.provider)

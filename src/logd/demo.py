@@ -30,15 +30,30 @@ def start_simulators() -> dict[str, Simulator]:
     return running
 
 
-def write_demo_config(directory: Path, sims: dict[str, Simulator]) -> Path:
+DEMO_SECRET = "demo-webhook-secret"
+
+
+def write_demo_config(
+    directory: Path, sims: dict[str, Simulator], receiver_url: str | None = None
+) -> Path:
     """A config pointing one source per simulator at it, with the store beside it."""
     directory.mkdir(parents=True, exist_ok=True)
     # Simulators start afresh on new ports each run, so the demo store does too.
     for suffix in ("", "-wal", "-shm"):
         (directory / f"logd.db{suffix}").unlink(missing_ok=True)
-    sources: list[dict[str, Any]] = [sim.demo_source(name) for name, sim in sims.items()]
-    doc = {"database": str((directory / "logd.db").resolve()), "log_level": "warning",
-           "sources": sources}  # fmt: skip
+    # Short intervals so that `--keep-running` shows the daemon picking up new records.
+    sources: list[dict[str, Any]] = [
+        {**sim.demo_source(name), "interval": "10s"} for name, sim in sims.items()
+    ]
+    doc: dict[str, Any] = {
+        "database": str((directory / "logd.db").resolve()),
+        "log_level": "warning",
+        "sources": sources,
+    }
+    if receiver_url:
+        doc["webhooks"] = [
+            {"name": "demo", "url": receiver_url, "secret": DEMO_SECRET, "max_entries": 100}
+        ]
     path = directory / "config.toml"
     path.write_text(
         "# Written by `logd demo`: every source points at a simulator on 127.0.0.1.\n"
@@ -49,18 +64,28 @@ def write_demo_config(directory: Path, sims: dict[str, Simulator]) -> Path:
 
 def run_demo(directory: Path, *, keep_running: bool = False) -> None:
     """Run the whole demo and print what a new user should try next."""
+    from .receiver import Received, Receiver
+
     started = time.monotonic()
     sims = start_simulators()
     if not sims:
         raise click.ClickException("no installed plugin ships a simulator; install plugins/*")
+    received: list[Received] = []
+
+    def show_delivery(delivery: Received) -> None:
+        received.append(delivery)
+
+    receiver = Receiver(DEMO_SECRET, on_delivery=show_delivery).start()
     try:
-        config = write_demo_config(directory, sims)
-        click.secho(
-            f"simulators: {', '.join(f'{n} {s.base_url}' for n, s in sims.items())}", bold=True
-        )
-        click.echo(f"config: {config}")
+        config = write_demo_config(directory, sims, receiver.url)
+        click.secho("simulated APIs on 127.0.0.1:", bold=True)
+        for name, sim in sims.items():
+            click.echo(f"  {name:<12} {sim.base_url}")
+        click.echo(f"webhook receiver: {receiver.url} (verifies every signature)")
+        click.echo(f"config: {config}\n")
         settings = load_settings(config)
         run_sync(settings)
+        _print_deliveries(received)
         with Store(settings.database) as store:
             click.secho("\nlogd status", bold=True)
             write_status(collect_status(store), "table", sys.stdout)
@@ -69,24 +94,53 @@ def run_demo(directory: Path, *, keep_running: bool = False) -> None:
             write_rows(rows, "table", sys.stdout, color=sys.stdout.isatty())
         click.echo(f"\ndemo finished in {time.monotonic() - started:.1f}s. Try next:")
         logd = ".venv/bin/logd" if Path(".venv/bin/logd").exists() else "logd"
-        click.echo(f'  {logd} query "timeout" --failed --db {settings.database}')
-        click.echo(f"  {logd} status --db {settings.database}")
-        click.echo(f"  {logd} show ID --db {settings.database}   (an id from the list above)")
+        db = settings.database
+        click.echo(f'  {logd} query "timeout" --failed --db {db}')
+        click.echo(f"  {logd} stats --db {db}")
+        click.echo(f"  {logd} show {rows[0].id if rows else 'SOURCE:ID'} --db {db}")
         if keep_running:
-            _keep_running(config, sims)
+            _keep_running(config, sims, received)
     finally:
+        receiver.close()
         for sim in sims.values():
             sim.stop()
 
 
-def _keep_running(config: Path, sims: dict[str, Simulator]) -> None:
-    click.echo("\nkeeping the simulators producing and syncing every 10s; Ctrl-C stops")
-    settings = load_settings(config)
-    try:
-        while True:
-            time.sleep(10)
+def _print_deliveries(received: list[Any]) -> None:
+    if not received:
+        return
+    click.secho("\nwebhook deliveries received", bold=True)
+    for delivery in received:
+        body = delivery.json()
+        verdict = "signature verified" if delivery.verified else "SIGNATURE INVALID"
+        click.echo(
+            f"  {delivery.delivery_id}  {body['source']:<12} {body['count']:>4} failures  "
+            f"({verdict})"
+        )
+    received.clear()
+
+
+def _keep_running(config: Path, sims: dict[str, Simulator], received: list[Any]) -> None:
+    """Run the daemon in this process while the simulators keep producing; Ctrl-C stops."""
+    import threading
+
+    from .daemon import Daemon
+
+    click.secho(
+        "\nthe daemon now polls every 10s while the simulators produce records; Ctrl-C stops",
+        bold=True,
+    )
+    stop = threading.Event()
+
+    def produce() -> None:
+        while not stop.wait(5):
             for sim in sims.values():
                 sim.tick()
-            run_sync(settings, quiet=True)
-    except KeyboardInterrupt:
-        click.echo("stopped")
+            _print_deliveries(received)
+
+    producer = threading.Thread(target=produce, name="demo-producer", daemon=True)
+    producer.start()
+    try:
+        Daemon(config, log_level="info").run()
+    finally:
+        stop.set()

@@ -264,10 +264,7 @@ def make_due(store: Store, ids: Sequence[str], now: datetime) -> list[str]:
             )
             return found
         found = [
-            r[0]
-            for r in db.execute(f"SELECT delivery_id FROM {TABLE} WHERE state = 'pending'")
+            r[0] for r in db.execute(f"SELECT delivery_id FROM {TABLE} WHERE state = 'pending'")
         ]
-        db.execute(
-            f"UPDATE {TABLE} SET next_attempt_at = ? WHERE state = 'pending'", [stamp]
-        )
+        db.execute(f"UPDATE {TABLE} SET next_attempt_at = ? WHERE state = 'pending'", [stamp])
         return found

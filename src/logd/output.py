@@ -14,9 +14,16 @@ from .store import Row
 
 FORMATS = ("table", "json", "ndjson", "csv")
 CSV_COLUMNS = (
-    "id", "timestamp", "source", "provider", "status", "message", "error",
-    "entity_type", "entity_id",
-)  # fmt: skip
+    "id",
+    "timestamp",
+    "source",
+    "provider",
+    "status",
+    "message",
+    "error",
+    "entity_type",
+    "entity_id",
+)
 STATUS_STYLE = {"failure": "bold red", "pending": "yellow", "success": "green"}
 
 
@@ -65,9 +72,9 @@ def write_table(rows: Sequence[Row], out: TextIO, *, color: bool = False) -> Non
         console.print("no matching entries")
         return
     table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold")
-    table.add_column("time", no_wrap=True)
-    table.add_column("id", no_wrap=True, overflow="ellipsis", max_width=32)
-    table.add_column("status", no_wrap=True)
+    table.add_column("time", no_wrap=True, min_width=19)
+    table.add_column("id", no_wrap=True, overflow="ellipsis", max_width=28)
+    table.add_column("status", no_wrap=True, min_width=7)
     table.add_column("message", no_wrap=True, overflow="ellipsis", ratio=1)
     for row in rows:
         text = row.message
@@ -89,8 +96,17 @@ def write_entry(row: Row, out: TextIO, *, color: bool = False) -> None:
 
     console = Console(file=out, force_terminal=color, no_color=not color, soft_wrap=True)
     data = row.as_dict()
-    for key in ("id", "timestamp", "source", "provider", "status", "message", "error",
-                "entity_type", "entity_id"):  # fmt: skip
+    for key in (
+        "id",
+        "timestamp",
+        "source",
+        "provider",
+        "status",
+        "message",
+        "error",
+        "entity_type",
+        "entity_id",
+    ):
         value = data[key]
         if key == "timestamp":
             value = f"{value}  ({local_time(value)} local)"

@@ -74,15 +74,21 @@ class Receiver:
         return f"http://{host!s}:{port}/hook"
 
     def __enter__(self) -> Receiver:
-        self._thread.start()
-        return self
+        return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def start(self) -> Receiver:
+        """Start serving in a background thread (what `with` does)."""
+        if not self._thread.is_alive():
+            self._thread.start()
+        return self
+
     def close(self) -> None:
         """Stop serving."""
-        self._server.shutdown()
+        if self._thread.is_alive():  # shutdown() waits forever for a loop that never ran
+            self._server.shutdown()
         self._server.server_close()
 
     def respond_with(self, *responses: int | tuple[int, dict[str, str], str]) -> None:
@@ -105,14 +111,20 @@ class Receiver:
         """True when the headers sign `body` with this receiver's secret."""
         if self.scheme == "fleetit":
             return verify(
-                "fleetit", self.secret, body,
-                headers.get("x-timestamp", ""), headers.get("x-signature", ""),
-            )  # fmt: skip
+                "fleetit",
+                self.secret,
+                body,
+                headers.get("x-timestamp", ""),
+                headers.get("x-signature", ""),
+            )
         return verify(
-            "standard-webhooks", self.secret, body,
-            headers.get("webhook-timestamp", ""), headers.get("webhook-signature", ""),
+            "standard-webhooks",
+            self.secret,
+            body,
+            headers.get("webhook-timestamp", ""),
+            headers.get("webhook-signature", ""),
             headers.get("webhook-id"),
-        )  # fmt: skip
+        )
 
     def _next_response(self) -> tuple[int, dict[str, str], str]:
         with self._lock:

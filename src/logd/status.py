@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
 from .outbox import outbox_counts
-from .output import local_time, write_records
+from .output import write_records
 from .store import Store
 
 
@@ -47,29 +48,35 @@ def _never_polled(source: str) -> dict[str, Any]:
     return {"source": source, "entries": 0, "failures": 0, "pending": 0, **empty}
 
 
+def short_time(ts: str | None) -> str | None:
+    """Local time of day for today, date and time otherwise."""
+    if not ts:
+        return None
+    when = datetime.fromisoformat(ts).astimezone()
+    fmt = "%H:%M:%S" if when.date() == datetime.now().astimezone().date() else "%Y-%m-%d %H:%M"
+    return when.strftime(fmt)
+
+
 def write_status(rows: list[dict[str, Any]], fmt: str, out: TextIO) -> None:
     """Status as a table for people or JSON for scripts."""
     if fmt == "json":
         json.dump(rows, out, indent=2, default=str)
         out.write("\n")
         return
+    # The table is for a terminal: short times, no cursor (it is in --format json).
+    scheduled = any(row.get("next_run") for row in rows)
     table = []
     for row in rows:
-        table.append(
-            {
-                "source": row["source"],
-                "state": row["state"],
-                "last poll": local_time(row["last_poll"]) if row["last_poll"] else None,
-                "last success": local_time(row["last_success"]) if row["last_success"] else None,
-                "next run": local_time(row["next_run"]) if row.get("next_run") else None,
-                "entries": row["entries"],
-                "failures": row["failures"],
-                "pending": row["pending"],
-                "cursor": json.dumps(row["cursor"])[:60] if row["cursor"] else None,
-                "last error": (row["last_error"] or "")[:120] or None,
-            }
-        )
+        line: dict[str, Any] = {
+            "source": row["source"],
+            "state": row["state"],
+            "last success": short_time(row["last_success"]),
+        }
+        if scheduled:
+            line["next run"] = short_time(row.get("next_run"))
+        line.update(entries=row["entries"], failures=row["failures"], pending=row["pending"])
         if "webhooks" in row:
-            table[-1]["hooks pending"] = row["webhooks"]["pending"]
-            table[-1]["hooks dead"] = row["webhooks"]["dead"]
+            line["hooks pending/dead"] = f"{row['webhooks']['pending']}/{row['webhooks']['dead']}"
+        line["last error"] = (row["last_error"] or "")[:160] or None
+        table.append(line)
     write_records(table, "table", out)

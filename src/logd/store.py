@@ -205,7 +205,7 @@ class Store:
         *,
         hooks: Sequence[BatchHook] = (),
     ) -> BatchResult:
-        """Store a batch's entries and its cursor in one transaction; unchanged rows are untouched."""
+        """Store entries and their cursor in one transaction; unchanged rows are left alone."""
         result = BatchResult()
         for entry in entries:
             if entry.source != source:  # lookups and inserts must agree on the source
@@ -257,9 +257,15 @@ class Store:
             entry.timestamp = datetime.fromisoformat(old[4])
         timestamp = entry.utc_timestamp
         entry_hash = _digest(
-            timestamp, entry.status, entry.message, entry.error, entry.entity_type,
-            entry.entity_id, entry.provider, raw,
-        )  # fmt: skip
+            timestamp,
+            entry.status,
+            entry.message,
+            entry.error,
+            entry.entity_type,
+            entry.entity_id,
+            entry.provider,
+            raw,
+        )
         details = _dumps(entry.details)
         details_hash = _digest(details) if details is not None else None
         if old is not None:
@@ -308,9 +314,19 @@ class Store:
     ) -> list[Any]:
         text = searchable_text([entry.raw, json.loads(details) if details else None])
         return [
-            entry.provider, timestamp, str(entry.status), entry.message, entry.error,
-            entry.entity_type, entry.entity_id, raw, details, text, entry_hash, details_hash,
-        ]  # fmt: skip
+            entry.provider,
+            timestamp,
+            str(entry.status),
+            entry.message,
+            entry.error,
+            entry.entity_type,
+            entry.entity_id,
+            raw,
+            details,
+            text,
+            entry_hash,
+            details_hash,
+        ]
 
     @staticmethod
     def _insert(
@@ -361,7 +377,9 @@ class Store:
                 [pages, requests, result.new, result.updated, len(result.new_failures), run_id],
             )
 
-    def finish_run(self, run_id: int, *, requests: int | None = None, error: str | None = None) -> None:
+    def finish_run(
+        self, run_id: int, *, requests: int | None = None, error: str | None = None
+    ) -> None:
         """Record the end of a poll, with its error if it failed."""
         with self.transaction() as db:
             db.execute(
@@ -439,8 +457,7 @@ class Store:
             # FTS5 walks its matches in rowid order, and rowid is time order: no sort needed.
             key_col = "entries_fts.rowid"
             sql = (
-                f"SELECT {columns} FROM entries_fts "
-                "JOIN entries ON entries.id = entries_fts.rowid"
+                f"SELECT {columns} FROM entries_fts JOIN entries ON entries.id = entries_fts.rowid"
             )
             where.append("entries_fts MATCH ?")
             params.append(f.text if f.fts else self.db.quote_fts(f.text))

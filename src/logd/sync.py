@@ -21,9 +21,9 @@ def run_sync(
     settings: Settings, names: Sequence[str] = (), *, quiet: bool = False
 ) -> list[SourceReport]:
     """Poll the named sources (default: every enabled one) and print one line per source."""
-    sources = [settings.source(n) for n in names] if names else [
-        s for s in settings.sources if s.enabled
-    ]
+    sources = (
+        [settings.source(n) for n in names] if names else [s for s in settings.sources if s.enabled]
+    )
     if not sources:
         raise ConfigError("no enabled sources to sync", hint="add a [[sources]] table")
     registry = load_plugins()
@@ -104,10 +104,7 @@ class _RichProgress:
     def update(self, report: SourceReport) -> None:
         """Show a report's running totals."""
         rate = (report.new + report.updated) / report.duration if report.duration else 0.0
-        line = (
-            f"{report.pages} pages, {report.new} new, {report.updated} updated, "
-            f"{rate:,.0f}/s"
-        )
+        line = f"{report.pages} pages, {report.new} new, {report.updated} updated, {rate:,.0f}/s"
         with self._lock:
             self.progress.update(self.tasks[report.source], line=line)
             if report.done:

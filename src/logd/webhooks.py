@@ -291,15 +291,24 @@ class Deliverer:
         else:
             state, store_state, next_at = "dead", "dead", now
         record_attempt(
-            self.store, row.delivery_id, state=store_state, status=status, error=error,
-            next_attempt_at=next_at, now=now,
-        )  # fmt: skip
+            self.store,
+            row.delivery_id,
+            state=store_state,
+            status=status,
+            error=error,
+            next_attempt_at=next_at,
+            now=now,
+        )
         if state != "delivered":
             log.warning("webhook %s: %s %s: %s", webhook.name, row.delivery_id, state, error)
         return Outcome(
-            row.delivery_id, webhook.name, state, status, error,
+            row.delivery_id,
+            webhook.name,
+            state,
+            status,
+            error,
             next_at if state == "retrying" else None,
-        )  # fmt: skip
+        )
 
 
 def _post(

@@ -167,9 +167,7 @@ def verify(
 
 @webhooks.command()
 @click.option("--secret", envvar="LOGD_WEBHOOK_SECRET", required=True, help="Secret to check with.")
-@click.option(
-    "--scheme", type=click.Choice(["fleetit", "standard-webhooks"]), default="fleetit"
-)
+@click.option("--scheme", type=click.Choice(["fleetit", "standard-webhooks"]), default="fleetit")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8765, show_default=True)
 def receive(secret: str, scheme: Any, host: str, port: int) -> None:

@@ -268,8 +268,10 @@ def test_failure_mapping_includes_the_succeeded_true_404_example() -> None:
     assert example.message == example.error == VENDOR_EXAMPLE["error_detail"]
     assert (example.timestamp, example.timestamp_observed) == (seen, True)
     assert (example.native_id, example.entity_type, example.entity_id) == (
-        VENDOR_EXAMPLE["id"], "integration", EXAMPLE_INTEGRATION,
-    )  # fmt: skip
+        VENDOR_EXAMPLE["id"],
+        "integration",
+        EXAMPLE_INTEGRATION,
+    )
 
     ok = {"id": "a", "succeeded": True, "status_code": 200, "body": "OK", "error_detail": ""}
     assert (to_entry(ok, seen).status, to_entry(ok, seen).message) == (Status.SUCCESS, "OK")

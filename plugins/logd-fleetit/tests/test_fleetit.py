@@ -88,10 +88,14 @@ def test_bad_token_is_a_one_line_error_with_the_vendor_text(
 
 def test_mapping_failure_message_entity() -> None:
     base = {
-        "id": 7, "timestamp": "2024-05-05T21:09:01.685651-04:00", "success": True,
-        "response": {"message": "Success"}, "details": {"payload": None, "error": None},
-        "entity_type": "Vehicle", "entity_id": None,
-    }  # fmt: skip
+        "id": 7,
+        "timestamp": "2024-05-05T21:09:01.685651-04:00",
+        "success": True,
+        "response": {"message": "Success"},
+        "details": {"payload": None, "error": None},
+        "entity_type": "Vehicle",
+        "entity_id": None,
+    }
     ok = to_entry(base)
     assert (ok.status, ok.message, ok.entity_type, ok.native_id) == (
         Status.SUCCESS,

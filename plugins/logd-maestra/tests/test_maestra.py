@@ -321,15 +321,18 @@ def test_filters_go_to_maestra_and_only_matching_calls_are_stored(
     assert run.sync()["mx"].ok
     (body,) = sim.start_bodies()
     assert body["operations"] == [
-        {"ids": {"systemName": "Website.CreateOrder"}}, {"ids": {"systemName": "Pos.CalculateCart"}}
-    ]  # fmt: skip
+        {"ids": {"systemName": "Website.CreateOrder"}},
+        {"ids": {"systemName": "Pos.CalculateCart"}},
+    ]
     assert body["endpoint"] == {"ids": {"externalId": "Website"}}
     assert (body["resultState"], body["hasErrors"]) == ("failed", True)
     expected = {
-        r["OperationLogTransactionId"] for r in rows
-        if r["OperationLogStatus"] == "failed" and r["OperationLogEndpointExternalId"] == "Website"
+        r["OperationLogTransactionId"]
+        for r in rows
+        if r["OperationLogStatus"] == "failed"
+        and r["OperationLogEndpointExternalId"] == "Website"
         and r["OperationLogOperationSystemName"] in keys["operations"]
-    }  # fmt: skip
+    }
     assert expected and {r.native_id for r in run.rows()} == expected
 
 

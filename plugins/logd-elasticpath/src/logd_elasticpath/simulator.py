@@ -46,13 +46,15 @@ OUTCOMES: list[tuple[bool, int, str, str]] = [
     # succeeded, status_code, body, error_detail
     (True, 200, "OK", ""),
     (True, 202, "Accepted", ""),
-    (False, 500, "Internal Server Error",
-     "Received a status code outside of 2xx range - treating webhook as a fail"),
-    (False, 0, "",
-     'Post "https://erp.example/hooks": net/http: timeout awaiting response headers'),
-    (True, 410, "Gone",
-     "Received a status code outside of 2xx range - treating webhook as a fail"),
-]  # fmt: skip
+    (
+        False,
+        500,
+        "Internal Server Error",
+        "Received a status code outside of 2xx range - treating webhook as a fail",
+    ),
+    (False, 0, "", 'Post "https://erp.example/hooks": net/http: timeout awaiting response headers'),
+    (True, 410, "Gone", "Received a status code outside of 2xx range - treating webhook as a fail"),
+]
 
 
 def jsonapi_error(status: int, title: str, detail: str | None = None) -> dict[str, Any]:
@@ -170,9 +172,14 @@ class ElasticPathSimulator(Simulator):
             self.tokens.clear()
 
     def fail_next_jsonapi(
-        self, status: int, title: str, detail: str | None = None, *, times: int = 1,
+        self,
+        status: int,
+        title: str,
+        detail: str | None = None,
+        *,
+        times: int = 1,
         path: str | None = None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         """Answer the next `times` requests (to `path`) with a JSON:API error."""
         self.fail_next(
             status, body=json.dumps(jsonapi_error(status, title, detail)), times=times, path=path

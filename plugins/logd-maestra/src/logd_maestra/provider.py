@@ -123,8 +123,9 @@ class Maestra(Provider[MaestraOptions]):
         def batch(entries: dict[str, Entry], cursor: datetime, warnings: list[str]) -> Batch:
             nonlocal requests_before
             spent, requests_before = ctx.client.requests - requests_before, ctx.client.requests
-            return Batch(list(entries.values()), cursor=cursor_at(cursor), requests=spent,
-                         warnings=warnings)  # fmt: skip
+            return Batch(
+                list(entries.values()), cursor=cursor_at(cursor), requests=spent, warnings=warnings
+            )
 
         pending: dict[str, Entry] = {}
         unknown = 0

@@ -38,9 +38,16 @@ def _micros(when: datetime) -> int:
 
 
 def make_row(
-    txid: str, when: datetime, *, status: str, operation: int, endpoint: int,
-    error: str = "", warning: str = "", device: str = "",
-) -> dict[str, str]:  # fmt: skip
+    txid: str,
+    when: datetime,
+    *,
+    status: str,
+    operation: int,
+    endpoint: int,
+    error: str = "",
+    warning: str = "",
+    device: str = "",
+) -> dict[str, str]:
     """One operation-log row shaped like the vendor's columns."""
     system, op_name = OPERATIONS[operation % len(OPERATIONS)]
     external, integration = ENDPOINTS[endpoint % len(ENDPOINTS)]
@@ -94,9 +101,13 @@ class Bulk:
         when = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=self._time_us(index))
         status = "failed" if index % 20 == 7 else "processing" if index % 50 == 3 else "completed"
         return make_row(
-            f"{self.prefix}-{index:08d}", when, status=status, operation=index, endpoint=index // 3,
+            f"{self.prefix}-{index:08d}",
+            when,
+            status=status,
+            operation=index,
+            endpoint=index // 3,
             error=ERRORS[index % len(ERRORS)] if status == "failed" else "",
-        )  # fmt: skip
+        )
 
 
 @dataclass
@@ -138,8 +149,12 @@ def validate_start(
     for i, item in enumerate(body.get("operations") or []):
         system = ((item or {}).get("ids") or {}).get("systemName")
         if system not in known_ops:
-            problems.append((f"Operation with system name {system!r} not found",
-                             f"/operations/{i}/ids/systemName"))  # fmt: skip
+            problems.append(
+                (
+                    f"Operation with system name {system!r} not found",
+                    f"/operations/{i}/ids/systemName",
+                )
+            )
     external = ((body.get("endpoint") or {}).get("ids") or {}).get("externalId")
     if "endpoint" in body and external not in {e for e, _ in ENDPOINTS}:
         problems.append((f"Endpoint {external!r} not found", "/endpoint/ids/externalId"))

@@ -102,18 +102,26 @@ class MaestraSimulator(Simulator):
     # -- data -------------------------------------------------------------------------------
 
     def make_record(
-        self, when: datetime, *, status: str = "completed", error: str | None = None,
+        self,
+        when: datetime,
+        *,
+        status: str = "completed",
+        error: str | None = None,
         warning: str | None = None,
-    ) -> dict[str, str]:  # fmt: skip
+    ) -> dict[str, str]:
         """One call at `when`, with a random id, method and endpoint (not yet added)."""
         if status == "failed" and error is None:
             error = self.rng.choice(ERRORS)
         return make_row(
-            str(uuid.UUID(int=self.rng.getrandbits(128), version=4)), when, status=status,
-            operation=self.rng.randrange(len(OPERATIONS)), endpoint=self.rng.randrange(3),
-            error=error or "", warning=warning or "",
+            str(uuid.UUID(int=self.rng.getrandbits(128), version=4)),
+            when,
+            status=status,
+            operation=self.rng.randrange(len(OPERATIONS)),
+            endpoint=self.rng.randrange(3),
+            error=error or "",
+            warning=warning or "",
             device=str(uuid.UUID(int=self.rng.getrandbits(128))) if self.rng.random() < 0.3 else "",
-        )  # fmt: skip
+        )
 
     def add_records(
         self,
@@ -131,10 +139,12 @@ class MaestraSimulator(Simulator):
             when = (end or datetime.now(UTC)) - spread * self.rng.random()
             draw = self.rng.random()
             status = (
-                "failed" if draw < failure_rate
-                else "processing" if draw < failure_rate + processing_rate
+                "failed"
+                if draw < failure_rate
+                else "processing"
+                if draw < failure_rate + processing_rate
                 else "completed"
-            )  # fmt: skip
+            )
             warned = status == "completed" and self.rng.random() < warning_rate
             warning = self.rng.choice(WARNINGS) if warned else None
             made.append(self.make_record(when, status=status, warning=warning))
@@ -159,13 +169,17 @@ class MaestraSimulator(Simulator):
             for row in self.records:
                 if row["OperationLogTransactionId"] == transaction_id:
                     when = datetime.fromisoformat(row["OperationLogStartDateTimeUtc"])
-                    row.update(make_row(
-                        transaction_id, when.replace(tzinfo=UTC), status=status,
-                        operation=_index(OPERATIONS, row["OperationLogOperationSystemName"]),
-                        endpoint=_index(ENDPOINTS, row["OperationLogEndpointExternalId"]),
-                        error=error or (ERRORS[0] if status == "failed" else ""),
-                        device=row["OperationLogDevice"],
-                    ))  # fmt: skip
+                    row.update(
+                        make_row(
+                            transaction_id,
+                            when.replace(tzinfo=UTC),
+                            status=status,
+                            operation=_index(OPERATIONS, row["OperationLogOperationSystemName"]),
+                            endpoint=_index(ENDPOINTS, row["OperationLogEndpointExternalId"]),
+                            error=error or (ERRORS[0] if status == "failed" else ""),
+                            device=row["OperationLogDevice"],
+                        )
+                    )
                     return
         raise KeyError(transaction_id)
 
@@ -180,9 +194,12 @@ class MaestraSimulator(Simulator):
         """Start `n` exports as another client of the project would (they never finish)."""
         with self.lock:
             now = datetime.now(UTC)
-            return [self._new_export(f"other-{i}-{len(self.exports)}", now, now, {},
-                                     checks=10**9, foreign=True).id
-                    for i in range(n)]  # fmt: skip
+            return [
+                self._new_export(
+                    f"other-{i}-{len(self.exports)}", now, now, {}, checks=10**9, foreign=True
+                ).id
+                for i in range(n)
+            ]
 
     def start_bodies(self) -> list[dict[str, Any]]:
         """The bodies of every export start seen, oldest first."""
@@ -245,8 +262,12 @@ class MaestraSimulator(Simulator):
     def _start(self, body: dict[str, Any]) -> SimResponse:
         problems, since, till = validate_start(body)
         if problems:
-            return SimResponse.json({"status": "ValidationError", "validationMessages": [
-                {"message": m, "location": loc} for m, loc in problems]})  # fmt: skip
+            return SimResponse.json(
+                {
+                    "status": "ValidationError",
+                    "validationMessages": [{"message": m, "location": loc} for m, loc in problems],
+                }
+            )
         assert since is not None and till is not None
         key = json.dumps(body, sort_keys=True)
         running = [e for e in self.exports.values() if e.state == "NotReady"]
@@ -275,8 +296,9 @@ class MaestraSimulator(Simulator):
         checks: int,
         foreign: bool = False,
     ) -> Export:
-        export = Export(uuid.UUID(int=self.rng.getrandbits(128), version=4).hex, key, since, till,
-                        body, checks)  # fmt: skip
+        export = Export(
+            uuid.UUID(int=self.rng.getrandbits(128), version=4).hex, key, since, till, body, checks
+        )
         if self._cancel and not foreign:
             skip, reason = self._cancel[0]
             if skip:

@@ -1,0 +1,479 @@
+"""Pegasus Gateway changelogs (and, optionally, resource modifications) → logd entries.
+
+Changelogs come newest first, paged by `limit`/`offset`, with no time filter. A walk pages
+from the top until it reaches *ground*: a page holding a record that was stored before the
+walk began, or one with a `system_time` older than the watermark minus `overlap`. Rows written
+while we page push everything down, so a page may repeat the tail of the page before it: rows
+already stored are not handed over again, and such a repeat never counts as ground.
+
+Crash safety: every page is a batch. Until a walk reaches ground its batches carry the old
+watermark and a resume point (the offset and `total` after the page, and the oldest and newest
+`system_time` stored so far). The next poll first finishes that gap, finding its place again
+by how much `total` grew and stepping back while the page starts below the resume point, and
+only then walks the new top, which stops at the interrupted walk's first page.
+
+Modifications are walked per configured item over the window `[watermark - overlap, now)`:
+sections 1..N, each from pointer 0, following `next_pointer` until -1. An item's watermark
+moves to the window's `to` only with the batch that ends the walk, so a walk cut off is simply
+walked again in full next time: pointers are not assumed to stay valid between polls.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+from urllib.parse import urlencode
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from logd import (
+    AuthError,
+    Batch,
+    Duration,
+    Entry,
+    HTTPStatusError,
+    PollContext,
+    ProtocolError,
+    Provider,
+    ProviderOptions,
+    Secret,
+    Status,
+    parse_timestamp,
+)
+
+PAGE_SIZE = 100
+LOGIN = "/login"
+CHANGELOGS = "/changelogs"
+MODIFICATIONS = "/changelogs/modifications"
+Resource = Literal["vehicles", "assets", "geofences", "geofence_types"]
+
+
+class Modification(BaseModel):
+    """One `[[sources.modifications]]` item: a resource whose field changes are walked."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    resource: Resource = Field(description="vehicles, assets, geofences or geofence_types.")
+    changes: list[str] = Field(
+        default_factory=list, description="Only these flattened fields; empty: every change."
+    )
+    ids: list[int | str] = Field(default_factory=list, description="Only these resource ids.")
+    groups: list[int | str] = Field(default_factory=list, description="Only these group ids.")
+
+    def params(self) -> dict[str, str]:
+        """The item's query parameters; empty lists are left out."""
+        params: dict[str, str] = {"resource": self.resource}
+        for name in ("changes", "ids", "groups"):
+            values = getattr(self, name)
+            if values:
+                params[name] = ",".join(str(v) for v in values)
+        return params
+
+    @property
+    def key(self) -> str:
+        """Where the item's watermark lives in the cursor: its query, so an edited item restarts."""
+        return urlencode(self.params())
+
+
+class PegasusOptions(ProviderOptions):
+    """The `[[sources]]` keys of a `pegasus` source."""
+
+    base_url: str = Field(
+        description="The site's API root, e.g. https://pegasus1.pegasusgateway.com/api."
+    )
+    token: Secret | None = Field(None, description="API token sent as `Authenticate`.")
+    username: str | None = Field(None, description="Login user, instead of `token`.")
+    password: Secret | None = Field(None, description="Login password, with `username`.")
+    methods: list[str] = Field(default_factory=list, description="Only these HTTP methods.")
+    path: str | None = Field(None, description="Only paths matching this regex.")
+    user_ids: list[int | str] = Field(
+        default_factory=list, description="Only these user ids (plain ids, not scoped strings)."
+    )
+    modifications: list[Modification] = Field(
+        default_factory=list, description="Resources whose modifications are walked too."
+    )
+    overlap: Duration = Field(
+        300.0, ge=0, description="Tolerance below the watermark for late-written records."
+    )
+    modifications_backfill: Duration = Field(
+        30 * 86400.0, gt=0, description="How far back the first modifications window starts."
+    )
+
+    @field_validator("token")
+    @classmethod
+    def _empty_is_none(cls, value: SecretStr | None) -> SecretStr | None:
+        # `token = ""` (say, an unset variable templated in) means "log in instead".
+        return value if value is not None and value.get_secret_value() else None
+
+    @field_validator("user_ids")
+    @classmethod
+    def _no_commas(cls, values: list[int | str]) -> list[int | str]:
+        for value in values:
+            if "," in str(value):
+                # The query joins ids with commas, so a scoped user string cannot be sent.
+                raise ValueError(f"{value!r}: give the plain user id (e.g. 16), not a scoped user")
+        return values
+
+    @model_validator(mode="after")
+    def _one_credential(self) -> PegasusOptions:
+        has_login = bool(self.username) and self.password is not None
+        if self.token is not None and (self.username or self.password):
+            raise ValueError("set either `token` or `username`/`password`, not both")
+        if self.token is None and not has_login:
+            raise ValueError("set `token`, or both `username` and `password`")
+        return self
+
+
+class Pegasus(Provider[PegasusOptions]):
+    """Pegasus Gateway changelogs and modifications."""
+
+    name = "pegasus"
+    Options = PegasusOptions
+    description = "Pegasus Gateway changelogs (GET /changelogs, /changelogs/modifications)"
+
+    def poll(self, ctx: PollContext[PegasusOptions]) -> Iterator[Batch]:
+        """Finish an interrupted changelog walk, walk the new top, then each modifications item."""
+        session = _Session(ctx)
+        session.open()
+        cursor = _Cursor.load(ctx.cursor)
+        # Forget the windows of items no longer configured (an edited item is a new key).
+        configured = {item.key for item in ctx.options.modifications}
+        cursor.modifications = {k: v for k, v in cursor.modifications.items() if k in configured}
+        if cursor.resume is not None:
+            yield from _ChangelogWalk(ctx, session, cursor, cursor.resume).run()
+        yield from _ChangelogWalk(ctx, session, cursor, None).run()
+        for item in ctx.options.modifications:
+            yield from _walk_modifications(ctx, session, cursor, item)
+
+
+class _Session:
+    """The `Authenticate` header: a configured token, or a login renewed once after a 401."""
+
+    def __init__(self, ctx: PollContext[PegasusOptions]) -> None:
+        self.client = ctx.client
+        self.options = ctx.options
+        self.log = ctx.log
+
+    def open(self) -> None:
+        """Send the configured token, or log in."""
+        if self.options.token is not None:
+            self.client.set_credentials({"Authenticate": self.options.token.get_secret_value()})
+        else:
+            self._login()
+
+    def get(self, path: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        """GET a JSON object; a 401 on a login session logs in again once, then is an error."""
+        try:
+            body = self.client.get_json(path, params=params)
+        except HTTPStatusError as exc:
+            if exc.status_code != 401:
+                raise
+            if self.options.token is not None:
+                raise AuthError(
+                    f"Pegasus refused the token on GET {path} (HTTP 401): {exc.vendor_text}"
+                ) from None
+            # Sessions expire after an hour idle: one fresh login, and a second 401 is final.
+            self.log.info("GET %s: session refused (%s), logging in again", path, exc.vendor_text)
+            self._login()
+            try:
+                body = self.client.get_json(path, params=params)
+            except HTTPStatusError as again:
+                if again.status_code != 401:
+                    raise
+                raise AuthError(
+                    f"Pegasus refused a fresh session on GET {path} (HTTP 401): {again.vendor_text}"
+                ) from None
+        if not isinstance(body, dict):
+            raise ProtocolError(f"GET {path}: expected a JSON object, got {type(body).__name__}")
+        return body
+
+    def _login(self) -> None:
+        password = self.options.password.get_secret_value() if self.options.password else ""
+        try:
+            body = self.client.post_json(
+                LOGIN,
+                json={"username": self.options.username, "password": password},
+                credentials=False,
+            )
+        except HTTPStatusError as exc:
+            if exc.status_code in (400, 401, 403):
+                raise AuthError(
+                    f"Pegasus refused the login of {self.options.username!r} "
+                    f"(HTTP {exc.status_code}): {exc.vendor_text}"
+                ) from None
+            raise
+        token = body.get("auth") if isinstance(body, dict) else None
+        if not isinstance(token, str) or not token:
+            raise ProtocolError(f"POST {LOGIN} answered without an `auth` token")
+        self.client.set_credentials({"Authenticate": token})
+
+
+@dataclass
+class _Cursor:
+    """The source's cursor as plain JSON, so that every batch can carry a snapshot of it."""
+
+    #: Newest `system_time` of the last walk that reached ground (or the end of the list).
+    watermark: str | None = None
+    #: Where an unfinished walk stands: offset, total, low, top.
+    resume: dict[str, Any] | None = None
+    #: Modifications item key → the `to` of its last completed window.
+    modifications: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, raw: Mapping[str, Any] | None) -> _Cursor:
+        """Read a stored cursor (None: the first poll)."""
+        if not raw:
+            return cls()
+        changelogs = raw.get("changelogs") or {}
+        return cls(
+            watermark=changelogs.get("watermark"),
+            resume=changelogs.get("resume"),
+            modifications=dict(raw.get("modifications") or {}),
+        )
+
+    def dump(self) -> dict[str, Any]:
+        """A snapshot for one batch."""
+        return {
+            "changelogs": {
+                "watermark": self.watermark,
+                "resume": dict(self.resume) if self.resume else None,
+            },
+            "modifications": dict(self.modifications),
+        }
+
+
+@dataclass
+class _Page:
+    entries: list[Entry]
+    total: int
+
+
+class _ChangelogWalk:
+    """One newest-first walk of `/changelogs` down to ground, or the rest of an interrupted one."""
+
+    def __init__(
+        self,
+        ctx: PollContext[PegasusOptions],
+        session: _Session,
+        cursor: _Cursor,
+        resume: Mapping[str, Any] | None,
+    ) -> None:
+        self.ctx = ctx
+        self.session = session
+        self.cursor = cursor
+        self.resume = resume
+        opts = ctx.options
+        self.params: dict[str, Any] = {"limit": PAGE_SIZE, "full": 1}
+        if opts.methods:
+            self.params["methods"] = ",".join(m.upper() for m in opts.methods)
+        if opts.path:
+            self.params["path"] = opts.path
+        if opts.user_ids:
+            self.params["user_ids"] = ",".join(str(u) for u in opts.user_ids)
+        self.watermark = _time(cursor.watermark)
+        overlap = timedelta(seconds=opts.overlap)
+        self.floor = self.watermark - overlap if self.watermark else None
+
+    def fetch(self, offset: int) -> _Page:
+        """One page at `offset`."""
+        body = self.session.get(CHANGELOGS, {**self.params, "offset": offset})
+        data, total = body.get("data"), body.get("total")
+        if not isinstance(data, list) or not isinstance(total, int):
+            raise ProtocolError("Pegasus changelogs answer without a `data` list and a `total`")
+        return _Page([changelog_entry(record) for record in data], total)
+
+    def run(self) -> Iterator[Batch]:
+        """Yield one batch per page; the last one moves the watermark and drops the resume point."""
+        client = self.ctx.client
+        before = client.requests
+        low: datetime | None = None
+        top: datetime | None = None
+        if self.resume is None:
+            offset, page = 0, self.fetch(0)
+        else:
+            low, top = _time(self.resume["low"]), _time(self.resume["top"])
+            offset, page = self._relocate(
+                int(self.resume["offset"]), int(self.resume["total"]), low
+            )
+        while True:
+            ids = [e.native_id for e in page.entries]
+            known = self.ctx.known_ids(ids) if ids else set()
+            # A stored row older than all this walk has stored was there before the walk began;
+            # a newer one is a row of this walk, pushed onto this page by rows written since.
+            reached = any(
+                e.native_id in known and (low is None or e.timestamp < low) for e in page.entries
+            )
+            # Stored rows (repeats included) are not handed over again: changelogs never change.
+            unseen = {e.native_id: e for e in page.entries if e.native_id not in known}
+            fresh = list(unseen.values())
+            if self.floor is not None:
+                reached = reached or any(e.timestamp < self.floor for e in page.entries)
+            if fresh:
+                oldest = min(e.timestamp for e in fresh)
+                low = oldest if low is None else min(low, oldest)
+                if self.resume is None:
+                    # A resumed walk keeps its top: rows above the resume point belong to the
+                    # walk of the new top that follows it.
+                    newest = max(e.timestamp for e in fresh)
+                    top = newest if top is None else max(top, newest)
+            offset += len(page.entries)
+            done = reached or not page.entries or offset >= page.total
+            if done:
+                if top is not None and (self.watermark is None or top > self.watermark):
+                    self.cursor.watermark = _iso(top)
+                self.cursor.resume = None
+            elif low is not None and top is not None:  # always so once a page had rows
+                self.cursor.resume = {
+                    "offset": offset,
+                    "total": page.total,
+                    "low": _iso(low),
+                    "top": _iso(top),
+                }
+            yield Batch(fresh, cursor=self.cursor.dump(), requests=client.requests - before)
+            if done:
+                return
+            before = client.requests
+            page = self.fetch(offset)
+
+    def _relocate(self, offset: int, total: int, low: datetime | None) -> tuple[int, _Page]:
+        """Find where an interrupted walk stopped, after rows arrived above it (or left)."""
+        # One row early: the oldest row stored comes back first when nothing moved.
+        at = max(0, offset - 1)
+        page = self.fetch(at)
+        grown = page.total - total
+        if grown:
+            at = max(0, at + grown)
+            page = self.fetch(at)
+        # Late rows written below the resume point, or rows removed above it, put us past it:
+        # step back until the page starts at or above the oldest row already stored.
+        while at > 0 and (not page.entries or (low and page.entries[0].timestamp < low)):
+            at = max(0, at - PAGE_SIZE)
+            page = self.fetch(at)
+        return at, page
+
+
+def _walk_modifications(
+    ctx: PollContext[PegasusOptions], session: _Session, cursor: _Cursor, item: Modification
+) -> Iterator[Batch]:
+    """Walk one item's window: sections 1..N, each from pointer 0 until `next_pointer` is -1."""
+    opts = ctx.options
+    to = ctx.now().astimezone(UTC).replace(microsecond=0)
+    mark = _time(cursor.modifications.get(item.key))
+    start = (
+        mark - timedelta(seconds=opts.overlap)
+        if mark
+        else to - timedelta(seconds=opts.modifications_backfill)
+    )
+    window = {
+        **item.params(),
+        "from": _iso(start, "seconds"),
+        "to": _iso(to, "seconds"),
+        "limit": PAGE_SIZE,
+    }
+    before = ctx.client.requests
+    section, sections = 1, 1
+    while section <= sections:
+        pointer = 0
+        while True:
+            body = session.get(MODIFICATIONS, {**window, "section": section, "pointer": pointer})
+            data, next_pointer, sections = _modification_page(body)
+            page = {e.native_id: e for e in (modification_entry(item.resource, r) for r in data)}
+            # The last item of a page comes back first on the next one, and the overlap of
+            # windows brings back more: stored items are not handed over again.
+            known = ctx.known_ids(list(page)) if page else set()
+            entries = [e for native_id, e in page.items() if native_id not in known]
+            if next_pointer == -1 and section >= sections:
+                cursor.modifications[item.key] = _iso(to, "seconds")
+            yield Batch(entries, cursor=cursor.dump(), requests=ctx.client.requests - before)
+            before = ctx.client.requests
+            if next_pointer == -1:
+                break
+            if next_pointer <= pointer:
+                raise ProtocolError(
+                    f"modifications of {item.resource}: next_pointer {next_pointer} does not "
+                    f"move past pointer {pointer} (section {section})"
+                )
+            pointer = next_pointer
+        section += 1
+
+
+def _modification_page(body: Mapping[str, Any]) -> tuple[list[dict[str, Any]], int, int]:
+    data, next_pointer, sections = body.get("data"), body.get("next_pointer"), body.get("sections")
+    if not isinstance(data, list) or not isinstance(next_pointer, int):
+        raise ProtocolError("Pegasus modifications answer without `data` and `next_pointer`")
+    return data, next_pointer, sections if isinstance(sections, int) else 1
+
+
+def changelog_entry(record: Mapping[str, Any]) -> Entry:
+    """Map one changelog (`full=1`) to an entry: failure when `response.status_code >= 400`."""
+    try:
+        native_id = str(record["id"])
+        timestamp = parse_timestamp(record["system_time"])
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ProtocolError(f"Pegasus changelog without a usable id/system_time: {exc!r}") from None
+    response = record.get("response")
+    response = response if isinstance(response, Mapping) else {}
+    code = _status_code(response.get("status_code"))
+    shown = response.get("status") or code
+    head = f"{record.get('method', '?')} {record.get('path', '?')}"
+    failed = code is not None and code >= 400
+    return Entry(
+        native_id=native_id,
+        timestamp=timestamp,
+        status=Status.FAILURE if failed else Status.SUCCESS,
+        message=f"{head} -> {shown}" if shown else head,
+        error=_response_error(response, shown) if failed else None,
+        raw=record,
+    )
+
+
+def modification_entry(resource: str, record: Mapping[str, Any]) -> Entry:
+    """Map one modification to a successful entry with native id `"{$$id}:{$$object}"`."""
+    try:
+        change_id, obj = record["$$id"], record["$$object"]
+        timestamp = parse_timestamp(record["$$system_time"])
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ProtocolError(
+            f"Pegasus modification without $$id/$$object/$$system_time: {exc!r}"
+        ) from None
+    changed = ", ".join(f"{k}={v}" for k, v in record.items() if not str(k).startswith("$$"))
+    return Entry(
+        native_id=f"{change_id}:{obj}",
+        timestamp=timestamp,
+        status=Status.SUCCESS,
+        message=f"{resource} {obj}: {changed}" if changed else f"{resource} {obj} modified",
+        entity_type=resource,
+        entity_id=str(obj),
+        raw=record,
+    )
+
+
+def _status_code(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    return None
+
+
+def _response_error(response: Mapping[str, Any], shown: Any) -> str:
+    """The vendor's words from a failed response body, else its status line."""
+    data = response.get("data")
+    if isinstance(data, Mapping):
+        for key in ("message", "detail", "error", "errors"):
+            value = data.get(key)
+            if value:
+                return str(value)
+    return str(shown or "failed")
+
+
+def _time(value: str | None) -> datetime | None:
+    return parse_timestamp(value) if value else None
+
+
+def _iso(when: datetime, timespec: str = "microseconds") -> str:
+    return when.astimezone(UTC).isoformat(timespec=timespec)
