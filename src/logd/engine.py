@@ -41,6 +41,9 @@ class SourceReport:
     updated: int = 0
     failures: int = 0
     duration: float = 0.0
+    #: Records listed so far, and in all when the provider knows (for progress bars).
+    seen: int = 0
+    total: int | None = None
     error: str | None = None
     done: bool = False
 
@@ -179,6 +182,9 @@ class Engine:
                     src.name, batch.entries, batch.cursor, hooks=[count_run, *self.batch_hooks]
                 )
                 report.pages += batch.pages
+                report.seen += len(batch.entries)
+                if batch.total is not None:
+                    report.total = batch.total
                 report.new += result.new
                 report.updated += result.updated
                 report.failures += len(result.new_failures)

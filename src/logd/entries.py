@@ -75,6 +75,9 @@ class Batch:
     cursor: Mapping[str, Any] | None = None
     pages: int = 1
     requests: int = 0
+    #: Records this poll will list in all, when the API says (a `count`/`total` field):
+    #: `logd sync` then draws a progress bar instead of a spinner.
+    total: int | None = None
     # Free-form notes that reach the poll log (e.g. a download that will be retried).
     warnings: list[str] = field(default_factory=list)
 

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import csv
-import io
 import json
 import shutil
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any, TextIO
 
-from .store import Row
+from .search import Row
 
 FORMATS = ("table", "json", "ndjson", "csv")
 CSV_COLUMNS = (
@@ -150,10 +149,3 @@ def write_records(records: Sequence[dict[str, Any]], fmt: str, out: TextIO) -> N
     for record in records:
         table.add_row(*("-" if v is None else str(v) for v in record.values()))
     console.print(table)
-
-
-def to_buffer(fn: Any, *args: Any, **kwargs: Any) -> str:
-    """Run a writer into a string (tests, webhooks)."""
-    buf = io.StringIO()
-    fn(*args, buf, **kwargs)
-    return buf.getvalue()

@@ -24,20 +24,11 @@ import sqlite_utils
 from .entries import Entry, Status, searchable_text
 from .errors import QueryError, StoreError
 from .migrations import migrate
+from .search import ENTRY_COLUMNS, SLOTS, Filters, Row, search_sql, time_key
+
+__all__ = ["BatchHook", "BatchResult", "Filters", "Row", "Store", "time_key"]
 
 BUSY_TIMEOUT_MS = 10_000
-SLOTS = 1000  # entries that can share one microsecond
-ENTRY_COLUMNS = (
-    "id, source, provider, native_id, timestamp, status, message, error, entity_type, "
-    "entity_id, raw, details"
-)
-
-
-def time_key(when: datetime) -> int:
-    """The first primary key for an entry at `when`: microseconds since the epoch * 1000."""
-    delta = when.astimezone(UTC) - datetime(1970, 1, 1, tzinfo=UTC)
-    micros = (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
-    return micros * SLOTS
 
 
 def _now() -> str:
@@ -72,73 +63,6 @@ class BatchResult:
 #: Called inside the batch's transaction with what the batch changed, so that work depending
 #: on it (webhook outbox rows) commits or rolls back with the entries.
 BatchHook = Callable[[sqlite_utils.Database, str, BatchResult], None]
-
-
-@dataclass
-class Row:
-    """One stored entry as read back."""
-
-    id: str
-    source: str
-    provider: str
-    native_id: str
-    timestamp: str
-    status: str
-    message: str
-    error: str | None
-    entity_type: str | None
-    entity_id: str | None
-    raw: Any
-    details: Any
-
-    def as_dict(self) -> dict[str, Any]:
-        """The JSON form used by `query --format json` and webhook bodies."""
-        return {
-            "id": self.id,
-            "source": self.source,
-            "provider": self.provider,
-            "native_id": self.native_id,
-            "timestamp": self.timestamp,
-            "status": self.status,
-            "message": self.message,
-            "error": self.error,
-            "entity_type": self.entity_type,
-            "entity_id": self.entity_id,
-            "raw": self.raw,
-            "details": self.details,
-        }
-
-    @classmethod
-    def from_sql(cls, row: Sequence[Any]) -> Row:
-        """Build from a `SELECT {ENTRY_COLUMNS}` row."""
-        (_, source, provider, native_id, ts, status, message, error, etype, eid, raw, details) = row
-        return cls(
-            id=f"{source}:{native_id}",
-            source=source,
-            provider=provider,
-            native_id=native_id,
-            timestamp=ts,
-            status=status,
-            message=message,
-            error=error,
-            entity_type=etype,
-            entity_id=eid,
-            raw=json.loads(raw) if raw is not None else None,
-            details=json.loads(details) if details is not None else None,
-        )
-
-
-@dataclass
-class Filters:
-    """What `logd query` narrows by; all optional."""
-
-    text: str | None = None
-    fts: bool = False
-    sources: Sequence[str] = ()
-    providers: Sequence[str] = ()
-    statuses: Sequence[str] = ()
-    since: datetime | None = None
-    until: datetime | None = None
 
 
 class Store:
@@ -349,17 +273,6 @@ class Store:
         )
         return key
 
-    def set_cursor(self, source: str, cursor: Any) -> None:
-        """Replace a source's cursor (None forgets it, so the next poll starts over)."""
-        with self.transaction() as db:
-            if cursor is None:
-                db.execute("DELETE FROM cursors WHERE source = ?", [source])
-            else:
-                db.execute(
-                    "INSERT OR REPLACE INTO cursors (source, cursor, updated_at) VALUES (?, ?, ?)",
-                    [source, json.dumps(cursor, sort_keys=True), _now()],
-                )
-
     def start_run(self, source: str) -> int:
         """Record the start of a poll; returns its run id."""
         with self.transaction() as db:
@@ -367,15 +280,6 @@ class Store:
                 "INSERT INTO poll_runs (source, started) VALUES (?, ?)", [source, _now()]
             )
             return int(cur.lastrowid or 0)
-
-    def add_to_run(self, run_id: int, *, pages: int, requests: int, result: BatchResult) -> None:
-        """Add a committed batch's counts to its poll run."""
-        with self.transaction() as db:
-            db.execute(
-                "UPDATE poll_runs SET pages = pages + ?, requests = requests + ?, new = new + ?, "
-                "updated = updated + ?, failures = failures + ? WHERE id = ?",
-                [pages, requests, result.new, result.updated, len(result.new_failures), run_id],
-            )
 
     def finish_run(
         self, run_id: int, *, requests: int | None = None, error: str | None = None
@@ -450,36 +354,7 @@ class Store:
         return [(r[0], Row.from_sql(r[1:])) for r in self._run_query(sql, params, filters)]
 
     def _where(self, f: Filters) -> tuple[str, list[str], list[Any], str]:
-        where: list[str] = []
-        params: list[Any] = []
-        columns = ", ".join(f"entries.{c.strip()}" for c in ENTRY_COLUMNS.split(","))
-        if f.text:
-            # FTS5 walks its matches in rowid order, and rowid is time order: no sort needed.
-            key_col = "entries_fts.rowid"
-            sql = (
-                f"SELECT {columns} FROM entries_fts JOIN entries ON entries.id = entries_fts.rowid"
-            )
-            where.append("entries_fts MATCH ?")
-            params.append(f.text if f.fts else self.db.quote_fts(f.text))
-        else:
-            key_col = "entries.id"
-            sql = f"SELECT {columns} FROM entries"
-        # Time filters are ranges on the key, which is ordered by time.
-        if f.since is not None:
-            where.append(f"{key_col} >= ?")
-            params.append(time_key(f.since))
-        if f.until is not None:
-            where.append(f"{key_col} < ?")
-            params.append(time_key(f.until))
-        for column, values in (
-            ("source", f.sources),
-            ("provider", f.providers),
-            ("status", f.statuses),
-        ):
-            if values:
-                where.append(f"entries.{column} IN ({','.join('?' * len(values))})")
-                params.extend(values)
-        return sql, where, params, key_col
+        return search_sql(f, self.db.quote_fts)
 
     def _run_query(self, sql: str, params: list[Any], f: Filters) -> list[Any]:
         try:
@@ -492,11 +367,6 @@ class Store:
                     hint="drop --fts to search for the plain words",
                 ) from None
             raise
-
-    def max_key(self) -> int:
-        """The largest key stored, or 0."""
-        with self.lock:
-            return int(self.db.execute("SELECT coalesce(max(id), 0) FROM entries").fetchone()[0])
 
     def source_stats(self) -> list[dict[str, Any]]:
         """Per source: entries, failures, pending, last poll, last success, last error, cursor."""

@@ -78,12 +78,19 @@ class _RichProgress:
 
     def __init__(self, sources: Sequence[Any]) -> None:
         from rich.console import Console
-        from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+        from rich.progress import (
+            BarColumn,
+            Progress,
+            SpinnerColumn,
+            TextColumn,
+            TimeElapsedColumn,
+        )
 
         self._lock = threading.Lock()
         self.progress = Progress(
             SpinnerColumn(),
             TextColumn("[bold]{task.fields[source]}"),
+            BarColumn(bar_width=24),
             TextColumn("{task.fields[line]}"),
             TimeElapsedColumn(),
             console=Console(stderr=True),
@@ -106,6 +113,10 @@ class _RichProgress:
         rate = (report.new + report.updated) / report.duration if report.duration else 0.0
         line = f"{report.pages} pages, {report.new} new, {report.updated} updated, {rate:,.0f}/s"
         with self._lock:
-            self.progress.update(self.tasks[report.source], line=line)
+            task = self.tasks[report.source]
+            if report.total:
+                self.progress.update(task, total=report.total, completed=report.seen, line=line)
+            else:
+                self.progress.update(task, line=line)
             if report.done:
                 self.progress.update(self.tasks[report.source], total=1, completed=1)

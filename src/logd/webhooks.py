@@ -41,8 +41,9 @@ from .outbox import (
     postpone,
     record_attempt,
 )
+from .search import ENTRY_COLUMNS, Row
 from .signing import sign
-from .store import ENTRY_COLUMNS, BatchHook, BatchResult, Row, Store
+from .store import BatchHook, BatchResult, Store
 
 __all__ = [
     "Deliverer",

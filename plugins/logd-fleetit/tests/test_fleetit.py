@@ -107,3 +107,13 @@ def test_mapping_failure_message_entity() -> None:
     assert to_entry({**base, "success": False}).status is Status.FAILURE
     failed = to_entry({**base, "details": {"error": "Timeout"}})
     assert (failed.status, failed.error) == (Status.FAILURE, "Timeout")
+
+
+def test_the_vendor_count_is_the_progress_total(tmp_path: Path, sim: FleetITSimulator) -> None:
+    run = SyncRun(tmp_path, [sim.demo_source("fleet")])
+    seen = []
+    report = run.engine.sync(
+        [run.settings.source("fleet")], progress=lambda r: seen.append((r.seen, r.total))
+    )[0]
+    assert report.total == 250 and report.seen == 250
+    assert seen[0] == (100, 250)

@@ -77,6 +77,7 @@ class FleetIT(Provider[FleetITOptions]):
         while True:
             body = ctx.client.get_json(PATH, params=params)
             results = _results(body)
+            total = body.get("count") if isinstance(body.get("count"), int) else None
             entries = [to_entry(record) for record in results]
             for record, entry in zip(results, entries, strict=True):
                 if newest is None or entry.timestamp > parse_timestamp(newest):
@@ -84,9 +85,9 @@ class FleetIT(Provider[FleetITOptions]):
             next_url = body.get("next")
             if not next_url:
                 # Only a completed walk moves the watermark: a walk cut short is walked again.
-                yield Batch(entries, cursor={"watermark": newest}, requests=1)
+                yield Batch(entries, cursor={"watermark": newest}, requests=1, total=total)
                 return
-            yield Batch(entries, cursor={"watermark": watermark}, requests=1)
+            yield Batch(entries, cursor={"watermark": watermark}, requests=1, total=total)
             # The vendor's `next` is an http:// URL on an HTTPS API: keep only its paging.
             paging = ctx.client.query_params(next_url, keep=("offset", "limit"))
             if "offset" not in paging:
