@@ -365,3 +365,19 @@ def test_reload_applies_sources_and_webhooks_and_keeps_the_old_config_when_inval
         finally:
             daemon.shutdown()
         assert "STOPPING=1" in notifier.sent
+
+
+def test_retention_prunes_delivered_alerts_but_keeps_pending_and_dead(tmp_path: Path) -> None:
+    with Store(tmp_path / "logd.db") as store:
+        old = "2020-01-01T00:00:00+00:00"
+        with store.transaction() as db:
+            for i, state in enumerate(("done", "pending", "dead")):
+                db.execute(
+                    "INSERT INTO webhook_outbox (delivery_id, webhook, source, provider, count, "
+                    "body, state, next_attempt_at, created_at, updated_at) "
+                    "VALUES (?, 'ops', 'fleet', 'fleetit', 1, x'7b7d', ?, ?, ?, ?)",
+                    [f"dlv_{i}", state, old, old, old],
+                )
+        result = apply_retention(store, 86_400)
+        states = [r[0] for r in store.db.execute("SELECT state FROM webhook_outbox ORDER BY id")]
+    assert result.deliveries == 1 and states == ["pending", "dead"]

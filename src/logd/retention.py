@@ -26,6 +26,7 @@ class RetentionResult:
     entries: int = 0
     poll_runs: int = 0
     status_changes: int = 0
+    deliveries: int = 0
     pages_freed: int = 0
 
 
@@ -37,7 +38,7 @@ def apply_retention(
     stop: threading.Event | None = None,
     chunk: int = CHUNK,
 ) -> RetentionResult:
-    """Delete entries (and poll runs, status changes) older than `older_than` seconds; vacuum."""
+    """Delete entries, poll runs, status changes and delivered alerts older than `older_than`."""
     cutoff = (now or datetime.now(UTC)) - timedelta(seconds=older_than)
     result = RetentionResult(cutoff)
     key = time_key(cutoff)
@@ -62,6 +63,10 @@ def apply_retention(
         ).rowcount
         result.status_changes = db.execute(
             "DELETE FROM status_changes WHERE at < ?", [stamp]
+        ).rowcount
+        # Delivered alerts are history; pending and dead ones stay until dealt with.
+        result.deliveries = db.execute(
+            "DELETE FROM webhook_outbox WHERE state = 'done' AND updated_at < ?", [stamp]
         ).rowcount
     result.pages_freed = reclaim(store, stop=stop)
     return result

@@ -20,7 +20,7 @@ import json
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar, Self
@@ -62,6 +62,9 @@ class SimResponse:
     status: int = 200
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
+    #: When set, the body is sent from these chunks as they are produced (chunked encoding),
+    #: so a simulator can serve a file far larger than it would want to hold in memory.
+    chunks: Iterable[bytes] | None = None
 
     @classmethod
     def json(
@@ -225,9 +228,17 @@ def _handler_for(sim: Simulator) -> type[BaseHTTPRequestHandler]:
             self.send_response(response.status)
             for key, value in response.headers.items():
                 self.send_header(key, value)
-            self.send_header("Content-Length", str(len(response.body)))
+            if response.chunks is None:
+                self.send_header("Content-Length", str(len(response.body)))
+                self.end_headers()
+                self.wfile.write(response.body)
+                return
+            self.send_header("Transfer-Encoding", "chunked")
             self.end_headers()
-            self.wfile.write(response.body)
+            for chunk in response.chunks:
+                if chunk:
+                    self.wfile.write(b"%X\r\n%s\r\n" % (len(chunk), chunk))
+            self.wfile.write(b"0\r\n\r\n")
 
         do_GET = do_POST = do_PUT = do_DELETE = _serve
 

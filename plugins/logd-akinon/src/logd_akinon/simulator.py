@@ -96,20 +96,6 @@ class AkinonSimulator(LogBook, Simulator):
             for _ in range(in_progress):
                 self.start_log(flow, at=self.now - timedelta(minutes=2))
 
-    def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
-        """Listen as the base does, with Nagle off (see below)."""
-        url = super().start(host, port)
-        # The base handler writes headers and body separately; with Nagle on, each answer
-        # then waits ~40 ms for a delayed ACK, which made a backfill take seconds.
-        if self._server is not None:
-            self._server.RequestHandlerClass.disable_nagle_algorithm = True  # type: ignore[attr-defined]
-        return url
-
-    def __enter__(self) -> AkinonSimulator:
-        # The base is typed to return `Simulator`; tests want this class's switches.
-        self.start()
-        return self
-
     # -- data (see LogBook for the rest) -----------------------------------------------------
 
     def tick(self) -> None:

@@ -11,13 +11,9 @@ from __future__ import annotations
 import csv
 import io
 import secrets
-import threading
 import zlib
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from dataclasses import dataclass
 
 from logd import SimRequest, SimResponse, Simulator
 
@@ -48,12 +44,6 @@ Rows = Callable[[], Iterable[dict[str, str]]]
 
 
 @dataclass
-class StreamedResponse(SimResponse):
-    """An answer whose body is produced chunk by chunk while it is sent."""
-
-    chunks: Iterable[bytes] = field(default_factory=tuple)
-
-
 @dataclass(frozen=True)
 class _Part:
     number: int
@@ -133,7 +123,7 @@ class MaestraFiles(Simulator):
         status = self._failing.pop(part.number, None)
         if status is not None:
             return SimResponse.text(f"simulated HTTP {status} for {name}", status)
-        return StreamedResponse(
+        return SimResponse(
             200,
             headers={
                 "Content-Type": "application/octet-stream" if part.gzip else "text/csv",
@@ -141,68 +131,3 @@ class MaestraFiles(Simulator):
             },
             chunks=render_part(part.rows(), gzip=part.gzip),
         )
-
-    def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
-        """Listen on `host:port` (0 = any free port) with a handler that can stream a body."""
-        return serve(self, host, port)
-
-
-def serve(sim: Simulator, host: str, port: int) -> str:
-    """Start `sim` like `Simulator.start`, but able to send a `StreamedResponse`; its URL."""
-    # The base handler sends `SimResponse.body` in one piece, and a 200k-row part should not
-    # have to exist as one bytes object. A short poll interval makes `stop()` return at once
-    # rather than after serve_forever's default half second.
-    server = ThreadingHTTPServer((host, port), _streaming_handler(sim))
-    server.daemon_threads = True
-    sim._server = server
-    sim._thread = threading.Thread(
-        target=lambda: server.serve_forever(poll_interval=0.05),
-        name=f"sim-{sim.provider}",
-        daemon=True,
-    )
-    sim._thread.start()
-    return sim.base_url
-
-
-def _streaming_handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def _serve(self) -> None:
-            parts = urlsplit(self.path)
-            length = int(self.headers.get("Content-Length") or 0)
-            request = SimRequest(
-                method=self.command,
-                path=parts.path,
-                query=parse_qs(parts.query, keep_blank_values=True),
-                headers={k.lower(): v for k, v in self.headers.items()},
-                body=self.rfile.read(length) if length else b"",
-            )
-            try:
-                response = sim._dispatch(request)  # records it and applies `fail_next`
-            except Exception as exc:  # a simulator bug should show, not hang the client
-                response = SimResponse.text(f"simulator error: {exc!r}", 500)
-            self.send_response(response.status)
-            for key, value in response.headers.items():
-                self.send_header(key, value)
-            try:
-                if isinstance(response, StreamedResponse):
-                    self.send_header("Transfer-Encoding", "chunked")
-                    self.end_headers()
-                    for chunk in response.chunks:
-                        if chunk:
-                            self.wfile.write(b"%X\r\n%s\r\n" % (len(chunk), chunk))
-                    self.wfile.write(b"0\r\n\r\n")
-                else:
-                    self.send_header("Content-Length", str(len(response.body)))
-                    self.end_headers()
-                    self.wfile.write(response.body)
-            except (BrokenPipeError, ConnectionResetError):
-                self.close_connection = True  # the client stopped reading: its choice
-
-        do_GET = do_POST = do_PUT = do_DELETE = _serve
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    return Handler

@@ -34,7 +34,7 @@ from .simdata import (
     validate_start,
     wanted,
 )
-from .simfiles import MaestraFiles, Rows, serve
+from .simfiles import MaestraFiles, Rows
 
 
 class MaestraSimulator(Simulator):
@@ -88,7 +88,7 @@ class MaestraSimulator(Simulator):
     def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         """Start the file host, then the API; the API's URL."""
         self.files.start(host)
-        return serve(self, host, port)
+        return super().start(host, port)
 
     def stop(self) -> None:
         """Stop both servers."""

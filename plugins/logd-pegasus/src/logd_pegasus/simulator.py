@@ -23,16 +23,13 @@ new session serves), `insert_per_page` (new changelogs written after each change
 
 from __future__ import annotations
 
-import contextlib
 import math
 import random
 import re
-import socket
-import threading
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs
 
 from logd import SimRequest, SimResponse, Simulator, parse_timestamp
 
@@ -193,27 +190,6 @@ class PegasusSimulator(Simulator):
         """End every login session, as an hour idle does."""
         with self.lock:
             self.sessions.clear()
-
-    def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
-        """Listen in a background thread; return the URL."""
-        url = super().start(host, port)
-        if self._server is not None:
-            # The base handler writes headers and body separately: with Nagle's algorithm the
-            # body waits for the client's delayed ACK, some 40 ms on every request.
-            self._server.RequestHandlerClass.disable_nagle_algorithm = True  # type: ignore[attr-defined]
-        return url
-
-    def stop(self) -> None:
-        """Stop listening, at once rather than after the server loop's half-second poll."""
-        try:
-            parts = urlsplit(self.base_url)
-        except RuntimeError:  # never started
-            return
-        # The loop checks for shutdown when its select() wakes: a connection wakes it.
-        poke = threading.Timer(0.02, _poke, (parts.hostname, parts.port))
-        poke.start()
-        super().stop()
-        poke.cancel()
 
     # -- the API ----------------------------------------------------------------------------
 
@@ -409,11 +385,6 @@ def _base_user(user_id: str) -> str:
     if "=" in user_id:
         return parse_qs(user_id).get("user_id", [user_id])[0]
     return user_id
-
-
-def _poke(host: str | None, port: int | None) -> None:
-    with contextlib.suppress(OSError):  # already closed: nothing to wake
-        socket.create_connection((host or "127.0.0.1", port or 0), timeout=0.5).close()
 
 
 def group_of(obj: int) -> int:
