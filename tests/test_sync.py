@@ -156,3 +156,32 @@ def test_secrets_never_appear_in_output(tmp_path: Path, sim: FleetITSimulator) -
     assert "Invalid token." in outputs[0]
     for output in outputs:
         assert secret not in output and "wrong-secret-value-42" not in output
+
+
+def test_an_unwritable_database_is_a_one_line_error(tmp_path: Path, sim: FleetITSimulator) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    config = write_config(tmp_path, [sim.demo_source("fleet")], database=str(blocker / "x.db"))
+    result = CliRunner().invoke(cli, ["sync", "-c", str(config)])
+    assert result.exit_code == 1
+    assert "cannot create the database" in result.output and "Traceback" not in result.output
+
+
+def test_ctrl_c_stops_polls_after_their_batch(tmp_path: Path, sim: FleetITSimulator) -> None:
+    sim.latency = 0.3
+    config = write_config(tmp_path, [sim.demo_source("fleet")])
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "logd", "sync", "-q", "-c", str(config)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and len(sim.requests) < 1:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 1
+    assert "interrupted: every batch committed so far is kept" in err
+    assert "Traceback" not in err
+    assert len(sim.requests) < 3  # it did not walk on to the last page

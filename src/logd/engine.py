@@ -119,11 +119,17 @@ class Engine:
         """Poll each source once, to completion, concurrently; return one report each."""
         if not sources:
             return []
+        stop = stop or threading.Event()
         with ThreadPoolExecutor(max_workers=min(workers, len(sources))) as pool:
             futures = [
                 pool.submit(self.poll_source, src, progress=progress, stop=stop) for src in sources
             ]
-            return [f.result() for f in futures]
+            try:
+                return [f.result() for f in futures]
+            except KeyboardInterrupt:
+                # Let each poll commit the batch in hand and stop, instead of running on.
+                stop.set()
+                raise
 
     def poll_source(
         self,

@@ -126,29 +126,24 @@ def has_outbox(store: Store) -> bool:
 
 def outbox_counts(store: Store) -> dict[str, dict[str, int]]:
     """Per source: pending, dead and done delivery counts."""
-    if not has_outbox(store):
-        return {}
-    out: dict[str, dict[str, int]] = {}
-    with store.lock:
-        rows = store.db.execute(
-            f"SELECT source, state, count(*) FROM {TABLE} GROUP BY source, state"
-        ).fetchall()
-    for source, state, n in rows:
-        out.setdefault(source, dict.fromkeys(STATES, 0))[state] = n
-    return out
+    return _counts(store, "source")
 
 
 def webhook_counts(store: Store) -> dict[str, dict[str, int]]:
     """Per webhook: pending, dead and done delivery counts."""
+    return _counts(store, "webhook")
+
+
+def _counts(store: Store, by: str) -> dict[str, dict[str, int]]:
     if not has_outbox(store):
         return {}
     out: dict[str, dict[str, int]] = {}
     with store.lock:
         rows = store.db.execute(
-            f"SELECT webhook, state, count(*) FROM {TABLE} GROUP BY webhook, state"
+            f"SELECT {by}, state, count(*) FROM {TABLE} GROUP BY {by}, state"
         ).fetchall()
-    for webhook, state, n in rows:
-        out.setdefault(webhook, dict.fromkeys(STATES, 0))[state] = n
+    for key, state, n in rows:
+        out.setdefault(key, dict.fromkeys(STATES, 0))[state] = n
     return out
 
 

@@ -95,17 +95,7 @@ def write_entry(row: Row, out: TextIO, *, color: bool = False) -> None:
 
     console = Console(file=out, force_terminal=color, no_color=not color, soft_wrap=True)
     data = row.as_dict()
-    for key in (
-        "id",
-        "timestamp",
-        "source",
-        "provider",
-        "status",
-        "message",
-        "error",
-        "entity_type",
-        "entity_id",
-    ):
+    for key in CSV_COLUMNS:  # the scalar fields, in the order a person reads them
         value = data[key]
         if key == "timestamp":
             value = f"{value}  ({local_time(value)} local)"

@@ -77,7 +77,13 @@ class Store:
                 hint="run `logd sync` first, or pass --db / -c for another store",
             )
         if create:
-            self._create_file()
+            try:
+                self._create_file()
+            except OSError as exc:
+                raise StoreError(
+                    f"cannot create the database {self.path}: {exc.strerror}",
+                    hint="set `database` in the config (or LOGD_DATABASE) to a writable path",
+                ) from None
         try:
             conn = sqlite3.connect(
                 str(self.path), timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from typing import Any
 
@@ -12,7 +12,7 @@ import click
 
 from .config import Settings
 from .engine import Engine, SourceReport
-from .errors import ConfigError
+from .errors import ConfigError, LogdError
 from .plugins import load_plugins
 from .store import BatchHook, Store
 
@@ -31,8 +31,18 @@ def run_sync(
         engine = Engine(settings, store, registry, batch_hooks=_webhook_hooks(settings))
         live = sys.stderr.isatty() and not quiet
         display = _RichProgress(sources) if live else None
-        with display or nullcontext():
-            reports = engine.sync(sources, progress=display.update if display else None)
+        stop = threading.Event()
+        engine.sleep = _interruptible(stop)
+        try:
+            with display or nullcontext():
+                reports = engine.sync(
+                    sources, progress=display.update if display else None, stop=stop
+                )
+        except KeyboardInterrupt:
+            raise LogdError(
+                "interrupted: every batch committed so far is kept; "
+                "the next sync continues from there"
+            ) from None
         webhook_lines = _deliver_webhooks(settings, store)
     for report in reports:
         click.echo(report.summary())
@@ -71,6 +81,15 @@ def _deliver_webhooks(settings: Settings, store: Store) -> list[str]:
         waiting = pending.get(hook.name, {}).get("pending", 0)
         lines.append(f"{line} ({waiting} pending)" if waiting else line)
     return lines
+
+
+def _interruptible(stop: threading.Event) -> Callable[[float], None]:
+    """A sleep that returns at once after Ctrl-C, so a retry wait does not hold up the exit."""
+
+    def sleep(seconds: float) -> None:
+        stop.wait(seconds)
+
+    return sleep
 
 
 class _RichProgress:
