@@ -168,13 +168,15 @@ def test_an_unwritable_database_is_a_one_line_error(tmp_path: Path, sim: FleetIT
 
 
 def test_ctrl_c_stops_polls_after_their_batch(tmp_path: Path, sim: FleetITSimulator) -> None:
-    sim.latency = 0.3
+    sim.latency = 1.5  # three pages take 4.5 s: ample time to interrupt after the first
     config = write_config(tmp_path, [sim.demo_source("fleet")])
     proc = subprocess.Popen(
         [sys.executable, "-m", "logd", "sync", "-q", "-c", str(config)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # A test run started in the background inherits an ignored SIGINT; Ctrl-C needs it.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline and len(sim.requests) < 1:
