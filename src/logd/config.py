@@ -205,6 +205,7 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Init values, then `LOGD_DATABASE`/`LOGD_LOG_LEVEL`, then the TOML file."""
         toml = TomlConfigSettingsSource(settings_cls, toml_file=_toml_path.get())
         return (init_settings, _OverrideEnv(settings_cls), toml)
 

@@ -20,6 +20,7 @@ class JournalFormatter(logging.Formatter):
     """`<N>logger: message`, no timestamp: journald stamps each line itself."""
 
     def format(self, record: logging.LogRecord) -> str:
+        """One line with the journald priority prefix."""
         text = super().format(record).replace("\n", " | ")
         return f"<{_PRIORITY.get(record.levelno, 6)}>{text}"
 
