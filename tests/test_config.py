@@ -147,3 +147,11 @@ def test_check_config_exit_codes(tmp_path: Path) -> None:
 
     missing = CliRunner().invoke(cli, ["check-config", "-c", str(tmp_path / "none.toml")])
     assert missing.exit_code == 2 and "not found" in missing.output
+
+
+def test_literal_secrets_never_show_in_repr_str_or_dump(tmp_path: Path) -> None:
+    path = write(tmp_path, f"[[sources]]\n{FLEET}".replace("tok-123456", "literal-secret-123"))
+    settings = load_settings(path)
+    assert settings.source("fleet").options.token.get_secret_value() == "literal-secret-123"
+    for text in (repr(settings), str(settings), str(settings.model_dump())):
+        assert "literal-secret-123" not in text

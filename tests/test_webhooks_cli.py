@@ -250,3 +250,26 @@ def test_verify_command_standard_webhooks(tmp_path: Path) -> None:
     assert run(*args, "--id", got.headers["webhook-id"], stdin=got.body).exit_code == 0
     assert run(*args, "--id", "msg_other", stdin=got.body).exit_code == 1
     assert run(*args, stdin=got.body).exit_code == 2  # --id is required for this scheme
+
+
+def test_custom_header_values_are_secrets(tmp_path: Path) -> None:
+    from logd.config import load_settings
+    from logd.testing import write_config
+
+    hook = {
+        "name": "ops",
+        "url": "https://hooks.example.com/x",
+        "secret": "s",
+        "headers": {"Authorization": "Bearer header-token-777", "X-Key": {"env": "NOPE_NOT_SET"}},
+    }
+    bad = CliRunner().invoke(
+        cli, ["check-config", "-c", str(write_config(tmp_path, [], webhooks=[hook]))]
+    )
+    assert bad.exit_code == 2 and "webhooks[0].headers.X-Key" in bad.output
+    del hook["headers"]["X-Key"]  # type: ignore[attr-defined]
+    settings = load_settings(write_config(tmp_path, [], webhooks=[hook]))
+    assert "header-token-777" not in repr(settings) and "header-token-777" not in str(settings)
+    shown = CliRunner().invoke(
+        cli, ["check-config", "-c", str(write_config(tmp_path, [], webhooks=[hook]))]
+    )
+    assert shown.exit_code == 0 and "header-token-777" not in shown.output

@@ -144,7 +144,10 @@ class WebhookConfig(BaseModel):
         None, gt=0, description="Failures older than this (by entry time) are never sent."
     )
     max_entries: int = Field(100, ge=1, le=10_000, description="Entries per delivery.")
-    headers: dict[str, str] = Field(default_factory=dict, description="Extra request headers.")
+    headers: dict[str, Secret] = Field(
+        default_factory=dict,
+        description="Extra request headers (values are secrets: they often carry tokens).",
+    )
     signature: Literal["fleetit", "standard-webhooks"] = Field(
         "fleetit", description="Signature scheme: FleetIT's X-Signature or Standard Webhooks."
     )
@@ -303,6 +306,10 @@ def load_settings(path: str | Path | None = None) -> Settings:
             src._options = provider.Options.model_validate(src.provider_keys())
         except ValidationError as exc:
             problems.extend(_problems(exc, f"sources[{i}]"))
+        else:
+            # The raw keys may hold a literal secret; from here on only the validated options
+            # (secrets as SecretStr) remain, so no repr, dump or log line can show it.
+            object.__setattr__(src, "__pydantic_extra__", {})
     from .webhook_config import webhook_problems
 
     problems.extend(webhook_problems(settings))

@@ -319,7 +319,7 @@ def _post(
     headers = {
         "Content-Type": "application/json",
         "User-Agent": f"logd/{__version__}",
-        **webhook.headers,
+        **{name: value.get_secret_value() for name, value in webhook.headers.items()},
         **sign(
             webhook.signature,
             webhook.secret.get_secret_value(),
