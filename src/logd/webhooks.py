@@ -12,7 +12,6 @@ dead endpoint never holds up another.
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import sqlite3
@@ -378,8 +377,3 @@ def send_test(
         status, error, _ = _post(client, webhook, delivery_id, body, now)
     ok = status is not None and 200 <= status < 300
     return Outcome(delivery_id, webhook.name, "delivered" if ok else "dead", status, error)
-
-
-def body_entries(body: bytes) -> list[dict[str, Any]]:
-    """The entries of a delivery body (for `logd webhooks list --format json` and tests)."""
-    return list(json.loads(body)["entries"])
