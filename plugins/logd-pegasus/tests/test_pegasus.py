@@ -529,3 +529,16 @@ def test_demo_source_syncs_and_tick_adds_records(tmp_path: Path) -> None:
         second = run.sync()["pegasus"]
         assert second.ok and second.new >= 1
         assert set(stored_changelogs(run)) == vendor_ids(demo)
+
+
+def test_the_session_is_kept_between_polls_and_renewed_when_it_expires(
+    tmp_path: Path, sim: PegasusSimulator
+) -> None:
+    run = SyncRun(tmp_path, [source(sim)])
+    assert run.sync()[SOURCE].ok
+    assert run.sync()[SOURCE].ok
+    assert logins(sim) == 1  # the second poll reused the session
+    sim.expire_sessions()
+    sim.add_changelogs(3)
+    assert run.sync()[SOURCE].ok
+    assert logins(sim) == 2  # refused once, logged in again, carried on

@@ -133,9 +133,14 @@ class Pegasus(Provider[PegasusOptions]):
     Options = PegasusOptions
     description = "Pegasus Gateway changelogs (GET /changelogs, /changelogs/modifications)"
 
+    def __init__(self) -> None:
+        # The login token outlives a poll: the engine keeps this instance per source, and a
+        # session lasts an hour idle, so most polls need no login at all (memory only).
+        self.session_token: str | None = None
+
     def poll(self, ctx: PollContext[PegasusOptions]) -> Iterator[Batch]:
         """Finish an interrupted changelog walk, walk the new top, then each modifications item."""
-        session = _Session(ctx)
+        session = _Session(ctx, self)
         session.open()
         cursor = _Cursor.load(ctx.cursor)
         # Forget the windows of items no longer configured (an edited item is a new key).
@@ -151,15 +156,20 @@ class Pegasus(Provider[PegasusOptions]):
 class _Session:
     """The `Authenticate` header: a configured token, or a login renewed once after a 401."""
 
-    def __init__(self, ctx: PollContext[PegasusOptions]) -> None:
+    def __init__(self, ctx: PollContext[PegasusOptions], provider: Pegasus) -> None:
+        self.ctx = ctx
         self.client = ctx.client
         self.options = ctx.options
         self.log = ctx.log
+        self.provider = provider
 
     def open(self) -> None:
-        """Send the configured token, or log in."""
+        """Send the configured token, the session of an earlier poll, or log in."""
         if self.options.token is not None:
             self.client.set_credentials({"Authenticate": self.options.token.get_secret_value()})
+        elif self.provider.session_token is not None:
+            self.ctx.add_secret(self.provider.session_token)
+            self.client.set_credentials({"Authenticate": self.provider.session_token})
         else:
             self._login()
 
@@ -207,6 +217,8 @@ class _Session:
         token = body.get("auth") if isinstance(body, dict) else None
         if not isinstance(token, str) or not token:
             raise ProtocolError(f"POST {LOGIN} answered without an `auth` token")
+        self.ctx.add_secret(token)
+        self.provider.session_token = token
         self.client.set_credentials({"Authenticate": token})
 
 
