@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from logd.errors import HTTPStatusError, ProtocolError, TransportError
+from logd.errors import AuthError, HTTPStatusError, ProtocolError, TransportError
 from logd.http import RetryPolicy, SourceClient, retry_after_seconds
 
 Handler = Callable[[httpx.Request], httpx.Response]
@@ -171,3 +171,42 @@ def test_stream_sends_no_credentials_by_default() -> None:
     with client(handler, []).stream("https://api.example.com/base/file") as chunks:
         assert sum(len(c) for c in chunks) == 100_000
     assert "Authorization" not in seen[0].headers
+
+
+def test_a_401_means_one_fresh_login_and_one_more_try() -> None:
+    logins: list[int] = []
+    handler, seen = sequence(
+        httpx.Response(401, json={"detail": "session expired"}),
+        httpx.Response(200, json={"ok": 1}),
+    )
+    c = client(handler, [])
+
+    def login() -> None:
+        logins.append(1)
+        c.set_credentials({"Authorization": "Bearer fresh"})
+
+    c.set_login(login)
+    assert c.get_json("/x") == {"ok": 1}
+    assert len(logins) == 1
+    assert [r.headers["Authorization"] for r in seen] == ["Bearer s3cret", "Bearer fresh"]
+
+
+def test_a_401_right_after_a_fresh_login_is_an_auth_error() -> None:
+    handler, seen = sequence(httpx.Response(401, json={"detail": "account disabled"}))
+    c = client(handler, [])
+    logins: list[int] = []
+    c.set_login(lambda: logins.append(1))
+    with pytest.raises(AuthError, match="HTTP 401 right after a fresh login: account disabled"):
+        c.get_json("/x")
+    assert len(logins) == 1 and len(seen) == 2
+
+
+def test_without_a_login_or_credentials_a_401_is_a_plain_status_error() -> None:
+    handler, seen = sequence(httpx.Response(401, json={"detail": "no"}))
+    c = client(handler, [])
+    with pytest.raises(HTTPStatusError):
+        c.get_json("/x")
+    c.set_login(lambda: pytest.fail("login for a request sent without credentials"))
+    with pytest.raises(HTTPStatusError):
+        c.request("POST", "/login", credentials=False)
+    assert len(seen) == 2

@@ -7,7 +7,8 @@ error naming the URL and the vendor's own error text.
 
 Credentials are headers set with `set_credentials()`; they are attached only to requests whose
 scheme, host and port equal the configured base URL's. Redirects are followed by hand so that
-a hop to another origin goes without them.
+a hop to another origin goes without them. A provider whose credential is a login session
+registers its login with `set_login()`: a 401 then means one fresh login and one more try.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import httpx
 import tenacity
 
 from .__about__ import __version__
-from .errors import HTTPStatusError, ProtocolError, TransportError
+from .errors import AuthError, HTTPStatusError, ProtocolError, TransportError
 
 RETRY_STATUSES = frozenset({408, 429}) | frozenset(range(500, 600))
 MAX_REDIRECTS = 5
@@ -136,6 +137,7 @@ class SourceClient:
         self._on_retry = on_retry
         self._origin = origin(self.base_url)
         self._credentials: dict[str, str] = {}
+        self._login: Callable[[], None] | None = None
         self._http = httpx.Client(
             timeout=httpx.Timeout(timeout),
             headers={"User-Agent": f"logd/{__version__}", "Accept": "application/json"},
@@ -155,6 +157,14 @@ class SourceClient:
     def set_credentials(self, headers: Mapping[str, str]) -> None:
         """Headers sent only to the base URL's origin (replaces earlier ones)."""
         self._credentials = dict(headers)
+
+    def set_login(self, login: Callable[[], None] | None) -> None:
+        """How to get fresh credentials: on a 401 the client calls it once and repeats the request.
+
+        `login` does the vendor's login (with `credentials=False`) and calls `set_credentials`.
+        A second 401 right after it is an `AuthError` with the vendor's text.
+        """
+        self._login = login
 
     def same_origin(self, url: str | httpx.URL) -> bool:
         """True when `url` has the configured base URL's scheme, host and port."""
@@ -199,15 +209,34 @@ class SourceClient:
                 raise _RetryableStatus(response)
             return response
 
-        try:
-            response = self._retrying()(attempt)
-        except _RetryableStatus as exc:
-            raise self._status_error(exc.response, gave_up=True) from None
-        except httpx.TransportError as exc:
-            raise TransportError(
-                f"{method} {redact_url(url)} failed after {self.retry.attempts} attempts: "
-                f"{type(exc).__name__}: {exc or 'no answer'}"
-            ) from None
+        def send() -> httpx.Response:
+            try:
+                return self._retrying()(attempt)
+            except _RetryableStatus as exc:
+                raise self._status_error(exc.response, gave_up=True) from None
+            except httpx.TransportError as exc:
+                raise TransportError(
+                    f"{method} {redact_url(url)} failed after {self.retry.attempts} attempts: "
+                    f"{type(exc).__name__}: {exc or 'no answer'}"
+                ) from None
+
+        response = send()
+        if (
+            response.status_code == 401
+            and 401 not in allowed
+            and credentials
+            and self._login is not None
+            and self.same_origin(url)
+        ):
+            # A login session ended (they expire while idle): one fresh login, one more try.
+            log.info("%s: %s refused the session; logging in again", self.source, redact_url(url))
+            self._login()
+            response = send()
+            if response.status_code == 401:
+                raise AuthError(
+                    f"{method} {redact_url(url)} -> HTTP 401 right after a fresh login: "
+                    f"{self.error_text(response)}"
+                )
         if response.is_success or response.status_code in allowed:
             return response
         raise self._status_error(response, gave_up=False)

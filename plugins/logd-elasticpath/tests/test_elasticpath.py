@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from logd_elasticpath import ElasticPath, ElasticPathSimulator, clear_token_cache
+from logd_elasticpath import ElasticPath, ElasticPathSimulator
 from logd_elasticpath.provider import to_entry
 from logd_elasticpath.simulator import LOGS_PATH, TOKEN_PATH, VENDOR_EXAMPLE
 
@@ -41,14 +41,6 @@ class Clock:
     def sleep(self, seconds: float) -> None:
         self.waits.append(seconds)
         self.elapsed += seconds
-
-
-@pytest.fixture(autouse=True)
-def fresh_tokens() -> Iterator[None]:
-    # Tokens are cached per process; a simulator on a reused port must not inherit them.
-    clear_token_cache()
-    yield
-    clear_token_cache()
 
 
 @pytest.fixture

@@ -5,7 +5,8 @@ as plain text, or 400 with a plain-text message. Every other call carries the to
 `Authentication: <token>` (what the vendor page names) and `Authorization: Bearer <token>`.
 
 The provider keeps the login token on its instance between polls (memory only), so a
-daemon's idle poll costs only its list requests; a 401 means one fresh login and one retry.
+daemon's idle poll costs only its list requests; on a 401 the client (`set_login`) logs in
+again once and repeats the request.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from logd import AuthError, ProtocolError, SourceClient
+from logd import AuthError, HTTPStatusError, ProtocolError, SourceClient
 
 LOGIN_PATH = "/api/nifi/login"
 
@@ -27,7 +28,7 @@ def _one_line(text: str, limit: int = 300) -> str:
 
 
 class Session:
-    """Sends requests with the current token; logs in lazily and again once on a 401."""
+    """Sends requests with the current token; logs in lazily (and, via the client, on a 401)."""
 
     def __init__(
         self,
@@ -45,6 +46,9 @@ class Session:
         self._password = password or ""
         self._on_login = on_login
         self._token: str | None = None
+        if token is None:
+            # A login session: the client logs in again once when the vendor answers 401.
+            client.set_login(self.login)
         if token or remembered:
             self._use(token or remembered or "")
 
@@ -79,20 +83,12 @@ class Session:
     def get(
         self, path: str, params: Mapping[str, Any], *, allow_status: Iterable[int] = ()
     ) -> httpx.Response:
-        """GET `path` with the token; a 401 means one fresh login and one more try."""
-        allowed = {401, *allow_status}
+        """GET `path` with the token, logging in first when there is none yet."""
         if self._token is None:
             self.login()
-        response = self.client.request("GET", path, params=params, allow_status=allowed)
-        if response.status_code != 401:
-            return response
-        if self._static is not None:
-            raise AuthError(f"token refused (HTTP 401): {self._said(response)}")
-        self.login()
-        response = self.client.request("GET", path, params=params, allow_status=allowed)
-        if response.status_code == 401:
-            raise AuthError(f"HTTP 401 right after a fresh login: {self._said(response)}")
-        return response
-
-    def _said(self, response: httpx.Response) -> str:
-        return _one_line(self.client.error_text(response)) or response.reason_phrase
+        try:
+            return self.client.request("GET", path, params=params, allow_status=allow_status)
+        except HTTPStatusError as exc:
+            if exc.status_code != 401 or self._static is None:
+                raise
+            raise AuthError(f"token refused (HTTP 401): {_one_line(exc.vendor_text)}") from None

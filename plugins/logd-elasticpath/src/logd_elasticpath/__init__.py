@@ -5,10 +5,10 @@ from typing import Any
 
 from logd.hookspecs import hookimpl
 
-from .provider import ElasticPath, ElasticPathOptions, clear_token_cache
+from .provider import ElasticPath, ElasticPathOptions
 from .simulator import ElasticPathSimulator
 
-__all__ = ["ElasticPath", "ElasticPathOptions", "ElasticPathSimulator", "clear_token_cache"]
+__all__ = ["ElasticPath", "ElasticPathOptions", "ElasticPathSimulator"]
 
 
 @hookimpl

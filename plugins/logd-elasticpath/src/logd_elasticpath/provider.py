@@ -12,8 +12,6 @@ cursor sits in plain SQLite), shared across polls until shortly before they expi
 
 from __future__ import annotations
 
-import hashlib
-import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -58,69 +56,37 @@ class _Token:
     refresh_at: datetime
 
 
-# The engine builds a new provider per poll, so reuse across polls needs a module-level cache.
-# The secret's digest is in the key so that a rotated secret never reuses the old token.
-_tokens: dict[tuple[str, str, str, str], _Token] = {}
-_tokens_lock = threading.Lock()
-
-
-def clear_token_cache() -> None:
-    """Forget every cached access token (tests; a fresh start)."""
-    with _tokens_lock:
-        _tokens.clear()
-
-
 class _Session:
-    """Authenticated GETs for one poll: a cached or fresh token, and one re-login on 401."""
+    """Authenticated GETs for one poll, with the access token kept on the provider instance.
 
-    def __init__(self, ctx: PollContext[ElasticPathOptions]) -> None:
+    The engine keeps one provider instance per source while its options are unchanged, so
+    the token outlives the poll (in memory only) and a rotated secret gets a fresh instance.
+    """
+
+    def __init__(self, ctx: PollContext[ElasticPathOptions], provider: ElasticPath) -> None:
         self.ctx = ctx
-        opts = ctx.options
-        secret_digest = hashlib.sha256(opts.client_secret.get_secret_value().encode()).hexdigest()
-        self.key = (
-            ctx.source,
-            ctx.client.base_url,
-            opts.client_id.get_secret_value(),
-            secret_digest,
-        )
-        self.token: _Token | None = None
+        self.provider = provider
+        # On a 401 the client asks for a new token once and repeats the request.
+        ctx.client.set_login(lambda: self._ensure_token(force=True))
 
     def get_json(self, path: str, params: Mapping[str, Any]) -> Any:
-        """GET with a valid token; on 401 get a new token once, then fail with `AuthError`."""
+        """GET with a valid token; a token refused right after being issued is an `AuthError`."""
         self._ensure_token()
         try:
             return self.ctx.client.get_json(path, params=params)
-        except HTTPStatusError as exc:
-            if exc.status_code != 401:
-                raise
-            self.ctx.log.info("access token refused (%s); getting a new one", exc.vendor_text)
-        self._ensure_token(force=True)
-        try:
-            return self.ctx.client.get_json(path, params=params)
-        except HTTPStatusError as exc:
-            if exc.status_code != 401:
-                raise
+        except AuthError as exc:
             raise AuthError(
-                f"Elastic Path refused a freshly issued access token: {exc.vendor_text} "
-                f"(HTTP 401 from {exc.url})",
+                f"Elastic Path refused a freshly issued access token: {exc}",
                 hint="check that the client credentials may read integration logs",
             ) from None
 
     def _ensure_token(self, *, force: bool = False) -> None:
         now = self.ctx.now()
-        with _tokens_lock:
-            cached = _tokens.get(self.key)
-            if force and cached is not None and cached == self.token:
-                # Only drop the token that was refused, not one another poll just fetched.
-                del _tokens[self.key]
-                cached = None
-        if cached is None or now >= cached.refresh_at:
-            cached = self._fetch_token(now)
-            with _tokens_lock:
-                _tokens[self.key] = cached
-        if cached != self.token:
-            self.token = cached
-            self.ctx.client.set_credentials({"Authorization": f"Bearer {cached.value}"})
+        token = self.provider.token
+        if force or token is None or now >= token.refresh_at:
+            token = self.provider.token = self._fetch_token(now)
+        self.ctx.add_secret(token.value)
+        self.ctx.client.set_credentials({"Authorization": f"Bearer {token.value}"})
 
     def _fetch_token(self, now: datetime) -> _Token:
         opts = self.ctx.options
@@ -169,9 +135,12 @@ class ElasticPath(Provider[ElasticPathOptions]):
     Options = ElasticPathOptions
     description = "Elastic Path integration logs (GET /v2/integrations/logs)"
 
+    def __init__(self) -> None:
+        self.token: _Token | None = None
+
     def poll(self, ctx: PollContext[ElasticPathOptions]) -> Iterator[Batch]:
         """Walk each scope's pages, or one page when the scope looks idle."""
-        session = _Session(ctx)
+        session = _Session(ctx, self)
         scopes = _scopes(ctx.options)
         old = (ctx.cursor or {}).get("totals")
         old_totals = old if isinstance(old, dict) else {}

@@ -167,34 +167,25 @@ class _Session:
         """Send the configured token, the session of an earlier poll, or log in."""
         if self.options.token is not None:
             self.client.set_credentials({"Authenticate": self.options.token.get_secret_value()})
-        elif self.provider.session_token is not None:
+            return
+        # Sessions expire after an hour idle: the client logs in again once on a 401.
+        self.client.set_login(self._login)
+        if self.provider.session_token is not None:
             self.ctx.add_secret(self.provider.session_token)
             self.client.set_credentials({"Authenticate": self.provider.session_token})
         else:
             self._login()
 
     def get(self, path: str, params: Mapping[str, Any]) -> dict[str, Any]:
-        """GET a JSON object; a 401 on a login session logs in again once, then is an error."""
+        """GET a JSON object; a refused configured token is an `AuthError`."""
         try:
             body = self.client.get_json(path, params=params)
         except HTTPStatusError as exc:
-            if exc.status_code != 401:
+            if exc.status_code != 401 or self.options.token is None:
                 raise
-            if self.options.token is not None:
-                raise AuthError(
-                    f"Pegasus refused the token on GET {path} (HTTP 401): {exc.vendor_text}"
-                ) from None
-            # Sessions expire after an hour idle: one fresh login, and a second 401 is final.
-            self.log.info("GET %s: session refused (%s), logging in again", path, exc.vendor_text)
-            self._login()
-            try:
-                body = self.client.get_json(path, params=params)
-            except HTTPStatusError as again:
-                if again.status_code != 401:
-                    raise
-                raise AuthError(
-                    f"Pegasus refused a fresh session on GET {path} (HTTP 401): {again.vendor_text}"
-                ) from None
+            raise AuthError(
+                f"Pegasus refused the token on GET {path} (HTTP 401): {exc.vendor_text}"
+            ) from None
         if not isinstance(body, dict):
             raise ProtocolError(f"GET {path}: expected a JSON object, got {type(body).__name__}")
         return body
