@@ -165,3 +165,15 @@ def test_a_record_twice_in_one_batch_is_stored_once_last_wins(store: Store) -> N
     assert result.new == 1
     row = store.get("src:1")
     assert row is not None and row.message == "second"
+
+
+def test_a_changed_record_without_a_new_download_keeps_its_details(store: Store) -> None:
+    store.commit_batch(
+        "src", [entry("1", status=Status.PENDING, details={"log": "NullPointer"})], None
+    )
+    result = store.commit_batch("src", [entry("1", status=Status.FAILURE)], None)
+    assert result.updated == 1
+    row = store.get("src:1")
+    assert row is not None and row.status == "failure" and row.details == {"log": "NullPointer"}
+    # The FTS row was rewritten by the update and still carries the download's text.
+    assert [r.id for r in store.search(Filters(text="NullPointer"))] == ["src:1"]

@@ -166,7 +166,7 @@ class Store:
             chunk = native_ids[start : start + 500]
             marks = ",".join("?" * len(chunk))
             for row in db.execute(
-                "SELECT native_id, id, hash, details_hash, status, timestamp, first_seen, details "
+                "SELECT native_id, id, hash, details_hash, status, timestamp, first_seen "
                 f"FROM entries WHERE source = ? AND native_id IN ({marks})",
                 [source, *chunk],
             ).fetchall():
@@ -199,14 +199,21 @@ class Store:
         details = _dumps(entry.details)
         details_hash = _digest(details) if details is not None else None
         if old is not None:
-            key, old_hash, old_details_hash, old_status, old_ts, first_seen, old_details = old
+            key, old_hash, old_details_hash, old_status, old_ts, first_seen = old
             same_details = details is None or details_hash == old_details_hash
             if old_hash == entry_hash and same_details:
                 result.unchanged += 1
                 return
-            if details is None:  # no new download: keep the one stored
-                details, details_hash = old_details, old_details_hash
-            values = self._values(entry, timestamp, raw, details, entry_hash, details_hash)
+            details_value = entry.details
+            if details is None and old_details_hash is not None:
+                # No new download: keep the stored one (read only now, not for every re-fetch).
+                details = db.execute("SELECT details FROM entries WHERE id = ?", [key]).fetchone()[
+                    0
+                ]
+                details_hash, details_value = old_details_hash, json.loads(details)
+            values = self._values(
+                entry, timestamp, raw, details, details_value, entry_hash, details_hash
+            )
             if old_ts == timestamp:
                 db.execute(
                     "UPDATE entries SET provider=?, timestamp=?, status=?, message=?, error=?, "
@@ -227,7 +234,9 @@ class Store:
                 if entry.status == Status.FAILURE:
                     result.new_failures.append(entry)
             return
-        values = self._values(entry, timestamp, raw, details, entry_hash, details_hash)
+        values = self._values(
+            entry, timestamp, raw, details, entry.details, entry_hash, details_hash
+        )
         self._insert(db, entry, values, now, now)
         result.new += 1
         if entry.status == Status.FAILURE:
@@ -239,10 +248,11 @@ class Store:
         timestamp: str,
         raw: str | None,
         details: str | None,
+        details_value: Any,
         entry_hash: str,
         details_hash: str | None,
     ) -> list[Any]:
-        text = searchable_text([entry.raw, json.loads(details) if details else None])
+        text = searchable_text([entry.raw, details_value])
         return [
             entry.provider,
             timestamp,
