@@ -155,3 +155,13 @@ def test_literal_secrets_never_show_in_repr_str_or_dump(tmp_path: Path) -> None:
     assert settings.source("fleet").options.token.get_secret_value() == "literal-secret-123"
     for text in (repr(settings), str(settings), str(settings.model_dump())):
         assert "literal-secret-123" not in text
+
+
+def test_read_commands_and_sync_find_the_same_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write(tmp_path, 'database = "data/logd.db"\n')
+    assert database_path(path) == load_settings(path).database == (tmp_path / "data/logd.db")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LOGD_DATABASE", "elsewhere.db")
+    assert database_path(path) == load_settings(path).database == Path("elsewhere.db")

@@ -284,9 +284,7 @@ def load_settings(path: str | Path | None = None) -> Settings:
         raise _config_error(file, _problems(exc)) from None
     finally:
         _toml_path.reset(token)
-    if not settings.database.is_absolute():
-        # Relative to the config file, not to wherever the daemon happens to start.
-        object.__setattr__(settings, "database", (file.parent / settings.database).resolve())
+    object.__setattr__(settings, "database", _beside(file, settings.database))
 
     registry = load_plugins()
     problems: list[str] = []
@@ -338,7 +336,15 @@ def database_path(path: str | Path | None = None) -> Path:
             value = tomllib.load(fh).get("database")
     except (tomllib.TOMLDecodeError, OSError) as exc:
         raise ConfigError(f"{file}: {exc}") from None
-    if not value:
-        return _default_database()
-    db = Path(value)
-    return db if db.is_absolute() else (file.parent / db).resolve()
+    return _beside(file, Path(value)) if value else _default_database()
+
+
+def _beside(file: Path, database: Path) -> Path:
+    """A relative `database` in the file is relative to the file, not to wherever logd starts.
+
+    `LOGD_DATABASE` is taken as given (relative to the working directory), like any path a
+    user types; read commands and the daemon resolve it the same way.
+    """
+    if database.is_absolute() or os.environ.get("LOGD_DATABASE"):
+        return database
+    return (file.parent / database).resolve()
