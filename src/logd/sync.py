@@ -28,11 +28,16 @@ def run_sync(
         raise ConfigError("no enabled sources to sync", hint="add a [[sources]] table")
     registry = load_plugins()
     with Store(settings.database) as store:
-        engine = Engine(settings, store, registry, batch_hooks=_webhook_hooks(settings))
+        stop = threading.Event()
+        engine = Engine(
+            settings,
+            store,
+            registry,
+            sleep=_interruptible(stop),
+            batch_hooks=_webhook_hooks(settings),
+        )
         live = sys.stderr.isatty() and not quiet
         display = _RichProgress(sources) if live else None
-        stop = threading.Event()
-        engine.sleep = _interruptible(stop)
         try:
             with display or nullcontext():
                 reports = engine.sync(
