@@ -187,3 +187,24 @@ def test_ctrl_c_stops_polls_after_their_batch(tmp_path: Path, sim: FleetITSimula
     assert "interrupted: every batch committed so far is kept" in err
     assert "Traceback" not in err
     assert len(sim.requests) < 3  # it did not walk on to the last page
+
+
+def test_a_terminal_gets_live_progress_and_the_same_summary(
+    tmp_path: Path, sim: FleetITSimulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+
+    from logd.config import load_settings
+    from logd.sync import run_sync
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    settings = load_settings(write_config(tmp_path, [sim.demo_source("fleet")]))
+    [report] = run_sync(settings)
+    assert report.ok and report.new == 250 and report.total == 250
+    assert "fleet" in terminal.getvalue()  # rich drew its progress there
+    assert run_sync(settings, quiet=True)[0].new == 0
