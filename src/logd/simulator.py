@@ -12,15 +12,22 @@ real socket. The base gives every simulator the same switches::
     sim.latency = 0.2                          # seconds added to every answer
     sim.requests                               # every request seen, for assertions
     sim.stop()
+
+The same simulator is also an ASGI application (`sim.asgi`), so a benchmark or a plugin
+author can serve it from a production HTTP server in its own process::
+
+    uvicorn.run(FleetITSimulator(records=100_000).asgi, port=8001)
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import socket
 import sys
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar, Self
@@ -103,6 +110,7 @@ class Simulator:
         self._faults: list[_Fault] = []
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self._address: tuple[str, int] | None = None
 
     # -- to implement -----------------------------------------------------------------------
 
@@ -121,11 +129,61 @@ class Simulator:
 
     @property
     def base_url(self) -> str:
-        """The URL the simulator listens on (after `start`)."""
-        if self._server is None:
-            raise RuntimeError("simulator not started")
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        """The URL the simulator listens on (after `start`, or inside `serve`)."""
+        if self._server is not None:
+            host, port = self._server.server_address[:2]
+            return f"http://{host!s}:{port}"
+        if self._address is not None:
+            return f"http://{self._address[0]}:{self._address[1]}"
+        raise RuntimeError("simulator not started")
+
+    def companions(self) -> list[Simulator]:
+        """Other origins this API hands out URLs to (a file host), served alongside it."""
+        return []
+
+    def serve(
+        self, host: str = "127.0.0.1", port: int = 0, *, ready: Callable[[], None] | None = None
+    ) -> None:
+        """Serve this simulator and its companions with uvicorn until interrupted (blocking).
+
+        For a process of its own, so that HTTP costs are a real server's: `start` is the
+        lighter in-process server tests use. `ready` runs once every socket listens, when
+        `base_url` is known.
+        """
+        import uvicorn  # only this path needs it: tests and the demo use the threaded server
+
+        sims = [self, *self.companions()]
+        sockets = []
+        for i, sim in enumerate(sims):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            # Answers go out as a head and a body write: without this each waits ~40 ms.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.bind((host, port if i == 0 else 0))
+            sim._address = sock.getsockname()[:2]
+            sockets.append(sock)
+        servers = [
+            uvicorn.Server(
+                uvicorn.Config(
+                    sim.asgi,
+                    interface="asgi3",
+                    log_level="warning",
+                    access_log=False,
+                    lifespan="off",
+                )
+            )
+            for sim in sims
+        ]
+
+        async def main() -> None:
+            tasks = [asyncio.create_task(s.serve(sockets=[k])) for s, k in zip(servers, sockets)]
+            while not all(s.started for s in servers):
+                await asyncio.sleep(0.01)
+            if ready is not None:
+                ready()
+            await asyncio.gather(*tasks)
+
+        asyncio.run(main())
 
     def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         """Listen on `host:port` (0 = any free port) in a background thread; return the URL."""
@@ -153,6 +211,45 @@ class Simulator:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    async def asgi(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """Serve this simulator as an ASGI application (HTTP only)."""
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        request = SimRequest(
+            method=scope["method"],
+            path=scope["path"],
+            query=parse_qs(scope["query_string"].decode("latin-1"), keep_blank_values=True),
+            headers=headers,
+            body=body,
+        )
+        try:
+            # Off the event loop only when the answer may block (simulated latency).
+            if self.latency:
+                response = await asyncio.to_thread(self._dispatch, request)
+            else:
+                response = self._dispatch(request)
+        except Exception as exc:  # a simulator bug should show, not hang the client
+            response = SimResponse.text(f"simulator error: {exc!r}", 500)
+        out = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in response.headers.items()]
+        if response.chunks is None:
+            out.append((b"content-length", str(len(response.body)).encode()))
+        await send({"type": "http.response.start", "status": response.status, "headers": out})
+        if response.chunks is None:
+            await send({"type": "http.response.body", "body": response.body})
+            return
+        chunks = iter(response.chunks)
+        while (chunk := await asyncio.to_thread(next, chunks, None)) is not None:
+            if chunk:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
 
     # -- fault switches ---------------------------------------------------------------------
 

@@ -95,6 +95,10 @@ class MaestraSimulator(Simulator):
         super().stop()
         self.files.stop()
 
+    def companions(self) -> list[Simulator]:
+        """The file host, served beside the API."""
+        return [self.files]
+
     def __enter__(self) -> MaestraSimulator:
         self.start()
         return self
