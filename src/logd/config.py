@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -35,10 +34,16 @@ from pydantic_settings import (
 )
 
 from .errors import ConfigError, PluginError
+
+# The path rules live in .paths, which the read commands import without pydantic; the
+# names stay importable from here.
+from .paths import DEFAULT_CONFIG as DEFAULT_CONFIG
+from .paths import beside, default_database, missing_config, read_toml
+from .paths import config_path as config_path
+from .paths import database_path as database_path
 from .provider import ProviderOptions
 from .timeparse import parse_duration
 
-DEFAULT_CONFIG = Path("/etc/logd/config.toml")
 LogLevel = Literal["debug", "info", "warning", "error"]
 
 
@@ -181,7 +186,7 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(extra="forbid", env_prefix="LOGD_", frozen=True)
 
     database: Path = Field(
-        default_factory=lambda: _default_database(),
+        default_factory=default_database,
         description="SQLite file; default $STATE_DIRECTORY/logd.db, else /var/lib/logd/logd.db.",
     )
     log_level: LogLevel = Field("info", description="debug, info, warning or error.")
@@ -221,21 +226,6 @@ class Settings(BaseSettings):
         raise ConfigError(f"no source named {name!r} in the config; configured: {names}")
 
 
-def _default_database() -> Path:
-    state = os.environ.get("STATE_DIRECTORY")
-    if state:
-        return Path(state.split(":")[0]) / "logd.db"
-    return Path("/var/lib/logd/logd.db")
-
-
-def config_path(option: str | Path | None) -> Path:
-    """The config file to use: the option, else `$LOGD_CONFIG`, else /etc/logd/config.toml."""
-    if option:
-        return Path(option)
-    env = os.environ.get("LOGD_CONFIG")
-    return Path(env) if env else DEFAULT_CONFIG
-
-
 def format_loc(loc: tuple[int | str, ...], prefix: str = "") -> str:
     """`("sources", 2, "token")` → `sources[2].token`."""
     out = prefix
@@ -265,17 +255,8 @@ def load_settings(path: str | Path | None = None) -> Settings:
 
     file = config_path(path)
     if not file.is_file():
-        raise ConfigError(
-            f"config file {file} not found",
-            hint="pass -c PATH, set LOGD_CONFIG, or copy config.example.toml there",
-        )
-    try:
-        with file.open("rb") as fh:
-            tomllib.load(fh)  # for a syntax error that names the line
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{file}: invalid TOML: {exc}") from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {file}: {exc.strerror}") from None
+        raise missing_config(file)
+    read_toml(file)  # for a syntax error that names the line
 
     token = _toml_path.set(file)
     try:
@@ -284,7 +265,7 @@ def load_settings(path: str | Path | None = None) -> Settings:
         raise _config_error(file, _problems(exc)) from None
     finally:
         _toml_path.reset(token)
-    object.__setattr__(settings, "database", _beside(file, settings.database))
+    object.__setattr__(settings, "database", beside(file, settings.database))
 
     registry = load_plugins()
     problems: list[str] = []
@@ -320,31 +301,3 @@ def _config_error(file: Path, problems: list[str]) -> ConfigError:
     error = ConfigError(f"{file}: " + f"\n{file}: ".join(problems))
     error.problems = problems  # type: ignore[attr-defined]
     return error
-
-
-def database_path(path: str | Path | None = None) -> Path:
-    """The store's path without validating sources or loading plugins (for read commands)."""
-    if os.environ.get("LOGD_DATABASE"):
-        return Path(os.environ["LOGD_DATABASE"])
-    file = config_path(path)
-    if not file.is_file():
-        if path is not None:
-            raise ConfigError(f"config file {file} not found")
-        return _default_database()
-    try:
-        with file.open("rb") as fh:
-            value = tomllib.load(fh).get("database")
-    except (tomllib.TOMLDecodeError, OSError) as exc:
-        raise ConfigError(f"{file}: {exc}") from None
-    return _beside(file, Path(value)) if value else _default_database()
-
-
-def _beside(file: Path, database: Path) -> Path:
-    """A relative `database` in the file is relative to the file, not to wherever logd starts.
-
-    `LOGD_DATABASE` is taken as given (relative to the working directory), like any path a
-    user types; read commands and the daemon resolve it the same way.
-    """
-    if database.is_absolute() or os.environ.get("LOGD_DATABASE"):
-        return database
-    return (file.parent / database).resolve()

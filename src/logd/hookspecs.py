@@ -44,5 +44,9 @@ def register_simulators(register: Callable[[type[Simulator]], None]) -> None:
 def register_commands(cli: click.Group) -> None:
     """Add subcommands to the `logd` command line.
 
+    `logd --help` imports only the plugins whose entry-point module names this hook in its
+    source (or cannot be read as text, see `logd.entrypoints`), so that listing the commands
+    does not import every provider: define or import `register_commands` there by name.
+
     :param cli: the top-level click group; use ``@cli.command()``.
     """

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
 from collections.abc import Iterable, Sequence
 from datetime import datetime
@@ -62,30 +63,36 @@ def write_csv(rows: Iterable[Row], out: TextIO, *, header: bool) -> None:
 
 def write_table(rows: Sequence[Row], out: TextIO, *, color: bool = False) -> None:
     """Entries as a table cut to the terminal's width; local times, status coloured."""
-    from rich.console import Console
-    from rich.table import Table
-
-    width = shutil.get_terminal_size((120, 24)).columns
-    console = Console(file=out, width=width, force_terminal=color, no_color=not color)
     if not rows:
-        console.print("no matching entries")
+        out.write("no matching entries\n")
         return
-    table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold")
-    table.add_column("time", no_wrap=True, min_width=19)
-    table.add_column("id", no_wrap=True, overflow="ellipsis", max_width=28)
-    table.add_column("status", no_wrap=True, min_width=7)
-    table.add_column("message", no_wrap=True, overflow="ellipsis", ratio=1)
+    # Not rich: this is what every plain `logd query` prints, and rich's import and layout
+    # cost more than the rest of the command (see logd.table).
+    from .table import Column, one_line, render
+
+    columns = (
+        Column("time", min_width=19),
+        Column("id", max_width=28, shrink=2, floor=12),
+        Column("status", min_width=7),
+        Column("message", shrink=1, floor=10),
+    )
+    cells = []
     for row in rows:
         text = row.message
         if row.error and row.error not in text:
             text = f"{text}: {row.error}" if text else row.error
-        table.add_row(
-            local_time(row.timestamp),
-            row.id,
-            f"[{STATUS_STYLE.get(row.status, '')}]{row.status}[/]",
-            " ".join(text.split()),
+        cells.append(
+            [
+                (local_time(row.timestamp), ""),
+                (one_line(row.id), ""),
+                (row.status, STATUS_STYLE.get(row.status, "")),
+                (one_line(text), ""),
+            ]
         )
-    console.print(table)
+    width = shutil.get_terminal_size((120, 24)).columns
+    color = color and os.environ.get("TERM") not in ("dumb", "unknown")  # as rich decided
+    for line in render(columns, cells, width, color=color):
+        out.write(line + "\n")
 
 
 def write_entry(row: Row, out: TextIO, *, color: bool = False) -> None:

@@ -1,28 +1,28 @@
 """Loading plugins once: entry points of group `logd`, each guarded, then the env filters.
 
 `LOGD_DISABLE_PLUGINS=name,name` skips plugins by entry-point name (`*` skips all);
-`LOGD_PLUGINS=name,name` loads only those. A plugin that fails to import is a warning naming
-it; the rest still load. Two providers with one name is a `PluginError` naming both plugins.
+`LOGD_PLUGINS=name,name` loads only those (see `logd.entrypoints`). A plugin that fails to
+import is a warning naming it; the rest still load. Two providers with one name is a
+`PluginError` naming both plugins.
 """
 
 from __future__ import annotations
 
-import importlib.metadata
 import logging
-import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import pluggy
 
 from . import hookspecs
+from .entrypoints import ENTRY_POINT_GROUP as ENTRY_POINT_GROUP
+from .entrypoints import enabled_entry_points
 from .errors import PluginError
 
 if TYPE_CHECKING:
     from .provider import Provider
     from .simulator import Simulator
 
-ENTRY_POINT_GROUP = "logd"
 log = logging.getLogger("logd.plugins")
 
 
@@ -65,35 +65,13 @@ def _new_manager() -> pluggy.PluginManager:
 _registry: Registry | None = None
 
 
-def _names(var: str) -> set[str] | None:
-    value = os.environ.get(var)
-    if value is None:
-        return None
-    return {part.strip() for part in value.split(",") if part.strip()}
-
-
 def load_plugins(*, reload: bool = False) -> Registry:
     """Load every `logd` entry point once (cached) and collect what they register."""
     global _registry
     if _registry is not None and not reload:
         return _registry
     registry = Registry()
-    disabled = _names("LOGD_DISABLE_PLUGINS") or set()
-    allowed = _names("LOGD_PLUGINS")
-    entry_points = sorted(
-        importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name
-    )
-    seen: set[str] = set()
-    for ep in entry_points:
-        if ep.name in seen:  # the same distribution visible twice on sys.path
-            continue
-        seen.add(ep.name)
-        if (
-            "*" in disabled
-            or ep.name in disabled
-            or (allowed is not None and ep.name not in allowed)
-        ):
-            continue
+    for ep in enabled_entry_points():
         dist = ep.dist
         info = PluginInfo(ep.name, dist.name if dist else None, dist.version if dist else None)
         registry.plugins.append(info)

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from .errors import QueryError
 from .output import write_csv, write_rows
-from .store import Filters, Row, Store
+from .search import Filters, Row
 from .timeparse import parse_time
+
+if TYPE_CHECKING:  # `logd query` reads through logd.reader; this module never opens a store
+    from .store import Store
 
 
 def build_filters(

@@ -1,0 +1,78 @@
+"""The plain table `logd query` prints: widths, cutting, colour, and text taken literally."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from logd.output import write_table
+from logd.search import Row
+from logd.table import Column, cell_width, fit, render
+
+
+def row(entry_id: str, status: str, message: str, error: str | None = None) -> Row:
+    source, _, native = entry_id.partition(":")
+    return Row(
+        entry_id,
+        source,
+        "p",
+        native,
+        "2024-05-01T10:00:00+00:00",
+        status,
+        message,
+        error,
+        None,
+        None,
+        None,
+        None,
+    )
+
+
+def table(rows: list[Row], width: int, monkeypatch: pytest.MonkeyPatch, color: bool = False) -> str:
+    monkeypatch.setenv("COLUMNS", str(width))
+    out = io.StringIO()
+    write_table(rows, out, color=color)
+    return out.getvalue()
+
+
+def test_columns_line_up_and_vendor_text_is_never_markup(monkeypatch: pytest.MonkeyPatch) -> None:
+    text = table(
+        [
+            row("fleet:1", "failure", "[ERROR] said [/path] \x1b[31mred", "Timeout"),
+            row("shop:22", "success", "Done"),
+        ],
+        120,
+        monkeypatch,
+    )
+    header, first, second = text.splitlines()
+    assert header.split() == ["time", "id", "status", "message"]
+    assert first.index("failure") == second.index("success") == header.index("status")
+    assert first.endswith("[ERROR] said [/path] [31mred: Timeout")  # no ESC reaches a terminal
+    assert "\x1b" not in text and not any(line.endswith(" ") for line in text.splitlines())
+
+
+def test_a_narrow_terminal_cuts_the_message_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    long_id = "a-very-long-source-name:1234567890"
+    lines = table([row(long_id, "pending", "word " * 40)], 60, monkeypatch).splitlines()
+    assert all(cell_width(line) <= 60 for line in lines)
+    assert "a-very-long-sourc…  pending  word word…" in lines[1]  # message first, then id
+    wide = table([row(long_id, "pending", "word " * 40)], 100, monkeypatch).splitlines()
+    assert "a-very-long-source-name:123…  pending  word word word" in wide[1]
+
+
+def test_colour_only_when_asked(monkeypatch: pytest.MonkeyPatch) -> None:
+    rows = [row("fleet:1", "failure", "Failed")]
+    assert "\x1b[1;31mfailure\x1b[0m" in table(rows, 120, monkeypatch, color=True)
+    monkeypatch.setenv("TERM", "dumb")
+    assert "\x1b" not in table(rows, 120, monkeypatch, color=True)
+    assert table([], 120, monkeypatch) == "no matching entries\n"
+
+
+def test_wide_characters_take_two_cells() -> None:
+    assert cell_width("日本") == 4 and cell_width("e\u0301") == 1
+    assert fit("日本語", 5) == "日本…" and fit("ab", 4) == "ab  "
+    lines = render(
+        [Column("h"), Column("x", shrink=1)], [[("日本", ""), ("y", "")]], 80, color=False
+    )
+    assert lines == ["h     x", "日本  y"]
