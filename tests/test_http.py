@@ -6,6 +6,7 @@ import email.utils
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import pytest
@@ -210,3 +211,29 @@ def test_without_a_login_or_credentials_a_401_is_a_plain_status_error() -> None:
     with pytest.raises(HTTPStatusError):
         c.request("POST", "/login", credentials=False)
     assert len(seen) == 2
+
+
+def test_clients_share_one_tls_context_instead_of_reading_the_ca_bundle_each_poll(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Every poll builds a client; reading the CA bundle into a new TLS context cost ~20 ms of
+    # CPU each time, most of an idle poll.
+    import ssl
+
+    from logd.http import tls_context
+
+    shared = tls_context()
+    made: list[ssl.SSLContext] = []
+    create = ssl.create_default_context
+
+    def counted(*args: Any, **kwargs: Any) -> ssl.SSLContext:
+        made.append(create(*args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(ssl, "create_default_context", counted)
+    clients = [SourceClient("s", "https://api.example.com") for _ in range(3)]
+    for client in clients:
+        client.close()
+    assert made == []
+    assert tls_context() is shared
+    assert shared.verify_mode == ssl.CERT_REQUIRED and shared.check_hostname

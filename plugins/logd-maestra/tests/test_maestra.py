@@ -110,10 +110,11 @@ def test_processing_call_that_fails_later_updates_its_entry(
         [call["OperationLogTransactionId"]],
     ).fetchall()
     assert changes == [("pending", "failure")]
-    # The update came from exporting the trailing hour again, up to where new windows began.
+    # The update came from exporting the trailing hour again (new minutes, if any, included).
     began = datetime.fromisoformat(first_cursor["since"])
     till = datetime.fromisoformat(run.cursor("mx")["since"])
-    assert windows(sim)[-1] == (vendor(till - timedelta(hours=1)), vendor(began))
+    assert till >= began
+    assert windows(sim)[-1] == (vendor(till - timedelta(hours=1)), vendor(till))
 
 
 def test_cancelled_export_is_a_clear_error_and_the_cursor_stays(
@@ -141,6 +142,69 @@ def test_cancelled_export_is_a_clear_error_and_the_cursor_stays(
     assert retry.ok, retry.error
     assert windows(sim)[2][0] == first[1]  # the cancelled window again, not skipped
     assert run.count() == 200
+
+
+def test_an_idle_poll_is_one_export_of_the_trailing_hour(
+    tmp_path: Path, sim: MaestraSimulator
+) -> None:
+    # Nothing new at Maestra between two polls ten minutes apart: the new ten minutes and the
+    # trailing hour are one contiguous span, so the idle poll costs one export — a start, the
+    # status checks until Ready (NotReady `ready_after` times) and the one part — not two.
+    sim.add_records(40, end=NOW - timedelta(minutes=20), spread=timedelta(minutes=30))
+    clock = [NOW]
+    run = SyncRun(tmp_path, [source(sim, backfill="1d")], now=lambda: clock[0])
+    assert run.sync()["mx"].ok
+    cursor = datetime.fromisoformat(run.cursor("mx")["since"])
+    started = len(sim.start_bodies())
+
+    clock[0] += timedelta(minutes=10)
+    idle = run.sync()["mx"]
+
+    assert idle.ok, idle.error
+    assert (idle.new, idle.updated) == (0, 0)
+    till = cursor + timedelta(minutes=10)
+    assert windows(sim)[started:] == [(vendor(till - timedelta(hours=1)), vendor(till))]
+    assert idle.requests == 1 + (sim.ready_after + 1) + 1
+    assert run.cursor("mx") == {"since": till.isoformat()}
+
+
+def test_a_failed_export_of_trailing_hour_and_new_minutes_keeps_the_cursor(
+    tmp_path: Path, sim: MaestraSimulator
+) -> None:
+    # The new minutes ride in the trailing export: a cancelled one must not move the cursor.
+    clock = [NOW]
+    run = SyncRun(tmp_path, [source(sim, backfill="1d")], now=lambda: clock[0])
+    assert run.sync()["mx"].ok
+    cursor = run.cursor("mx")
+    sim.cancel_next("Export queue overloaded")
+
+    clock[0] += timedelta(minutes=10)
+    failed = run.sync()["mx"]
+
+    assert failed.error is not None and "Export queue overloaded" in failed.error
+    assert run.cursor("mx") == cursor
+    assert run.sync()["mx"].ok
+    moved = datetime.fromisoformat(cursor["since"]) + timedelta(minutes=10)
+    assert run.cursor("mx") == {"since": moved.isoformat()}
+
+
+def test_new_minutes_longer_than_the_trailing_span_are_not_exported_twice(
+    tmp_path: Path, sim: MaestraSimulator
+) -> None:
+    # After three hours down, the new span already covers the trailing hour: one export.
+    clock = [NOW]
+    run = SyncRun(tmp_path, [source(sim, backfill="1d")], now=lambda: clock[0])
+    assert run.sync()["mx"].ok
+    cursor = datetime.fromisoformat(run.cursor("mx")["since"])
+    started = len(sim.start_bodies())
+
+    clock[0] += timedelta(hours=3)
+    report = run.sync()["mx"]
+
+    assert report.ok, report.error
+    till = cursor + timedelta(hours=3)
+    assert windows(sim)[started:] == [(vendor(cursor), vendor(till))]
+    assert run.cursor("mx") == {"since": till.isoformat()}
 
 
 class CrashOnCommit:

@@ -1,10 +1,12 @@
 """Maestra operation log export → logd entries.
 
 Each poll exports contiguous, minute-aligned windows `[since, till)` up to `till = now - lag`,
-at most `window` long each, then exports the trailing `reexport` window again so that calls
-still `processing` get their final status. The cursor `{"since": …}` moves only with the batch
-that completes a window: a poll stopped mid-export repeats that window, and because entries are
-upserted by `OperationLogTransactionId` the repeat doubles nothing.
+at most `window` long each, and the trailing `reexport` span `[till - reexport, till)` again so
+that calls still `processing` get their final status. Both are one span, exported in as few
+windows as `window` allows: an idle poll is a single export, not one for the new minutes and a
+second for the trailing hour. The cursor `{"since": …}` moves only with the batch that
+completes a window reaching past it: a poll stopped mid-export repeats that window, and because
+entries are upserted by `OperationLogTransactionId` the repeat doubles nothing.
 """
 
 from __future__ import annotations
@@ -78,7 +80,7 @@ class Maestra(Provider[MaestraOptions]):
     description = "Maestra (Mindbox) operation log export (POST /v3/operations/sync)"
 
     def poll(self, ctx: PollContext[MaestraOptions]) -> Iterator[Batch]:
-        """Export every window since the cursor, then the trailing `reexport` window again."""
+        """Export every window since the cursor, the trailing `reexport` span included."""
         opts = ctx.options
         client = ctx.client
         client.set_credentials({"Authorization": f"SecretKey {opts.secret_key.get_secret_value()}"})
@@ -91,19 +93,20 @@ class Maestra(Provider[MaestraOptions]):
         stored = stored_since(ctx.cursor)
         first = floor_minute(till - timedelta(seconds=opts.backfill))
         since = first if stored is None else stored
-        step = timedelta(seconds=opts.window)
-        windows = split(since, till, step)
-        for window in windows:
-            yield from self._export(ctx, exporter, window, done=window.till, kept=window.since)
-        if not windows and stored is None:
+        if not since < till and stored is None:
             yield Batch([], cursor=cursor_at(since), pages=0)
-        current = windows[-1].till if windows else since
-
-        # Calls still `processing` finish later: export the span before `since` again and let
-        # the store update what changed. What was new in this poll needs no second look.
-        trailing = split(till - timedelta(seconds=opts.reexport), min(since, till), step)
-        for window in trailing:
-            yield from self._export(ctx, exporter, window, done=current, kept=current)
+        # Calls still `processing` finish later, so the trailing `reexport` span is exported
+        # again and the store updates what changed. It ends where the new minutes begin, so
+        # the two make one span: `[since, till)` reaching back to `till - reexport`, cut only
+        # where `window` demands. Every export costs a start, status checks and the parts.
+        start = since
+        if opts.reexport:
+            start = min(since, till - timedelta(seconds=opts.reexport))
+        at = since  # the cursor: where the next new window starts, never moved back
+        for window in split(start, till, timedelta(seconds=opts.window)):
+            done = max(at, window.till)
+            yield from self._export(ctx, exporter, window, done=done, kept=at)
+            at = done
 
     def _export(
         self,
