@@ -381,3 +381,53 @@ def test_retention_prunes_delivered_alerts_but_keeps_pending_and_dead(tmp_path: 
         result = apply_retention(store, 86_400)
         states = [r[0] for r in store.db.execute("SELECT state FROM webhook_outbox ORDER BY id")]
     assert result.deliveries == 1 and states == ["pending", "dead"]
+
+
+def test_the_daemon_sends_a_batchs_failures_once_it_commits_not_at_the_tick_or_poll_end(
+    tmp_path: Path, restore_logging: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlite3
+
+    from logd_fleetit import FleetITSimulator
+
+    from logd import daemon as daemon_module
+    from logd.receiver import Receiver
+    from logd.simulator import SimRequest, SimResponse
+
+    # The periodic round runs once at start (the outbox is empty then) and never again.
+    monkeypatch.setattr(daemon_module, "DELIVERY_EVERY", 3600.0)
+    second_page = threading.Event()
+
+    class HeldAfterFirstPage(FleetITSimulator):
+        def handle(self, request: SimRequest) -> SimResponse:
+            if request.arg("offset", "0") != "0":
+                second_page.wait(30)  # the poll stays under way: only page 1 is committed
+            return super().handle(request)
+
+    with Receiver("s3cret-value") as rx, HeldAfterFirstPage(records=150) as sim:
+        sim.latency = 0.3  # page 1 commits well after the round at start
+        fleet = {**sim.demo_source("fleet"), "interval": 3600, "timeout": 60}
+        hook = {"name": "ops", "url": rx.url, "secret": "s3cret-value"}
+        config = write_config(tmp_path, [fleet], webhooks=[hook])
+        daemon = daemon_module.Daemon(config, notifier=_Recorder())
+        daemon.start()
+        try:
+            # Far sooner than the tick (an hour) and while the poll waits for page 2.
+            received = rx.wait_for(1, timeout=10)
+            assert received, "page 1's failures were not sent while the poll ran"
+            assert not second_page.is_set()
+            conn = sqlite3.connect(f"file:{daemon.store.path}?mode=ro", uri=True)
+            try:
+                failed = {
+                    f"fleet:{n}"
+                    for (n,) in conn.execute("SELECT native_id FROM entries WHERE status='failure'")
+                }
+                running = conn.execute("SELECT count(*) FROM poll_runs WHERE finished IS NULL")
+                assert running.fetchone()[0] == 1
+            finally:
+                conn.close()
+            sent = [e["id"] for got in received for e in got.json()["entries"]]
+            assert received[0].verified and failed and sorted(sent) == sorted(failed)
+        finally:
+            second_page.set()
+            daemon.shutdown()

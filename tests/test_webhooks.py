@@ -13,6 +13,7 @@ import json
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -438,3 +439,67 @@ def test_a_lane_stops_at_its_time_budget_and_the_rest_waits_for_the_next_round(
     assert env.deliverer.next_due() is not None
     assert env.deliverer.deliver_due().delivered == 1
     assert env.deliverer.next_due() is None and len(rx.received) == 2
+
+
+def test_deliveries_queued_while_a_lane_sends_go_out_in_the_same_round(tmp_path: Path) -> None:
+    sent: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(json.loads(request.content)["entries"][0]["native_id"])
+        if len(sent) == 1:
+            env.commit(entry("2"))  # a poll commits another batch while the lane is sending
+        return httpx.Response(204)
+
+    env = Env(tmp_path, hook("https://hooks.example/logd"), transport=httpx.MockTransport(handler))
+    env.commit(entry("1"))
+    assert env.deliverer.deliver_due().delivered == 2
+    assert sent == ["1", "2"] and [r.state for r in env.rows()] == ["done", "done"]
+
+
+def test_a_round_reads_and_sends_while_a_long_commit_holds_the_store(
+    tmp_path: Path, rx: Receiver
+) -> None:
+    env = Env(tmp_path, hook(rx.url))
+    env.commit(entry("1"))
+    rounds: list[Any] = []
+    worker = threading.Thread(target=lambda: rounds.append(env.deliverer.deliver_due()))
+    with env.store.lock:  # as a poll committing a large batch holds it
+        worker.start()
+        assert rx.wait_for(1, timeout=5), "the round waited for the writer to read the outbox"
+        assert worker.is_alive()  # recording the outcome is a write: that waits its turn
+    worker.join(5)
+    assert rounds[0].delivered == 1 and env.rows()[0].state == "done"
+
+
+class _KeepAlive(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    peers: list[int] = []
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        type(self).peers.append(self.client_address[1])
+        self.send_response(204)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def test_a_lane_keeps_its_connection_from_one_round_to_the_next(tmp_path: Path) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _KeepAlive)
+    server.daemon_threads = True
+    _KeepAlive.peers = []
+    threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    ).start()
+    try:
+        env = Env(tmp_path, hook(f"http://127.0.0.1:{server.server_address[1]}/hook"))
+        with env.deliverer as deliverer:
+            for native_id in ("1", "2"):
+                env.commit(entry(native_id))
+                assert deliverer.deliver_due().delivered == 1
+        assert len(_KeepAlive.peers) == 2 and len(set(_KeepAlive.peers)) == 1
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -5,7 +5,8 @@ it. Jobs, each on an executor of its own so that one kind never starves another:
 
     poll:<source>   every `interval` (with jitter), one instance at a time, coalesced when late;
                     a failure doubles the interval up to BACKOFF_CAP, a success restores it
-    webhooks        every DELIVERY_EVERY seconds, and right after a poll that queued deliveries
+    webhooks        every DELIVERY_EVERY seconds, and as soon as a batch that queued deliveries
+                    commits (a round may wait behind the running one, never skip it)
     retention       at start, then daily, when `retention` is set
     heartbeat       every few seconds: the proof of life the systemd watchdog waits for
 
@@ -24,6 +25,7 @@ import select
 import signal
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
@@ -115,6 +117,12 @@ class Daemon:
         self._stop_requested = False
         self._reload_requested = False
         self._last_report: SourceReport | None = None
+        # Set by the outbox hook inside a batch's transaction; seen after the commit.
+        self._queued = threading.Event()
+        self._kick_lock = threading.Lock()
+        self._round_waiting = False  # a delivery round was asked for and has not started yet
+        self._delivery_tally = [0, 0, 0]  # delivered, retrying, dead: not yet logged
+        self._delivery_logged = float("-inf")
         self.heartbeat_every = heartbeat_every
         self.settings: Settings
         self.store: Store
@@ -241,7 +249,9 @@ class Daemon:
             # its session) until that source's options change.
             self.engine.settings = settings
             self.engine.batch_hooks = list(hooks)
-        self.deliverer = deliverer
+        old_deliverer, self.deliverer = self.deliverer, deliverer
+        if old_deliverer is not None:
+            old_deliverer.close()  # its connections; a round still running closes its own
         wanted = {s.name: s for s in settings.sources if s.enabled}
         for name in [n for n in self._sources if n not in wanted]:
             self._unschedule(name)
@@ -272,6 +282,9 @@ class Daemon:
                 executor="webhooks",
                 next_run_time=now,
                 replace_existing=True,
+                # One round running, one waiting to start: a batch committed while a round
+                # runs gets the next one (the executor's single thread runs them in turn).
+                max_instances=2,
             )
         elif self.scheduler.get_job(DELIVERY_JOB) is not None:
             self.scheduler.remove_job(DELIVERY_JOB)
@@ -282,7 +295,8 @@ class Daemon:
             return [], None
         from .webhooks import Deliverer, outbox_hook
 
-        return [outbox_hook(settings)], Deliverer(settings, self.store, sleep=self._sleep)
+        hook = outbox_hook(settings, on_queued=self._queued.set)
+        return [hook], Deliverer(settings, self.store, sleep=self._sleep)
 
     def _schedule(self, src: SourceConfig, first_run: datetime) -> None:
         interval = src.interval
@@ -361,6 +375,10 @@ class Daemon:
             logging.shutdown()
             # Their threads cannot be interrupted and would hold the interpreter's exit.
             os._exit(0)
+        if self.deliverer is not None:
+            self.deliverer.close()
+        if any(self._delivery_tally):
+            log.info("webhooks: %d delivered, %d to retry, %d dead", *self._delivery_tally)
         if hasattr(self, "store"):
             self.store.clear_schedule()
             self.store.close()
@@ -402,7 +420,7 @@ class Daemon:
             return
         with self._busy():
             try:
-                report = self.engine.poll_source(src, stop=self.stop)
+                report = self.engine.poll_source(src, stop=self.stop, progress=self._after_batch)
             except Exception as exc:  # the engine records source errors; this is a logd bug
                 log.exception("%s: poll crashed", name)
                 report = SourceReport(name, error=f"internal error: {exc!r}", done=True)
@@ -433,10 +451,29 @@ class Daemon:
                 f", {when}" if when else "",
             )
         self.notifier.status(self.summary())
-        if report.failures and self.deliverer is not None and not self.stop.is_set():
-            # Deliver the new failures now rather than at the next tick.
-            with suppress(JobLookupError):
-                self.scheduler.modify_job(DELIVERY_JOB, next_run_time=datetime.now(UTC))
+        if report.failures and self.deliverer is not None:
+            self._kick_deliveries()
+
+    def _after_batch(self, report: SourceReport) -> None:
+        # The engine calls this after each committed batch: deliveries it queued go out now,
+        # not at the next tick, and not only once the whole poll (a long backfill) is done.
+        if self._queued.is_set():
+            self._queued.clear()
+            self._kick_deliveries()
+
+    def _kick_deliveries(self) -> None:
+        """Start a delivery round now, unless one is already waiting to start."""
+        if self.stop.is_set():
+            return
+        with self._kick_lock:
+            if self._round_waiting:
+                return  # it has not read the outbox yet: it will see what just committed
+            self._round_waiting = True
+        try:
+            self.scheduler.modify_job(DELIVERY_JOB, next_run_time=datetime.now(UTC))
+        except JobLookupError:  # no webhooks any more (a reload)
+            with self._kick_lock:
+                self._round_waiting = False
 
     def _reschedule(self, name: str, interval: float) -> datetime | None:
         job_id = poll_job_id(name)
@@ -452,6 +489,8 @@ class Daemon:
 
     def _deliver(self) -> None:
         """The delivery job: send what is due in the outbox."""
+        with self._kick_lock:
+            self._round_waiting = False  # before reading the outbox: later commits kick again
         deliverer = self.deliverer
         if deliverer is None or self.stop.is_set():
             return
@@ -462,13 +501,14 @@ class Daemon:
                 log.exception("webhook delivery round failed")
                 return
         self.metrics.observe_deliveries(stats.by_webhook)
-        if stats.delivered or stats.retrying or stats.dead:
-            log.info(
-                "webhooks: %d delivered, %d to retry, %d dead",
-                stats.delivered,
-                stats.retrying,
-                stats.dead,
-            )
+        # A backfill runs a round per committed batch: one line per DELIVERY_EVERY at most.
+        tally = self._delivery_tally
+        for i, n in enumerate((stats.delivered, stats.retrying, stats.dead)):
+            tally[i] += n
+        now = time.monotonic()
+        if any(tally) and now - self._delivery_logged >= DELIVERY_EVERY:
+            log.info("webhooks: %d delivered, %d to retry, %d dead", *tally)
+            self._delivery_tally, self._delivery_logged = [0, 0, 0], now
 
     def _retain(self) -> None:
         """The retention job: delete entries older than `retention`, then vacuum."""

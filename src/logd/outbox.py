@@ -12,11 +12,12 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
-
-import sqlite_utils
+from typing import TYPE_CHECKING, Any
 
 from .store import Store
+
+if TYPE_CHECKING:  # annotations only: `logd status` reads the outbox without sqlite_utils
+    import sqlite_utils
 
 TABLE = "webhook_outbox"
 STATES = ("pending", "dead", "done")
@@ -174,18 +175,38 @@ def list_deliveries(
         return [Delivery.from_sql(r) for r in store.db.execute(sql, params).fetchall()]
 
 
-def due_deliveries(store: Store, now: datetime, *, ids: Sequence[str] = ()) -> list[Delivery]:
-    """Pending rows whose next attempt is due, oldest first (only `ids` when given)."""
+def due_deliveries(
+    store: Store, now: datetime, *, ids: Sequence[str] = (), webhook: str | None = None
+) -> list[Delivery]:
+    """Pending rows whose next attempt is due, oldest first (only `ids`, `webhook` when given)."""
     if not has_outbox(store):
         return []
-    sql = f"SELECT {COLUMNS} FROM {TABLE} WHERE state = 'pending' AND next_attempt_at <= ?"
+    sql, params = _due_where(now, ids, webhook)
+    with store.lock:
+        rows = store.db.execute(f"SELECT {COLUMNS} {sql} ORDER BY id", params).fetchall()
+    return [Delivery.from_sql(r) for r in rows]
+
+
+def due_webhooks(store: Store, now: datetime, *, ids: Sequence[str] = ()) -> list[str]:
+    """The webhooks with a pending delivery due (among `ids` when given); no bodies read."""
+    if not has_outbox(store):
+        return []
+    sql, params = _due_where(now, ids, None)
+    with store.lock:
+        rows = store.db.execute(f"SELECT DISTINCT webhook {sql}", params).fetchall()
+    return sorted(r[0] for r in rows)
+
+
+def _due_where(now: datetime, ids: Sequence[str], webhook: str | None) -> tuple[str, list[Any]]:
+    sql = f"FROM {TABLE} WHERE state = 'pending' AND next_attempt_at <= ?"
     params: list[Any] = [iso(now)]
+    if webhook is not None:
+        sql += " AND webhook = ?"
+        params.append(webhook)
     if ids:
         sql += f" AND delivery_id IN ({','.join('?' * len(ids))})"
         params.extend(ids)
-    with store.lock:
-        rows = store.db.execute(sql + " ORDER BY id", params).fetchall()
-    return [Delivery.from_sql(r) for r in rows]
+    return sql, params
 
 
 def next_due_at(store: Store, webhooks: Sequence[str]) -> datetime | None:
@@ -201,35 +222,56 @@ def next_due_at(store: Store, webhooks: Sequence[str]) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
-def record_attempt(
+@dataclass
+class Attempt:
+    """One attempt's outcome, as recorded: the new state, the HTTP status, what went wrong."""
+
+    delivery_id: str
+    state: str  # the stored state: pending (to retry), done or dead
+    status: int | None
+    error: str | None
+    next_attempt_at: datetime
+    at: datetime
+
+
+def record_attempts(
     store: Store,
-    delivery_id: str,
+    attempts: Sequence[Attempt],
     *,
-    state: str,
-    status: int | None,
-    error: str | None,
-    next_attempt_at: datetime,
-    now: datetime,
+    hold: Sequence[str] = (),
+    until: datetime | None = None,
 ) -> None:
-    """Record one attempt's outcome: the new state, the HTTP status, what went wrong."""
+    """Record attempts, and hold the pending deliveries `hold` until `until`: one transaction."""
+    if not attempts and not (hold and until):
+        return
     with store.transaction() as db:
-        db.execute(
+        db.conn.executemany(
             f"UPDATE {TABLE} SET state = ?, attempts = attempts + 1, last_status = ?, "
             "last_error = ?, next_attempt_at = ?, updated_at = ? WHERE delivery_id = ?",
-            [state, status, error, iso(next_attempt_at), iso(now), delivery_id],
+            [
+                [a.state, a.status, a.error, iso(a.next_attempt_at), iso(a.at), a.delivery_id]
+                for a in attempts
+            ],
         )
+        if hold and until is not None:
+            _postpone(db, hold, until)
 
 
 def postpone(store: Store, ids: Sequence[str], until: datetime) -> None:
     """Hold pending deliveries until at least `until` (their attempts are not counted)."""
     if not ids:
         return
-    stamp = iso(until)
     with store.transaction() as db:
+        _postpone(db, ids, until)
+
+
+def _postpone(db: sqlite_utils.Database, ids: Sequence[str], until: datetime) -> None:
+    for start in range(0, len(ids), 500):
+        chunk = ids[start : start + 500]
         db.execute(
             f"UPDATE {TABLE} SET next_attempt_at = max(next_attempt_at, ?) "
-            f"WHERE state = 'pending' AND delivery_id IN ({','.join('?' * len(ids))})",
-            [stamp, *ids],
+            f"WHERE state = 'pending' AND delivery_id IN ({','.join('?' * len(chunk))})",
+            [iso(until), *chunk],
         )
 
 

@@ -74,7 +74,8 @@ def _deliver_webhooks(settings: Settings, store: Store) -> list[str]:
     from .outbox import webhook_counts
     from .webhooks import Deliverer
 
-    stats = Deliverer(settings, store).deliver_due()
+    with Deliverer(settings, store) as deliverer:
+        stats = deliverer.deliver_due()
     pending = webhook_counts(store)
     lines = []
     for hook in settings.webhooks:

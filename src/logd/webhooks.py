@@ -30,15 +30,16 @@ from .__about__ import __version__
 from .config import Settings, WebhookConfig
 from .http import redact_url, retry_after_seconds
 from .outbox import (
+    Attempt,
     Delivery,
     due_deliveries,
+    due_webhooks,
     encode_body,
     enqueue,
     new_delivery_id,
     next_due_at,
     outbox_counts,
-    postpone,
-    record_attempt,
+    record_attempts,
 )
 from .search import ENTRY_COLUMNS, Row
 from .signing import sign
@@ -57,6 +58,8 @@ log = logging.getLogger("logd.webhooks")
 
 Clock = Callable[[], datetime]
 ERROR_TEXT_LIMIT = 4000  # enough of a receiver's error page to act on, not a whole HTML site
+RECORD_EVERY = 50  # sends per write transaction of their outcomes, at most
+RECORD_AFTER = 1.0  # seconds an outcome may wait to be recorded, about
 
 
 def _utcnow() -> datetime:
@@ -66,12 +69,18 @@ def _utcnow() -> datetime:
 # -- queueing -------------------------------------------------------------------------------
 
 
-def outbox_hook(settings: Settings, *, clock: Clock = _utcnow) -> BatchHook:
+def outbox_hook(
+    settings: Settings,
+    *,
+    clock: Clock = _utcnow,
+    on_queued: Callable[[], None] | None = None,
+) -> BatchHook:
     """A batch hook that queues one delivery per webhook per source for the batch's new failures.
 
     Runs inside the batch's transaction: the entries are already written, so the `match` filter
     runs against the same FTS5 index `logd query --fts` uses, and the bodies carry entries in
-    the query's JSON shape.
+    the query's JSON shape. `on_queued` is called (still inside the transaction: it should only
+    set a flag) when the batch queued at least one delivery.
     """
     webhooks = list(settings.webhooks)
 
@@ -81,6 +90,7 @@ def outbox_hook(settings: Settings, *, clock: Clock = _utcnow) -> BatchHook:
             return
         rows = _stored_rows(db, source, [e.native_id for e in result.new_failures])
         now = clock()
+        queued = False
         for webhook in targets:
             keys = sorted(rows)
             if webhook.max_age is not None:
@@ -98,6 +108,9 @@ def outbox_hook(settings: Settings, *, clock: Clock = _utcnow) -> BatchHook:
                     entries=[r.as_dict() for r in chunk],
                     now=now,
                 )
+                queued = True
+        if queued and on_queued is not None:
+            on_queued()
 
     return hook
 
@@ -174,7 +187,11 @@ class DeliveryStats:
 
 
 class Deliverer:
-    """Sends due outbox rows and records each attempt; one lane (thread) per webhook."""
+    """Sends due outbox rows and records each attempt; one lane (thread) per webhook.
+
+    Each lane keeps its HTTP client (and so its connection) from one round to the next; `close`
+    (or leaving a `with` block) closes them.
+    """
 
     def __init__(
         self,
@@ -206,29 +223,45 @@ class Deliverer:
         self._stats_lock = threading.Lock()
         # A lane already busy (another thread's round) is skipped, never waited for.
         self._lanes = {name: threading.Lock() for name in self.webhooks}
+        self._clients: dict[str, httpx.Client] = {}
+        self._closed = False
+
+    def __enter__(self) -> Deliverer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the lanes' HTTP clients; a lane in the middle of a round closes its own after."""
+        self._closed = True
+        for name in self._lanes:
+            self._drop_client_if_idle(name)
 
     def deliver_due(
         self, stop: threading.Event | None = None, *, ids: Sequence[str] = ()
     ) -> DeliveryStats:
-        """Deliver every due row (only `ids` when given); return counts by outcome."""
+        """Deliver every due row (only `ids` when given); return counts by outcome.
+
+        A lane reads its due rows once it holds its lane, and reads again when it has sent them,
+        so deliveries queued while it was sending go out in the same round (within its budget).
+        """
         stats = DeliveryStats()
-        lanes: dict[str, list[Delivery]] = {}
-        for row in due_deliveries(self.store, self.clock(), ids=ids):
-            if row.webhook in self.webhooks:
-                lanes.setdefault(row.webhook, []).append(row)
+        # The outbox is read on a connection of its own, as `logd status` reads it: a poll
+        # committing a large batch holds the store's writer lock, never these reads.
+        with Store(self.store.path, create=False) as reader:
             # A row for a webhook no longer configured stays pending until it comes back.
-        if not lanes:
-            return stats
-        if len(lanes) == 1:
-            [(name, rows)] = lanes.items()
-            self._lane(name, rows, stats, stop)
-            return stats
-        with ThreadPoolExecutor(max_workers=len(lanes), thread_name_prefix="logd-webhook") as pool:
-            futures = [
-                pool.submit(self._lane, name, rows, stats, stop) for name, rows in lanes.items()
-            ]
-            for future in futures:
-                future.result()
+            due = due_webhooks(reader, self.clock(), ids=ids)
+            lanes = [name for name in due if name in self.webhooks]
+            if len(lanes) == 1:
+                self._lane(lanes[0], ids, stats, stop, reader)
+            elif lanes:
+                with ThreadPoolExecutor(len(lanes), thread_name_prefix="logd-webhook") as pool:
+                    futures = [
+                        pool.submit(self._lane, name, ids, stats, stop, reader) for name in lanes
+                    ]
+                    for future in futures:
+                        future.result()
         return stats
 
     def next_due(self) -> datetime | None:
@@ -238,9 +271,10 @@ class Deliverer:
     def _lane(
         self,
         name: str,
-        rows: list[Delivery],
+        ids: Sequence[str],
         stats: DeliveryStats,
         stop: threading.Event | None,
+        reader: Store,
     ) -> None:
         lock = self._lanes[name]
         if not lock.acquire(blocking=False):
@@ -248,30 +282,76 @@ class Deliverer:
         webhook = self.webhooks[name]
         try:
             started = time.monotonic()
-            with self._client(webhook) as client:
-                for i, row in enumerate(rows):
-                    if stop is not None and stop.is_set():
-                        break
-                    if i and time.monotonic() - started > self.lane_budget:
-                        break
-                    outcome = self._attempt(client, webhook, row)
-                    with self._stats_lock:
-                        stats.add(outcome)
-                    if outcome.state == "retrying" and outcome.next_attempt_at is not None:
-                        # The endpoint is unwell: the rest wait with this one rather than
-                        # each spending a timeout on it now.
-                        rest = [r.delivery_id for r in rows[i + 1 :]]
-                        postpone(self.store, rest, outcome.next_attempt_at)
-                        break
+            attempts = 0
+            # Read under the lane's lock, after the last outcomes were recorded: rows sent
+            # meanwhile (by this lane or another round's) are done, not due.
+            while rows := due_deliveries(reader, self.clock(), ids=ids, webhook=name):
+                client = self._client(webhook)
+                # Outcomes are recorded a few at a time: one write transaction (one wait for
+                # the writer lock a backfill keeps busy) per RECORD_EVERY sends or RECORD_AFTER
+                # seconds. A crash in between sends those again, with the same delivery ids.
+                unrecorded: list[Attempt] = []
+                oldest = 0.0
+                try:
+                    for i, row in enumerate(rows):
+                        if stop is not None and stop.is_set():
+                            return
+                        if attempts and time.monotonic() - started > self.lane_budget:
+                            return
+                        outcome, attempt = self._attempt(client, webhook, row)
+                        attempts += 1
+                        if not unrecorded:
+                            oldest = time.monotonic()
+                        unrecorded.append(attempt)
+                        with self._stats_lock:
+                            stats.add(outcome)
+                        if outcome.state == "retrying" and outcome.next_attempt_at is not None:
+                            # The endpoint is unwell: the rest wait with this one rather than
+                            # each spending a timeout on it now.
+                            rest = [r.delivery_id for r in rows[i + 1 :]]
+                            record_attempts(
+                                self.store, unrecorded, hold=rest, until=outcome.next_attempt_at
+                            )
+                            unrecorded = []
+                            return
+                        if (
+                            len(unrecorded) >= RECORD_EVERY
+                            or time.monotonic() - oldest >= RECORD_AFTER
+                        ):
+                            record_attempts(self.store, unrecorded)
+                            unrecorded = []
+                finally:
+                    record_attempts(self.store, unrecorded)
+        finally:
+            lock.release()
+            if self._closed:
+                self._drop_client_if_idle(name)
+
+    def _client(self, webhook: WebhookConfig) -> httpx.Client:
+        """The lane's client (only its lane's thread calls this, holding the lane)."""
+        client = self._clients.get(webhook.name)
+        if client is None:
+            client = httpx.Client(
+                transport=self.transport, timeout=webhook.timeout, follow_redirects=False
+            )
+            self._clients[webhook.name] = client
+        return client
+
+    def _drop_client_if_idle(self, name: str) -> None:
+        lock = self._lanes[name]
+        if not lock.acquire(blocking=False):
+            return  # mid-round: the lane drops it when the round ends (it sees `_closed`)
+        try:
+            client = self._clients.pop(name, None)
+            if client is not None:
+                client.close()
         finally:
             lock.release()
 
-    def _client(self, webhook: WebhookConfig) -> httpx.Client:
-        return httpx.Client(
-            transport=self.transport, timeout=webhook.timeout, follow_redirects=False
-        )
-
-    def _attempt(self, client: httpx.Client, webhook: WebhookConfig, row: Delivery) -> Outcome:
+    def _attempt(
+        self, client: httpx.Client, webhook: WebhookConfig, row: Delivery
+    ) -> tuple[Outcome, Attempt]:
+        """Send `row` once; what came of it, and what to record (the caller records it)."""
         now = self.clock()
         status, error, retry_after = _post(client, webhook, row.delivery_id, row.body, now)
         if status is not None and 200 <= status < 300:
@@ -290,18 +370,9 @@ class Deliverer:
                 next_at = min(now + timedelta(seconds=delay), deadline)
         else:
             state, store_state, next_at = "dead", "dead", now
-        record_attempt(
-            self.store,
-            row.delivery_id,
-            state=store_state,
-            status=status,
-            error=error,
-            next_attempt_at=next_at,
-            now=now,
-        )
         if state != "delivered":
             log.warning("webhook %s: %s %s: %s", webhook.name, row.delivery_id, state, error)
-        return Outcome(
+        outcome = Outcome(
             row.delivery_id,
             webhook.name,
             state,
@@ -309,6 +380,7 @@ class Deliverer:
             error,
             next_at if state == "retrying" else None,
         )
+        return outcome, Attempt(row.delivery_id, store_state, status, error, next_at, now)
 
 
 def _post(

@@ -93,7 +93,8 @@ def retry(ctx: click.Context, ids: tuple[str, ...], config: Path | None) -> None
         if not due:
             click.echo("nothing to deliver")
             return
-        stats = Deliverer(settings, store).deliver_due(ids=due)
+        with Deliverer(settings, store) as deliverer:
+            stats = deliverer.deliver_due(ids=due)
     for outcome in stats.outcomes:
         detail = f": {outcome.error}" if outcome.error else ""
         click.echo(f"{outcome.delivery_id} ({outcome.webhook}): {outcome.state}{detail}")
