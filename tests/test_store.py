@@ -6,13 +6,15 @@ import os
 import stat
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlite_utils
 
-from logd import Entry, Status
+from logd import Entry, Status, searchable_text
 from logd.errors import QueryError, StoreError
 from logd.migrations import MIGRATIONS, migrate
+from logd.search import search_sql
 from logd.store import Filters, Store, time_key
 
 T0 = datetime(2024, 5, 5, 12, 0, tzinfo=UTC)
@@ -177,3 +179,58 @@ def test_a_changed_record_without_a_new_download_keeps_its_details(store: Store)
     assert row is not None and row.status == "failure" and row.details == {"log": "NullPointer"}
     # The FTS row was rewritten by the update and still carries the download's text.
     assert [r.id for r in store.search(Filters(text="NullPointer"))] == ["src:1"]
+
+
+def test_fts_rows_follow_inserts_updates_moves_and_deletes(store: Store) -> None:
+    # New rows are indexed by one statement per batch (m004 dropped the insert trigger).
+    assert not store.db.execute(
+        "SELECT 1 FROM sqlite_master WHERE type = 'trigger' AND name = 'entries_ai'"
+    ).fetchall()
+    crowd = [entry(str(i), message=f"crowd {i}") for i in range(1200)]  # > SLOTS in 1 µs
+    store.commit_batch("src", crowd, None)
+    store.commit_batch("src", [entry("0", minutes=60, message="moved")], None)
+    store.commit_batch("src", [entry("1", message="changed")], None)
+    with store.transaction() as db:
+        db.execute("DELETE FROM entries WHERE native_id = '2'")
+        db.execute("INSERT INTO entries_fts (entries_fts) VALUES ('integrity-check')")
+    assert len(store.search(Filters(text="crowd"), limit=None)) == 1197
+    assert [r.native_id for r in store.search(Filters(text="moved"))] == ["0"]
+    assert [r.native_id for r in store.search(Filters(text="changed"))] == ["1"]
+
+
+def test_search_text_leaves_out_timestamps_and_repeats() -> None:
+    raw = {
+        "at": "2026-11-13T12:43:21.286141-04:00",
+        "day": "2026-11-13",
+        "message": "Failed",
+        "counts": [0, 0, 3641, 0],
+        "note": "Timeout after 30s",
+    }
+    text = searchable_text(raw, known=("Failed", None))
+    assert text == "0 3641 Timeout after 30s"
+
+
+@pytest.mark.parametrize("text", [None, "timeout"])
+@pytest.mark.parametrize(
+    "narrow",
+    [
+        {},
+        {"sources": ("a",)},
+        {"statuses": ("failure",)},
+        {"providers": ("p",)},
+        {"sources": ("a", "b"), "statuses": ("failure",)},
+        {"since": T0},
+        {"since": T0, "until": T0 + timedelta(days=1), "statuses": ("pending",)},
+    ],
+)
+def test_no_filter_turns_newest_first_into_a_sort(
+    store: Store, text: str | None, narrow: dict[str, Any]
+) -> None:
+    # Newest first must stay a walk down the time key (or FTS5's rowids): a sort would read
+    # every match before returning the first 50.
+    sql, where, params, key = search_sql(Filters(text=text, **narrow), store.db.quote_fts)
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += f" ORDER BY {key} DESC LIMIT 50"
+    plan = " | ".join(r[3] for r in store.db.execute("EXPLAIN QUERY PLAN " + sql, params))
+    assert "TEMP B-TREE" not in plan, plan

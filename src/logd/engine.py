@@ -20,10 +20,14 @@ import httpx
 import sqlite_utils
 
 from .config import Settings, SourceConfig
+from .entries import Batch
 from .errors import LogdError, SourceError
 from .http import RetryPolicy, SourceClient
 from .plugins import Registry
+from .prefetch import Prefetch
 from .provider import PollContext, Provider
+from .rows import Prepared
+from .rows import prepare as prepare_row
 from .store import BatchHook, BatchResult, Store
 
 log = logging.getLogger("logd.engine")
@@ -159,11 +163,12 @@ class Engine:
             cursor=self.store.cursor(src.name),
             log=logging.getLogger(f"logd.source.{src.name}"),
             now=self.now,
-            known_ids=lambda ids: self.store.known_ids(src.name, ids),
+            # Batches fetched ahead count as stored: the provider sees what a serial poll would.
+            known_ids=lambda ids: self.store.known_ids(src.name, ids) | fetched.known(ids),
             pending_ids=lambda: self.store.pending_ids(src.name),
             sleep=self.sleep,
             secrets=provider.secrets(options),
-            stopping=(lambda: stop.is_set()) if stop is not None else (lambda: False),
+            stopping=lambda: fetched.cancelled or (stop is not None and stop.is_set()),
         )
         secrets = ctx.secrets  # grows when the provider logs in: masking follows it
         run_id = self.store.start_run(src.name)
@@ -177,16 +182,27 @@ class Engine:
             )
 
         pages = 0
-        batches = provider.poll(ctx)
+
+        # The next pages are fetched while the store commits (prefetch.py: what stays true).
+        def prepare(batch: Batch) -> list[Prepared]:
+            for entry in batch.entries:
+                entry.source = src.name
+                entry.provider = provider_cls.name
+            return [prepare_row(e) for e in batch.entries]
+
+        fetched = Prefetch(provider.poll(ctx), name=src.name, prepare=prepare)
         try:
-            for batch in batches:
-                for entry in batch.entries:
-                    entry.source = src.name
-                    entry.provider = provider_cls.name
+            fetched.start()
+            for batch, prepared in fetched:
                 pages = batch.pages
                 result = self.store.commit_batch(
-                    src.name, batch.entries, batch.cursor, hooks=[count_run, *self.batch_hooks]
+                    src.name,
+                    batch.entries,
+                    batch.cursor,
+                    hooks=[count_run, *self.batch_hooks],
+                    prepared=prepared,
                 )
+                fetched.committed(batch)
                 report.pages += batch.pages
                 report.seen += len(batch.entries)
                 if batch.total is not None:
@@ -212,9 +228,7 @@ class Engine:
             report.error = mask(f"internal error in provider {provider_cls.name}: {exc!r}", secrets)
             log.error("%s: %s", src.name, report.error, exc_info=True)
         finally:
-            close = getattr(batches, "close", None)
-            if close is not None:  # stop a generator's work (and its finally blocks) now
-                close()
+            fetched.close()  # stops the provider (its finally blocks run) and waits for it
             client.close()
             report.requests = client.requests
             report.retries = client.retries

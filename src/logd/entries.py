@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -98,21 +98,50 @@ def parse_timestamp(value: str | int | float, *, default_tz: Any = UTC) -> datet
     return parsed
 
 
-def searchable_text(value: Any) -> str:
+def searchable_text(value: Any, *, known: Iterable[str | None] = ()) -> str:
     """Flatten the scalar values of a JSON document into one line of words for the FTS index.
 
-    Keys are left out on purpose: every record has an `error` key, so indexing keys would make a
-    search for "error" match everything.
+    Only what is worth searching goes in. Keys are left out: every record has an `error` key,
+    so indexing keys would make a search for "error" match everything. Timestamps are left
+    out (`--since`/`--until` search by time, and their digits would fill the index), and so
+    is a value seen before in the document or given in `known` (the entry's message and
+    error, which the index holds in columns of their own).
     """
     parts: list[str] = []
     _collect(value, parts)
-    return " ".join(parts)
+    seen = {k for k in known if k}
+    words = []
+    for part in parts:
+        if part not in seen and not _is_timestamp(part):
+            seen.add(part)
+            words.append(part)
+    return " ".join(words)
+
+
+def _is_timestamp(text: str) -> bool:
+    # "2024-05-01", "2024-05-01T10:00:00.123+02:00", "2024-05-01 10:00": cheap checks only.
+    return 10 <= len(text) <= 35 and text[4] == "-" and text[7] == "-" and text[:4].isdigit()
 
 
 def _collect(value: Any, parts: list[str]) -> None:
-    if value is None or isinstance(value, bool):
+    # Exact-type dispatch first: this runs for every value of every record a backfill stores.
+    kind = type(value)
+    if kind is str:
+        if value:
+            parts.append(value)
+    elif kind is dict:
+        for item in value.values():
+            if type(item) is str:
+                if item:
+                    parts.append(item)
+            else:
+                _collect(item, parts)
+    elif kind is list:
+        for item in value:
+            _collect(item, parts)
+    elif value is None or kind is bool:
         return
-    if isinstance(value, str):
+    elif isinstance(value, str):
         if value:
             parts.append(value)
     elif isinstance(value, int | float):

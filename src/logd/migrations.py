@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-import sqlite_utils
+if TYPE_CHECKING:  # annotations only: the read commands import the store without sqlite_utils
+    import sqlite_utils
 
-Migration = Callable[[sqlite_utils.Database], None]
+Migration = Callable[["sqlite_utils.Database"], None]
 MIGRATIONS: list[Migration] = []
 
 
@@ -178,3 +180,12 @@ def m003_daemon_schedule(db: sqlite_utils.Database) -> None:
         )
         """
     )
+
+
+@migration
+def m004_fts_written_per_batch(db: sqlite_utils.Database) -> None:
+    """New entries reach the FTS index in one statement per batch, not by a per-row trigger."""
+    # Measured on a FleetIT backfill: the AFTER INSERT trigger made FTS5 index row by row at
+    # about half the speed of one INSERT … SELECT over the batch's new rows, which the store
+    # now runs in the same transaction. The update and delete triggers stay: those are rare.
+    db.execute("DROP TRIGGER IF EXISTS entries_ai")

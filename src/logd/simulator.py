@@ -176,7 +176,10 @@ class Simulator:
         ]
 
         async def main() -> None:
-            tasks = [asyncio.create_task(s.serve(sockets=[k])) for s, k in zip(servers, sockets)]
+            tasks = [
+                asyncio.create_task(s.serve(sockets=[k]))
+                for s, k in zip(servers, sockets, strict=True)
+            ]
             while not all(s.started for s in servers):
                 await asyncio.sleep(0.01)
             if ready is not None:
@@ -238,7 +241,9 @@ class Simulator:
                 response = self._dispatch(request)
         except Exception as exc:  # a simulator bug should show, not hang the client
             response = SimResponse.text(f"simulator error: {exc!r}", 500)
-        out = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in response.headers.items()]
+        out = [
+            (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in response.headers.items()
+        ]
         if response.chunks is None:
             out.append((b"content-length", str(len(response.body)).encode()))
         await send({"type": "http.response.start", "status": response.status, "headers": out})

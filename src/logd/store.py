@@ -7,46 +7,48 @@ nothing of HTTP, providers or the terminal.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
-
-import sqlite_utils
+from typing import TYPE_CHECKING, Any
 
 from .entries import Entry, Status, searchable_text
 from .errors import QueryError, StoreError
 from .migrations import migrate
+from .rows import Prepared, prepare
 from .search import ENTRY_COLUMNS, SLOTS, Filters, Row, search_sql, time_key
+
+if TYPE_CHECKING:  # imported in Store.__init__: logd.reader opens stores without it
+    import sqlite_utils
 
 __all__ = ["BatchHook", "BatchResult", "Filters", "Row", "Store", "time_key"]
 
 BUSY_TIMEOUT_MS = 10_000
+INSERT_ENTRY = (
+    "INSERT INTO entries (id, source, native_id, provider, timestamp, status, message, error, "
+    "entity_type, entity_id, raw, details, search_text, hash, details_hash, first_seen, "
+    "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
 
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
-def _dumps(value: Any) -> str | None:
-    if value is None:
-        return None
-    return json.dumps(value, sort_keys=True, ensure_ascii=False, default=str)
-
-
-def _digest(*parts: str | None) -> str:
-    h = hashlib.blake2b(digest_size=16)
-    for part in parts:
-        h.update(b"\x00" if part is None else part.encode())
-        h.update(b"\x1f")
-    return h.hexdigest()
+def _index_text(db: sqlite_utils.Database, keys: list[int]) -> None:
+    """Add these new entries to the FTS index (migration m004: no insert trigger does it)."""
+    if keys:
+        db.execute(
+            "INSERT INTO entries_fts (rowid, message, error, search_text) SELECT id, message, "
+            "error, search_text FROM entries WHERE id IN (SELECT value FROM json_each(?))",
+            [json.dumps(keys)],
+        )
 
 
 @dataclass
@@ -62,7 +64,7 @@ class BatchResult:
 
 #: Called inside the batch's transaction with what the batch changed, so that work depending
 #: on it (webhook outbox rows) commits or rolls back with the entries.
-BatchHook = Callable[[sqlite_utils.Database, str, BatchResult], None]
+BatchHook = Callable[["sqlite_utils.Database", str, BatchResult], None]
 
 
 class Store:
@@ -84,6 +86,8 @@ class Store:
                     f"cannot create the database {self.path}: {exc.strerror}",
                     hint="set `database` in the config (or LOGD_DATABASE) to a writable path",
                 ) from None
+        import sqlite_utils
+
         try:
             conn = sqlite3.connect(
                 str(self.path), timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False
@@ -134,19 +138,35 @@ class Store:
         cursor: Any,
         *,
         hooks: Sequence[BatchHook] = (),
+        prepared: Sequence[Prepared] | None = None,
     ) -> BatchResult:
-        """Store entries and their cursor in one transaction; unchanged rows are left alone."""
+        """Store entries and their cursor in one transaction; unchanged rows are left alone.
+
+        `prepared` is `prepare(entry)` for each entry, when the caller made it ahead (in the
+        fetching thread), so that the transaction does only SQL.
+        """
         result = BatchResult()
         for entry in entries:
             if entry.source != source:  # lookups and inserts must agree on the source
                 raise ValueError(f"entry {entry.id!r} committed under source {source!r}")
+        if prepared is None:
+            prepared = [prepare(e) for e in entries]
         # A record listed twice in one batch (a vendor repeating a row): the later one wins.
-        entries = list({e.native_id: e for e in entries}.values())
+        batch = list({e.native_id: (e, p) for e, p in zip(entries, prepared, strict=True)}.values())
         with self.transaction() as db:
-            existing = self._existing(db, source, [e.native_id for e in entries])
+            existing = self._existing(db, source, [e.native_id for e, _ in batch])
             now = _now()
-            for entry in entries:
-                self._upsert(db, entry, existing.get(entry.native_id), now, result)
+            fresh: list[tuple[Entry, Prepared]] = []
+            for entry, prep in batch:
+                old = existing.get(entry.native_id)
+                if old is None:
+                    result.new += 1
+                    if entry.status == Status.FAILURE:
+                        result.new_failures.append(entry)
+                    fresh.append((entry, prep))
+                else:
+                    self._update(db, entry, prep, old, now, result)
+            self._insert_many(db, fresh, now)
             if cursor is not None:
                 db.execute(
                     "INSERT INTO cursors (source, cursor, updated_at) VALUES (?, ?, ?) "
@@ -173,100 +193,83 @@ class Store:
                 found[row[0]] = tuple(row[1:])
         return found
 
-    def _upsert(
+    def _update(
         self,
         db: sqlite_utils.Database,
         entry: Entry,
-        old: tuple[Any, ...] | None,
+        prep: Prepared,
+        old: tuple[Any, ...],
         now: str,
         result: BatchResult,
     ) -> None:
-        raw = _dumps(entry.raw)
-        if old is not None and entry.timestamp_observed:
+        """Re-fetched entry: rewrite it when anything changed, record a status change."""
+        key, old_hash, old_details_hash, old_status, old_ts, first_seen = old
+        if entry.timestamp_observed and prep.timestamp != old_ts:
             # The provider only knows when it saw the record; the first sighting stands.
-            entry.timestamp = datetime.fromisoformat(old[4])
-        timestamp = entry.utc_timestamp
-        entry_hash = _digest(
-            timestamp,
-            entry.status,
-            entry.message,
-            entry.error,
-            entry.entity_type,
-            entry.entity_id,
-            entry.provider,
-            raw,
-        )
-        details = _dumps(entry.details)
-        details_hash = _digest(details) if details is not None else None
-        if old is not None:
-            key, old_hash, old_details_hash, old_status, old_ts, first_seen = old
-            same_details = details is None or details_hash == old_details_hash
-            if old_hash == entry_hash and same_details:
-                result.unchanged += 1
-                return
-            details_value = entry.details
-            if details is None and old_details_hash is not None:
-                # No new download: keep the stored one (read only now, not for every re-fetch).
-                details = db.execute("SELECT details FROM entries WHERE id = ?", [key]).fetchone()[
-                    0
-                ]
-                details_hash, details_value = old_details_hash, json.loads(details)
-            values = self._values(
-                entry, timestamp, raw, details, details_value, entry_hash, details_hash
-            )
-            if old_ts == timestamp:
-                db.execute(
-                    "UPDATE entries SET provider=?, timestamp=?, status=?, message=?, error=?, "
-                    "entity_type=?, entity_id=?, raw=?, details=?, search_text=?, hash=?, "
-                    "details_hash=?, updated_at=? WHERE id=?",
-                    [*values, now, key],
-                )
-            else:  # the time moved, so the key moves with it
-                db.execute("DELETE FROM entries WHERE id = ?", [key])
-                key = self._insert(db, entry, values, first_seen, now)
-            result.updated += 1
-            if old_status != entry.status:
-                db.execute(
-                    "INSERT INTO status_changes (entry, source, native_id, old_status, "
-                    "new_status, at) VALUES (?, ?, ?, ?, ?, ?)",
-                    [key, entry.source, entry.native_id, old_status, entry.status, now],
-                )
-                if entry.status == Status.FAILURE:
-                    result.new_failures.append(entry)
+            entry.timestamp = datetime.fromisoformat(old_ts)
+            prep = prepare(entry)
+        same_details = prep.details is None or prep.details_hash == old_details_hash
+        if old_hash == prep.hash and same_details:
+            result.unchanged += 1
             return
-        values = self._values(
-            entry, timestamp, raw, details, entry.details, entry_hash, details_hash
-        )
-        self._insert(db, entry, values, now, now)
-        result.new += 1
-        if entry.status == Status.FAILURE:
-            result.new_failures.append(entry)
+        if prep.details is None and old_details_hash is not None:
+            # No new download: keep the stored one (read only now, not for every re-fetch).
+            details = db.execute("SELECT details FROM entries WHERE id = ?", [key]).fetchone()[0]
+            text = searchable_text(
+                [entry.raw, json.loads(details)], known=(entry.message, entry.error)
+            )
+            prep = replace(prep, details=details, details_hash=old_details_hash, text=text)
+        values = prep.columns(entry)
+        if old_ts == prep.timestamp:
+            db.execute(
+                "UPDATE entries SET provider=?, timestamp=?, status=?, message=?, error=?, "
+                "entity_type=?, entity_id=?, raw=?, details=?, search_text=?, hash=?, "
+                "details_hash=?, updated_at=? WHERE id=?",
+                [*values, now, key],
+            )
+        else:  # the time moved, so the key moves with it
+            db.execute("DELETE FROM entries WHERE id = ?", [key])
+            key = self._insert(db, entry, values, first_seen, now)
+        result.updated += 1
+        if old_status != entry.status:
+            db.execute(
+                "INSERT INTO status_changes (entry, source, native_id, old_status, "
+                "new_status, at) VALUES (?, ?, ?, ?, ?, ?)",
+                [key, entry.source, entry.native_id, old_status, entry.status, now],
+            )
+            if entry.status == Status.FAILURE:
+                result.new_failures.append(entry)
 
-    @staticmethod
-    def _values(
-        entry: Entry,
-        timestamp: str,
-        raw: str | None,
-        details: str | None,
-        details_value: Any,
-        entry_hash: str,
-        details_hash: str | None,
-    ) -> list[Any]:
-        text = searchable_text([entry.raw, details_value])
-        return [
-            entry.provider,
-            timestamp,
-            str(entry.status),
-            entry.message,
-            entry.error,
-            entry.entity_type,
-            entry.entity_id,
-            raw,
-            details,
-            text,
-            entry_hash,
-            details_hash,
-        ]
+    def _insert_many(
+        self, db: sqlite_utils.Database, fresh: list[tuple[Entry, Prepared]], now: str
+    ) -> None:
+        """Insert new entries with one key lookup and one `executemany` for the lot."""
+        if not fresh:
+            return
+        starts = sorted({prep.key for _, prep in fresh})
+        # The highest key already taken in each candidate microsecond, in one statement.
+        taken: dict[int, int | None] = dict(
+            db.execute(
+                "SELECT value, (SELECT max(id) FROM entries WHERE id BETWEEN value AND "
+                f"value + {SLOTS - 1}) FROM json_each(?)",
+                [json.dumps(starts)],
+            ).fetchall()
+        )
+        rows: list[list[Any]] = []
+        crowded: list[tuple[Entry, list[Any]]] = []
+        for entry, prep in fresh:
+            start = prep.key
+            top = taken[start]
+            key = start if top is None else top + 1
+            if key >= start + SLOTS:  # this microsecond is full: the slow path finds room
+                crowded.append((entry, prep.columns(entry)))
+                continue
+            taken[start] = key
+            rows.append([key, entry.source, entry.native_id, *prep.columns(entry), now, now])
+        db.conn.executemany(INSERT_ENTRY, rows)
+        _index_text(db, [row[0] for row in rows])
+        for entry, values in crowded:
+            self._insert(db, entry, values, now, now)
 
     @staticmethod
     def _insert(
@@ -281,12 +284,8 @@ class Store:
                 key = key if top is None else top + 1
                 break
             key += SLOTS  # this microsecond is full: take the next one
-        db.execute(
-            "INSERT INTO entries (id, source, native_id, provider, timestamp, status, message, "
-            "error, entity_type, entity_id, raw, details, search_text, hash, details_hash, "
-            "first_seen, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [key, entry.source, entry.native_id, *values, first_seen, now],
-        )
+        db.execute(INSERT_ENTRY, [key, entry.source, entry.native_id, *values, first_seen, now])
+        _index_text(db, [key])
         return key
 
     def start_run(self, source: str) -> int:

@@ -18,6 +18,7 @@ from logd.entries import Status
 from logd.errors import ConfigError
 from logd.plugins import load_plugins
 from logd.provider import PollContext
+from logd.simulator import SimRequest, SimResponse
 from logd.testing import SyncRun
 
 EXAMPLE_INTEGRATION = VENDOR_EXAMPLE["relationships"]["integration"]["data"]["id"]
@@ -165,14 +166,17 @@ def test_total_moves_only_after_a_completed_walk(
     tmp_path: Path, sim: ElasticPathSimulator, clock: Clock
 ) -> None:
     armed = False
+    serve = sim.handle
 
-    def break_after_first_batch(*_: Any) -> None:
-        nonlocal armed
-        if armed:  # the next page request fails for good once page one is committed
-            sim.fail_next_jsonapi(500, "Internal Server Error", times=4, path=LOGS_PATH)
-            armed = False
+    def page_one_only(request: SimRequest) -> SimResponse:
+        # Once armed, every page after the first fails for good (all retries included).
+        if armed and request.path.startswith(LOGS_PATH) and request.arg("page[offset]") != "0":
+            error = {"status": "500", "title": "Internal Server Error", "detail": "boom"}
+            return SimResponse.json({"errors": [error]}, 500)
+        return serve(request)
 
-    run = SyncRun(tmp_path, [sim.demo_source("ep")], batch_hooks=[break_after_first_batch])
+    sim.handle = page_one_only  # type: ignore[method-assign]
+    run = SyncRun(tmp_path, [sim.demo_source("ep")])
     run.engine.sleep = clock.sleep
     run.sync()
     late = [f"ffffffff-0000-4000-8000-00000000000{i}" for i in range(4)]
@@ -183,6 +187,7 @@ def test_total_moves_only_after_a_completed_walk(
     assert run.cursor("ep") == {"totals": {"store": 250}}  # the walk did not finish
     assert not stored(run) & ids(added)
 
+    armed = False
     resumed = run.sync()["ep"]
     assert resumed.ok and resumed.new == 4
     assert run.cursor("ep") == {"totals": {"store": 254}}

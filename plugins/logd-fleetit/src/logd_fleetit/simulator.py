@@ -21,6 +21,7 @@ from logd import SimRequest, SimResponse, Simulator
 SERVER_TZ = timezone(timedelta(hours=-4))
 PATH = "/v2/integrations/logs/"
 ENTITY_TYPES = ["Ticket", "Parking", "Violation", "Vehicle", "Transponder", "Authentication"]
+FILTERS = ("integration", "entity_id", "entity_type", "success")
 ERRORS = [
     "Timeout while contacting Fleetio after 30s",
     "Connection refused by rentcentric.example",
@@ -57,6 +58,7 @@ class FleetITSimulator(Simulator):
         self._next_id = 100_000
         self._ids = threading.Lock()
         self.fleets = {fid: _Fleet(fid, []) for fid in fleets}
+        self._views: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
         self.default_fleet = fleets[0]
         for fid in fleets:
             self.add_records(records, fleet=fid, spread=timedelta(days=10))
@@ -73,10 +75,10 @@ class FleetITSimulator(Simulator):
         failure_rate: float = 0.2,
     ) -> list[dict[str, Any]]:
         """Add `n` log records, timestamped `at` (default now) minus up to `spread`."""
-        made = []
-        for _ in range(n):
-            when = (at or datetime.now(UTC)) - spread * self.rng.random()
-            made.append(self.make_record(when, failed=self.rng.random() < failure_rate))
+        end = at or datetime.now(UTC)
+        # Ids follow creation time, as a log table's do: the older record has the lower id.
+        whens = sorted(end - spread * self.rng.random() for _ in range(n))
+        made = [self.make_record(when, failed=self.rng.random() < failure_rate) for when in whens]
         with self.lock:
             self.fleets[fleet or self.default_fleet].records.extend(made)
         return made
@@ -151,31 +153,17 @@ class FleetITSimulator(Simulator):
             offset = int(request.arg("offset", "0") or 0)
         except ValueError:
             return SimResponse.json({"detail": "Invalid limit or offset."}, 400)
-        rows = fleet.records
         errors: dict[str, list[str]] = {}
-        for name, keep in (("timestamp_after", _on_or_after), ("timestamp_before", _on_or_before)):
+        for name in ("timestamp_after", "timestamp_before"):
             value = request.arg(name)
             if value:
                 try:
-                    day = date.fromisoformat(value)
+                    date.fromisoformat(value)
                 except ValueError:
                     errors[name] = ["Enter a valid date."]
-                    continue
-                rows = [r for r in rows if keep(r, day)]
         if errors:
             return SimResponse.json(errors, 400)
-        for name in ("integration", "entity_id"):
-            value = request.arg(name)
-            if value:
-                rows = [r for r in rows if str(r[name]) == value]
-        if request.arg("entity_type"):
-            wanted = ENTITY_TYPES[int(request.arg("entity_type") or 1) - 1]
-            rows = [r for r in rows if r["entity_type"] == wanted]
-        if request.arg("success") in ("true", "false"):
-            rows = [r for r in rows if r["success"] is (request.arg("success") == "true")]
-        # Undocumented order: by integration, then id. Not by time.
-        rows = sorted(rows, key=lambda r: (r["integration"], r["id"]))
-
+        rows = self._view(fleet, request)
         page = rows[offset : offset + limit]
         return SimResponse.json(
             {
@@ -189,6 +177,39 @@ class FleetITSimulator(Simulator):
                 "results": page,
             }
         )
+
+    def _view(self, fleet: _Fleet, request: SimRequest) -> list[dict[str, Any]]:
+        """The records a query selects, in the vendor's order; kept while nothing is added.
+
+        A backfill asks for the same view once per page: filtering and sorting every record
+        on each request would make a large simulator quadratic.
+        """
+        query = tuple(
+            request.arg(name) or "" for name in (*FILTERS, "timestamp_after", "timestamp_before")
+        )
+        key = (fleet.id, len(fleet.records), query)
+        if self._views.get(key) is None:
+            rows = fleet.records
+            for name, keep in (
+                ("timestamp_after", _on_or_after),
+                ("timestamp_before", _on_or_before),
+            ):
+                value = request.arg(name)
+                if value:
+                    day = date.fromisoformat(value)
+                    rows = [r for r in rows if keep(r, day)]
+            for name in ("integration", "entity_id"):
+                value = request.arg(name)
+                if value:
+                    rows = [r for r in rows if str(r[name]) == value]
+            if request.arg("entity_type"):
+                wanted = ENTITY_TYPES[int(request.arg("entity_type") or 1) - 1]
+                rows = [r for r in rows if r["entity_type"] == wanted]
+            if request.arg("success") in ("true", "false"):
+                rows = [r for r in rows if r["success"] is (request.arg("success") == "true")]
+            # Undocumented order: by integration, then id. Not by time.
+            self._views = {key: sorted(rows, key=lambda r: (r["integration"], r["id"]))}
+        return self._views[key]
 
     def _link(self, request: SimRequest, offset: int, limit: int) -> str:
         params = {k: v[0] for k, v in request.query.items() if k not in ("offset", "limit")}

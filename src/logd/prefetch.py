@@ -1,0 +1,123 @@
+"""Fetching ahead: a provider's next pages are requested while the store commits the last.
+
+A poll is a pipeline of two halves that wait on different things: the provider waits on the
+vendor's HTTP answers, the store on SQLite (which releases the GIL while it works). Running
+the provider's generator in a thread of its own lets the two overlap, and that thread also
+serializes each batch for the store (`prepare`), leaving the transaction only SQL. The store still
+commits each batch on its own, exactly where the provider drew its boundaries.
+
+What stays true, so that a provider cannot tell the difference:
+
+- batches commit one by one, in the order the provider yielded them, each with its cursor;
+- `known_ids` answers as if every batch handed over were already stored (`in_flight`):
+  a provider that stops at the first known record stops at the same place;
+- a poll that ends early (an error, a stop) closes the generator in its own thread, so its
+  `finally` blocks run, and at most `ahead` entries fetched but not stored are dropped.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from .entries import Batch
+
+#: Entries fetched but not yet committed, at most: bounds memory, whatever a provider yields.
+AHEAD = 2000
+
+
+class Prefetch:
+    """Runs `batches` in a thread, at most `ahead` entries in front of the store."""
+
+    def __init__(
+        self,
+        batches: Iterator[Batch],
+        *,
+        name: str,
+        prepare: Callable[[Batch], Any] = lambda batch: None,
+        ahead: int = AHEAD,
+    ) -> None:
+        self._batches = batches
+        self._prepare = prepare
+        self._ahead = ahead
+        self._ready: deque[tuple[Batch, Any]] = deque()
+        self._queued = 0  # entries in `_ready`
+        self._done = False
+        self._error: BaseException | None = None
+        self._cancelled = False
+        self._cond = threading.Condition()
+        #: Native ids handed over by the provider and not yet committed.
+        self.in_flight: set[str] = set()
+        self._thread = threading.Thread(target=self._produce, name=f"fetch-{name}", daemon=True)
+
+    def start(self) -> Prefetch:
+        """Start fetching (not in `__init__`: the provider may call back into its owner)."""
+        self._thread.start()
+        return self
+
+    @property
+    def cancelled(self) -> bool:
+        """True once the consumer gave up: the provider should stop (`ctx.stopping`)."""
+        return self._cancelled
+
+    def _produce(self) -> None:
+        try:
+            for batch in self._batches:
+                prepared = self._prepare(batch)
+                with self._cond:
+                    self.in_flight.update(e.native_id for e in batch.entries)
+                    self._ready.append((batch, prepared))
+                    self._queued += len(batch.entries)
+                    self._cond.notify_all()
+                    # Hold back while enough is queued; a consumer that left never drains.
+                    while self._queued >= self._ahead and not self._cancelled:
+                        self._cond.wait()
+                    if self._cancelled:
+                        break
+        except BaseException as exc:  # handed to the consumer, raised there
+            self._error = exc
+        finally:
+            close = getattr(self._batches, "close", None)
+            if close is not None:  # runs the provider's finally blocks in this thread
+                close()
+            with self._cond:
+                self._done = True
+                self._cond.notify_all()
+
+    def __iter__(self) -> Iterator[tuple[Batch, Any]]:
+        """`(batch, prepare(batch))` in yield order; raises what the provider raised, after."""
+        while True:
+            with self._cond:
+                while not self._ready and not self._done:
+                    self._cond.wait()
+                if not self._ready:
+                    if self._error is not None:
+                        raise self._error
+                    return
+                batch, prepared = self._ready.popleft()
+                self._queued -= len(batch.entries)
+                self._cond.notify_all()
+            yield batch, prepared
+
+    def known(self, native_ids: Sequence[str]) -> set[str]:
+        """Which of `native_ids` were handed over and are not yet committed."""
+        with self._cond:
+            return {i for i in native_ids if i in self.in_flight}
+
+    def committed(self, batch: Batch) -> None:
+        """The batch is stored: its ids are no longer in flight."""
+        with self._cond:
+            self.in_flight.difference_update(e.native_id for e in batch.entries)
+
+    def close(self) -> None:
+        """Stop fetching, drop what is queued, and wait for the provider to wind down."""
+        if not self._thread.is_alive() and not self._done:
+            return  # never started
+        with self._cond:
+            self._cancelled = True
+            self._ready.clear()
+            self._queued = 0
+            self._cond.notify_all()
+        self._thread.join()
