@@ -24,8 +24,14 @@ test: install
 	@$(BIN)/python -m pytest -q -p no:cacheprovider; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: no tests ran" >&2; exit 1; fi; exit $$rc
 
-bench: install
-	$(BIN)/python bench/run.py
+bench: install bench/.venv-dlt/.installed
+	$(BIN)/python bench/run.py $(if $(QUICK),--quick)
+
+# Row 1's peer, dlt, in a venv of its own under bench/: never a runtime dependency of logd.
+bench/.venv-dlt/.installed: bench/dlt_peer/requirements.txt
+	test -x bench/.venv-dlt/bin/python || $(PYTHON) -m venv bench/.venv-dlt
+	bench/.venv-dlt/bin/python -m pip install --quiet -r bench/dlt_peer/requirements.txt
+	touch $@
 
 lint: install
 	$(BIN)/ruff check src plugins tests
@@ -33,7 +39,7 @@ lint: install
 	$(BIN)/mypy src $(foreach p,$(PLUGINS),$(p)/src)
 
 clean:
-	rm -rf $(VENV) logd-demo .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) logd-demo .pytest_cache .mypy_cache .ruff_cache bench/.venv-dlt
 
 # Install logd as a systemd service (as root): a venv under /opt/logd with logd and every
 # plugin, the unit, /etc/logd with the example config (never overwritten) and a root-only

@@ -1,215 +1,151 @@
-"""`make bench`: the figures logd is held to, measured on this machine.
+"""`make bench`: the figures issue 11 holds logd to, each next to its baseline from this run.
 
-- ingest: entries/s through `Store.commit_batch` (FTS triggers included), and the cost of an
-  idle re-sync (the same batches again: nothing written);
-- query: newest-first latency over BENCH_ENTRIES entries (default 1,000,000) for the shapes
-  `logd query` runs, median and p95 of repeated runs;
-- sync: one FleetIT backfill through the real engine, HTTP included, against its simulator.
+    python bench/run.py [--quick] [--only 1,2] [--out FILE]
 
-Figures print as a table and are saved to bench/results/latest.json.
+Rows: 1 backfill, 2 search, 3 CLI, 4 memory, 5 idle, 6 webhooks (one module each,
+`rowN_*.py`, each `run(quick) -> list[Figure]`). Prints one table and writes
+bench/results.json: figures, targets, pass/fail, the machine and the versions.
+`--quick` runs reduced sizes (under a minute), for the test that keeps this from rotting.
 """
 
 from __future__ import annotations
 
+import argparse
+import importlib.metadata
 import json
 import os
-import random
-import statistics
+import platform
+import sqlite3
 import sys
 import tempfile
 import time
+import traceback
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from logd import Entry, Status
-from logd.store import Filters, Store
+import corpus
+import row1_backfill
+import row2_search
+import row3_cli
+import row4_memory
+import row5_idle
+import row6_webhooks
+from common import HERE, Figure
 
-N = int(os.environ.get("BENCH_ENTRIES", "1000000"))
-BATCH = 1000
-WORDS = [
-    "order",
-    "stock",
-    "price",
-    "invoice",
-    "shipment",
-    "customer",
-    "vehicle",
-    "ticket",
-    "parking",
-    "webhook",
-    "sync",
-    "update",
-    "create",
-    "delete",
-    "fetch",
-    "import",
-    "export",
-]
-ERRORS = [
-    "Timeout while contacting upstream after 30s",
-    "Connection refused",
-    "HTTP 502 Bad Gateway",
-    "Validation failed: sku missing",
-    "Rate limited by vendor",
-]
-SOURCES = ["fleet", "pegasus", "shop", "maestra", "akinon"]
+CORPUS = 1_000_000
+QUICK_CORPUS = 20_000
 
 
-def make_entries(n: int, rng: random.Random, now: datetime) -> list[list[Entry]]:
-    batches: list[list[Entry]] = []
-    span = timedelta(days=90).total_seconds()
-    for start in range(0, n, BATCH):
-        batch = []
-        for i in range(start, min(n, start + BATCH)):
-            roll = rng.random()
-            status = (
-                Status.FAILURE if roll < 0.1 else Status.PENDING if roll < 0.13 else Status.SUCCESS
-            )
-            error = rng.choice(ERRORS) if status is Status.FAILURE else None
-            message = " ".join(rng.choices(WORDS, k=4))
-            e = Entry(
-                native_id=str(i),
-                timestamp=now - timedelta(seconds=rng.random() * span),
-                status=status,
-                message=message,
-                error=error,
-                entity_type="order",
-                entity_id=str(rng.randint(1, 10**6)),
-                raw={
-                    "id": i,
-                    "path": f"/api/{rng.choice(WORDS)}/{i}",
-                    "error": error,
-                    "body": {"note": message},
-                },
-            )
-            e.source = SOURCES[i % len(SOURCES)]
-            e.provider = e.source
-            batch.append(e)
-        batches.append(batch)
-    return batches
-
-
-def timed(fn: Callable[[], Any], runs: int = 30) -> dict[str, float]:
-    fn()  # warm the page cache
-    samples = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - t) * 1000)
-    samples.sort()
+def machine() -> dict[str, Any]:
+    """What the figures were measured on."""
+    model = ""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     return {
-        "median_ms": statistics.median(samples),
-        "p95_ms": samples[int(len(samples) * 0.95) - 1],
+        "platform": platform.platform(),
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "memory_gb": round(memory / 2**30, 1),
+        "load_average_at_start": os.getloadavg(),
     }
 
 
-def bench_store(directory: Path) -> dict[str, Any]:
-    rng = random.Random(1)
-    now = datetime.now(UTC)
-    batches = make_entries(N, rng, now)
-    store = Store(directory / "bench.db")
-    t = time.perf_counter()
-    for batch in batches:
-        by_source: dict[str, list[Entry]] = {}
-        for e in batch:
-            by_source.setdefault(e.source, []).append(e)
-        for source, entries in by_source.items():
-            store.commit_batch(source, entries, {"n": 1})
-    ingest = time.perf_counter() - t
-    t = time.perf_counter()
-    for batch in batches[:100]:
-        by_source = {}
-        for e in batch:
-            by_source.setdefault(e.source, []).append(e)
-        for source, entries in by_source.items():
-            store.commit_batch(source, entries, None)
-    resync = time.perf_counter() - t
-    resynced = sum(len(b) for b in batches[:100])
+def versions() -> dict[str, str]:
+    """Versions of what the figures depend on (dlt's is in row 1's baseline)."""
+    out = {"python": sys.version.split()[0], "sqlite": sqlite3.sqlite_version}
+    for name in ("logd", "httpx", "sqlite-utils", "uvicorn", "APScheduler", "pydantic"):
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = "missing"
+    return out
 
-    two_hours = now - timedelta(hours=2)
-    shapes: dict[str, Filters] = {
-        "newest 50": Filters(),
-        "--failed": Filters(statuses=("failure",)),
-        "--source shop": Filters(sources=("shop",)),
-        "--since 2h": Filters(since=two_hours),
-        '"timeout" (10% of entries)': Filters(text="timeout"),
-        '"timeout" --failed --since 2h': Filters(
-            text="timeout", statuses=("failure",), since=two_hours
-        ),
-        '"invoice" (common word)': Filters(text="invoice"),
-        '"sku missing" (phrase words)': Filters(text="sku missing"),
-        'fts "refused OR 502"': Filters(text="refused OR 502", fts=True),
-        "rare id (1 match)": Filters(text=str(N // 2)),
+
+def row(label: str, fn: Callable[[], list[Figure]]) -> list[Figure]:
+    """Run one row; a crash is a failed figure with its reason, not a lost table."""
+    print(f"bench: {label}…", file=sys.stderr, flush=True)
+    started = time.perf_counter()
+    try:
+        figures = fn()
+    except Exception as exc:
+        traceback.print_exc()
+        figures = [Figure(label, "row did not complete", None, "", ok=False, note=repr(exc))]
+    print(f"bench: {label} took {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    return figures
+
+
+def table(figures: list[Figure]) -> str:
+    """One plain-text table of every figure."""
+    lines = [
+        f"{'row':<11} {'what':<52} {'value':>12}  {'baseline':>12}  {'target':<26} ok",
+        "-" * 122,
+    ]
+    for f in figures:
+        value = "—" if f.value is None else f"{f.value:,.2f} {f.unit}".strip()
+        base = "—" if f.baseline_value is None else f"{f.baseline_value:,.2f}"
+        ok = {True: "PASS", False: "FAIL", None: ""}[f.ok]
+        lines.append(f"{f.row:<11} {f.name[:52]:<52} {value:>12}  {base:>12}  {f.target:<26} {ok}")
+        detail = "; ".join(x for x in (f.baseline, f.note) if x)
+        if detail:
+            lines.append(f"{'':<11}   {detail}")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    """Run the rows asked for; print the table; write the results file."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="reduced sizes, under a minute")
+    parser.add_argument("--only", default="1,2,3,4,5,6", help="rows to run, e.g. 1,3")
+    parser.add_argument("--out", type=Path, default=HERE / "results.json")
+    args = parser.parse_args()
+    only = {r.strip() for r in args.only.split(",")}
+    started = time.perf_counter()
+    figures: list[Figure] = []
+    with tempfile.TemporaryDirectory(prefix="logd-bench-") as tmp:
+        store = Path(tmp) / "corpus.db"
+        if only & {"2", "3"}:
+            size = QUICK_CORPUS if args.quick else CORPUS
+            t = time.perf_counter()
+            print(f"bench: writing the {size:,}-entry search corpus…", file=sys.stderr, flush=True)
+            corpus.build(store, size)
+            print(f"bench: corpus took {time.perf_counter() - t:.0f} s", file=sys.stderr)
+        rows: dict[str, tuple[str, Callable[[], list[Figure]]]] = {
+            "1": ("1 backfill", lambda: row1_backfill.run(args.quick)),
+            "2": ("2 search", lambda: row2_search.run(args.quick, store)),
+            "3": ("3 CLI", lambda: row3_cli.run(args.quick, store)),
+            "4": ("4 memory", lambda: row4_memory.run(args.quick)),
+            "5": ("5 idle", lambda: row5_idle.run(args.quick)),
+            "6": ("6 webhooks", lambda: row6_webhooks.run(args.quick)),
+        }
+        for key, (label, fn) in rows.items():
+            if key in only:
+                figures += row(label, fn)
+    print()
+    print(table(figures))
+    failed = [f for f in figures if f.ok is False]
+    took = time.perf_counter() - started
+    print(f"\n{len(figures) - len(failed)} of {len(figures)} figures meet their target "
+          f"({sum(f.ok is None for f in figures)} reported only); {took:.0f} s")  # fmt: skip
+    results = {
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "quick": args.quick,
+        "seconds": round(took, 1),
+        "machine": machine(),
+        "versions": versions(),
+        "figures": [f.as_dict() for f in figures],
+        "passed": not failed,
     }
-    queries = {name: timed(lambda f=f: store.search(f, limit=50)) for name, f in shapes.items()}
-    size = os.path.getsize(store.path)
-    store.close()
-    return {
-        "entries": N,
-        "ingest_entries_per_s": N / ingest,
-        "ingest_seconds": ingest,
-        "idle_resync_entries_per_s": resynced / resync,
-        "db_bytes": size,
-        "queries": queries,
-    }
-
-
-def bench_sync(directory: Path) -> dict[str, Any]:
-    from logd_fleetit import FleetITSimulator
-
-    from logd.testing import SyncRun
-
-    with FleetITSimulator(records=5000) as sim:
-        run = SyncRun(directory / "sync", [sim.demo_source("fleet")])
-        t = time.perf_counter()
-        report = run.sync()["fleet"]
-        took = time.perf_counter() - t
-        t = time.perf_counter()
-        idle = run.sync()["fleet"]
-        idle_took = time.perf_counter() - t
-    return {
-        "fleetit_backfill_records": report.new,
-        "fleetit_backfill_seconds": took,
-        "fleetit_records_per_s": report.new / took,
-        "fleetit_resync_seconds": idle_took,
-        "fleetit_resync_requests": idle.requests,
-    }
-
-
-def main() -> None:
-    results: dict[str, Any] = {
-        "when": datetime.now(UTC).isoformat(),
-        "python": sys.version.split()[0],
-    }
-    with tempfile.TemporaryDirectory() as tmp:
-        print(f"store: writing {N:,} entries…", flush=True)
-        results["store"] = bench_store(Path(tmp))
-        results["sync"] = bench_sync(Path(tmp))
-    extra = Path(__file__).with_name("plugins.py")
-    if extra.exists():
-        import runpy
-
-        results["plugins"] = runpy.run_path(str(extra))["run"]()
-
-    s = results["store"]
-    print(f"\nstore of {s['entries']:,} entries, {s['db_bytes'] / 1e6:,.0f} MB")
-    print(f"  ingest         {s['ingest_entries_per_s']:>10,.0f} entries/s")
-    print(f"  idle re-sync   {s['idle_resync_entries_per_s']:>10,.0f} entries/s (nothing written)")
-    print(f"  {'query (limit 50, newest first)':<40} {'median':>9} {'p95':>9}")
-    for name, q in s["queries"].items():
-        print(f"  {name:<40} {q['median_ms']:>7.2f}ms {q['p95_ms']:>7.2f}ms")
-    for key, value in {**results["sync"], **results.get("plugins", {})}.items():
-        print(
-            f"  {key:<40} {value:>12,.2f}"
-            if isinstance(value, float)
-            else f"  {key:<40} {value:>12}"
-        )
-    out = Path(__file__).with_name("results")
-    out.mkdir(exist_ok=True)
-    (out / "latest.json").write_text(json.dumps(results, indent=2))
+    args.out.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+    print(f"written to {args.out}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
