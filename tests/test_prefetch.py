@@ -12,7 +12,7 @@ import pytest
 from logd_fleetit import FleetITSimulator
 
 from logd import Batch, Entry, Status
-from logd.prefetch import Prefetch
+from logd.prefetch import Prefetch, merge
 from logd.store import BatchResult
 from logd.testing import SyncRun
 
@@ -113,3 +113,44 @@ def test_prepare_runs_on_the_fetching_side() -> None:
 
     assert [p for _, p in Prefetch(poll(), name="t", prepare=prepare).start()] == [1]
     assert threads == ["fetch-t"]
+
+
+def test_batches_that_pile_up_commit_together_with_the_last_cursor(tmp_path: Path) -> None:
+    with FleetITSimulator(records=1000) as sim:
+        commits: list[int] = []
+
+        def slow_first_commit(db: Any, source: str, result: BatchResult) -> None:
+            if not commits:  # the store lags once: the other nine pages pile up meanwhile
+                for _ in range(500):
+                    if len(sim.requests_to("/v2/integrations/logs/")) >= 10:
+                        break
+                    threading.Event().wait(0.01)
+                threading.Event().wait(0.5)  # the last answer parsed and queued
+            commits.append(result.new)
+
+        run = SyncRun(
+            tmp_path, [sim.demo_source("fleet")], batch_hooks=[slow_first_commit], group=5000
+        )
+        report = run.sync()["fleet"]
+    assert report.ok and report.new == 1000 and report.pages == 10
+    assert commits == [100, 900]  # one transaction for the nine pages that were waiting
+    assert run.cursor("fleet")["watermark"] is not None  # the last batch's cursor
+
+
+def test_groups_stop_at_the_limit_and_merge_keeps_order_and_the_last_cursor() -> None:
+    def poll() -> Iterator[Batch]:
+        for i in range(5):
+            b = batch(*(f"{i}-{j}" for j in range(10)))
+            b.cursor = {"page": i} if i != 4 else None
+            yield b
+
+    fetched = Prefetch(poll(), name="t", prepare=lambda b: [e.native_id for e in b.entries])
+    fetched.start()
+    threading.Event().wait(0.2)  # all five queued
+    groups = list(fetched.groups(25))
+    assert [len(g) for g in groups] == [2, 2, 1]
+    merged, prepared = merge(groups[0])
+    assert [e.native_id for e in merged.entries] == prepared
+    assert prepared[0] == "0-0" and prepared[-1] == "1-9"
+    assert merged.cursor == {"page": 1} and merged.pages == 2
+    assert merge(groups[1] + groups[2])[0].cursor == {"page": 3}  # a None cursor moves nothing

@@ -24,7 +24,7 @@ from .entries import Batch
 from .errors import LogdError, SourceError
 from .http import RetryPolicy, SourceClient
 from .plugins import Registry
-from .prefetch import Prefetch
+from .prefetch import GROUP, Prefetch, merge
 from .provider import PollContext, Provider
 from .rows import Prepared
 from .rows import prepare as prepare_row
@@ -89,6 +89,7 @@ class Engine:
         batch_hooks: Sequence[BatchHook] = (),
         transport: Callable[[SourceConfig], httpx.BaseTransport | None] | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
+        group: int = GROUP,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -97,6 +98,8 @@ class Engine:
         self.batch_hooks = list(batch_hooks)
         self.transport = transport
         self.now = now
+        #: Most entries per transaction when fetched batches pile up (1: each on its own).
+        self.group = group
         # One provider instance per source, kept while its options stay the same (a reload
         # with new options gets a fresh one), so session state survives between polls.
         self._providers: dict[str, tuple[Any, Provider[Any]]] = {}
@@ -193,7 +196,8 @@ class Engine:
         fetched = Prefetch(provider.poll(ctx), name=src.name, prepare=prepare)
         try:
             fetched.start()
-            for batch, prepared in fetched:
+            for group in fetched.groups(self.group):
+                batch, prepared = merge(group)
                 pages = batch.pages
                 result = self.store.commit_batch(
                     src.name,

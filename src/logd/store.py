@@ -41,6 +41,15 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
+#: INSERT_ENTRY for a JSON array of rows, each an array of the same 17 values in order.
+INSERT_ENTRIES_JSON = (
+    INSERT_ENTRY.split(" VALUES ")[0]
+    + " SELECT "
+    + ", ".join(f"json_extract(value, '$[{i}]')" for i in range(17))
+    + " FROM json_each(?)"
+)
+
+
 def _index_text(db: sqlite_utils.Database, keys: list[int]) -> None:
     """Add these new entries to the FTS index (migration m004: no insert trigger does it)."""
     if keys:
@@ -266,7 +275,11 @@ class Store:
                 continue
             taken[start] = key
             rows.append([key, entry.source, entry.native_id, *prep.columns(entry), now, now])
-        db.conn.executemany(INSERT_ENTRY, rows)
+        if rows:
+            # One statement for the lot: SQLite reads the rows from JSON while the GIL is
+            # released, so the thread fetching the next page runs meanwhile; executemany
+            # would take the GIL back after every row.
+            db.execute(INSERT_ENTRIES_JSON, [json.dumps(rows, ensure_ascii=False)])
         _index_text(db, [row[0] for row in rows])
         for entry, values in crowded:
             self._insert(db, entry, values, now, now)
