@@ -46,6 +46,9 @@ def test_file_is_owner_only_wal_and_migrated(tmp_path: Path, store: Store) -> No
         if path.exists():
             assert stat.S_IMODE(os.stat(path).st_mode) == 0o600, suffix
     assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    # A backfill checkpoints every ~40 MB of WAL; the file is cut back to 64 MB afterwards.
+    assert store.db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 10_000
+    assert store.db.execute("PRAGMA journal_size_limit").fetchone()[0] == 64 * 2**20
     assert migrate(store.db) == []  # already current
     names = {r[0] for r in store.db.execute("SELECT name FROM _logd_migrations")}
     assert names == {m.__name__ for m in MIGRATIONS}
@@ -196,6 +199,15 @@ def test_fts_rows_follow_inserts_updates_moves_and_deletes(store: Store) -> None
     assert len(store.search(Filters(text="crowd"), limit=None)) == 1197
     assert [r.native_id for r in store.search(Filters(text="moved"))] == ["0"]
     assert [r.native_id for r in store.search(Filters(text="changed"))] == ["1"]
+
+
+def test_raw_is_stored_as_stable_json(store: Store) -> None:
+    a = entry("1", raw={"b": 1, "a": ["ü", None], 3: "int key"})
+    store.commit_batch("src", [a], None)
+    (raw,) = store.db.execute("SELECT raw FROM entries").fetchone()
+    assert raw == '{"3":"int key","a":["ü",null],"b":1}'  # sorted keys, UTF-8, compact
+    same = entry("1", raw={"a": ["ü", None], "b": 1, 3: "int key"})
+    assert store.commit_batch("src", [same], None).unchanged == 1
 
 
 def test_search_text_leaves_out_timestamps_and_repeats() -> None:
