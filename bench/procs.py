@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +30,11 @@ def logd(*args: str, env: dict[str, str] | None = None) -> Ran:
 
 
 def run(argv: list[str], env: dict[str, str] | None = None) -> Ran:
-    """Run `argv` to completion; its peak RSS comes from wait4, so it is this child's alone."""
+    """Run `argv` to completion, sampling its peak RSS (VmHWM) while it runs.
+
+    Not wait4's ru_maxrss: Linux carries that over fork and exec, so a child of a large
+    benchmark process would report the benchmark's own peak.
+    """
     started = time.perf_counter()
     proc = subprocess.Popen(
         argv,
@@ -38,11 +43,24 @@ def run(argv: list[str], env: dict[str, str] | None = None) -> Ran:
         env={**os.environ, **(env or {})},
         text=True,
     )
-    # communicate() reaps the child itself; read the pipes first, then wait4 for rusage.
-    assert proc.stdout is not None and proc.stderr is not None
-    out = proc.stdout.read()
-    err = proc.stderr.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    seconds = time.perf_counter() - started
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return Ran(seconds, usage.ru_maxrss / 1024, proc.returncode, out, err)
+    peak_kb = 0
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak_kb
+        status = Path(f"/proc/{proc.pid}/status")
+        while not done.is_set():
+            try:
+                for line in status.read_text().splitlines():
+                    if line.startswith("VmHWM:"):  # a high-water mark: no peak is missed
+                        peak_kb = max(peak_kb, int(line.split()[1]))
+            except (OSError, ValueError):
+                pass
+            done.wait(0.02)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    out, err = proc.communicate()
+    done.set()
+    sampler.join()
+    return Ran(time.perf_counter() - started, peak_kb / 1024, proc.returncode, out, err)

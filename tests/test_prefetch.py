@@ -129,7 +129,7 @@ def test_batches_that_pile_up_commit_together_with_the_last_cursor(tmp_path: Pat
             commits.append(result.new)
 
         run = SyncRun(
-            tmp_path, [sim.demo_source("fleet")], batch_hooks=[slow_first_commit], group=5000
+            tmp_path, [sim.demo_source("fleet")], batch_hooks=[slow_first_commit], group=2**30
         )
         report = run.sync()["fleet"]
     assert report.ok and report.new == 1000 and report.pages == 10

@@ -98,7 +98,7 @@ class Engine:
         self.batch_hooks = list(batch_hooks)
         self.transport = transport
         self.now = now
-        #: Most entries per transaction when fetched batches pile up (1: each on its own).
+        #: Most bytes of rows per transaction when fetched batches pile up (1: each alone).
         self.group = group
         # One provider instance per source, kept while its options stay the same (a reload
         # with new options gets a fresh one), so session state survives between polls.
@@ -193,7 +193,7 @@ class Engine:
                 entry.provider = provider_cls.name
             return [prepare_row(e) for e in batch.entries]
 
-        fetched = Prefetch(provider.poll(ctx), name=src.name, prepare=prepare)
+        fetched = Prefetch(provider.poll(ctx), name=src.name, prepare=prepare, size=_weight)
         try:
             fetched.start()
             for group in fetched.groups(self.group):
@@ -242,3 +242,8 @@ class Engine:
             if progress:
                 progress(report)
         return report
+
+
+def _weight(batch: Batch, prepared: list[Prepared]) -> int:
+    """Bytes of serialized rows: what a fetched batch costs in memory, give or take."""
+    return sum(len(p.raw or "") + len(p.details or "") + len(p.text) for p in prepared) or 1

@@ -27,10 +27,12 @@ from typing import Any
 
 from .entries import Batch, Entry
 
-#: Entries fetched but not yet committed, at most: bounds memory, whatever a provider yields.
-AHEAD = 5000
-#: Entries per transaction, at most, when batches that piled up are committed together.
-GROUP = 5000
+#: Fetched but not yet committed, at most, in `size` units (the engine counts bytes of
+#: serialized rows): bounds memory, whatever a provider yields. A Maestra row weighs ~4 times
+#: a FleetIT one, so a budget in entries would let a backfill's memory follow the vendor.
+AHEAD = 2 * 2**20
+#: Per transaction, at most, when batches that piled up are committed together (same units).
+GROUP = 2 * 2**20
 
 
 class Prefetch:
@@ -43,12 +45,14 @@ class Prefetch:
         name: str,
         prepare: Callable[[Batch], Any] = lambda batch: None,
         ahead: int = AHEAD,
+        size: Callable[[Batch, Any], int] = lambda batch, prepared: len(batch.entries),
     ) -> None:
         self._batches = batches
         self._prepare = prepare
         self._ahead = ahead
-        self._ready: deque[tuple[Batch, Any]] = deque()
-        self._queued = 0  # entries in `_ready`
+        self._ready: deque[tuple[Batch, Any, int]] = deque()
+        self._size = size
+        self._queued = 0  # size of what is in `_ready`
         self._done = False
         self._error: BaseException | None = None
         self._cancelled = False
@@ -73,8 +77,9 @@ class Prefetch:
                 prepared = self._prepare(batch)
                 with self._cond:
                     self.in_flight.update(e.native_id for e in batch.entries)
-                    self._ready.append((batch, prepared))
-                    self._queued += len(batch.entries)
+                    weight = self._size(batch, prepared)
+                    self._ready.append((batch, prepared, weight))
+                    self._queued += weight
                     self._cond.notify_all()
                     # Hold back while enough is queued; a consumer that left never drains.
                     while self._queued >= self._ahead and not self._cancelled:
@@ -97,7 +102,7 @@ class Prefetch:
             yield group[0]
 
     def groups(self, limit: int) -> Iterator[list[tuple[Batch, Any]]]:
-        """Every batch ready when the store asks, up to `limit` entries (at least one batch).
+        """Every batch ready when the store asks, up to `limit` in size (at least one batch).
 
         While the store keeps up, that is one batch; while it lags (a backfill), the pages
         that piled up meanwhile, to commit in one larger transaction.
@@ -110,11 +115,12 @@ class Prefetch:
                     if self._error is not None:
                         raise self._error
                     return
-                group = [self._ready.popleft()]
-                size = len(group[0][0].entries)
-                while self._ready and size + len(self._ready[0][0].entries) <= limit:
-                    group.append(self._ready.popleft())
-                    size += len(group[-1][0].entries)
+                batch, prepared, size = self._ready.popleft()
+                group = [(batch, prepared)]
+                while self._ready and size + self._ready[0][2] <= limit:
+                    batch, prepared, weight = self._ready.popleft()
+                    group.append((batch, prepared))
+                    size += weight
                 self._queued -= size
                 self._cond.notify_all()
             yield group
