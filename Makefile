@@ -34,8 +34,8 @@ bench/.venv-dlt/.installed: bench/dlt_peer/requirements.txt
 	touch $@
 
 lint: install
-	$(BIN)/ruff check src plugins tests
-	$(BIN)/ruff format --check src plugins tests
+	$(BIN)/ruff check src plugins tests bench
+	$(BIN)/ruff format --check src plugins tests bench
 	$(BIN)/mypy src $(foreach p,$(PLUGINS),$(p)/src)
 
 clean:

@@ -18,6 +18,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from .entries import Entry, Status, searchable_text
 from .errors import QueryError, StoreError
 from .migrations import migrate
@@ -56,7 +58,7 @@ def _index_text(db: sqlite_utils.Database, keys: list[int]) -> None:
         db.execute(
             "INSERT INTO entries_fts (rowid, message, error, search_text) SELECT id, message, "
             "error, search_text FROM entries WHERE id IN (SELECT value FROM json_each(?))",
-            [json.dumps(keys)],
+            [orjson.dumps(keys).decode()],
         )
 
 
@@ -284,7 +286,7 @@ class Store:
             # One statement for the lot: SQLite reads the rows from JSON while the GIL is
             # released, so the thread fetching the next page runs meanwhile; executemany
             # would take the GIL back after every row.
-            db.execute(INSERT_ENTRIES_JSON, [json.dumps(rows, ensure_ascii=False)])
+            db.execute(INSERT_ENTRIES_JSON, [orjson.dumps(rows).decode()])
         _index_text(db, [row[0] for row in rows])
         for entry, values in crowded:
             self._insert(db, entry, values, now, now)
