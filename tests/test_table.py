@@ -6,7 +6,7 @@ import io
 
 import pytest
 
-from logd.output import write_table
+from logd.output import write_entry, write_records, write_table
 from logd.search import Row
 from logd.table import Column, cell_width, fit, render
 
@@ -76,3 +76,19 @@ def test_wide_characters_take_two_cells() -> None:
         [Column("h"), Column("x", shrink=1)], [[("日本", ""), ("y", "")]], 80, color=False
     )
     assert lines == ["h     x", "日本  y"]
+
+
+def test_status_and_show_print_vendor_brackets_as_text() -> None:
+    # rich would read "[/api/v2]" as a closing tag and raise MarkupError.
+    out = io.StringIO()
+    write_records([{"source": "shop", "last_error": "HTTP 500 at [/api/v2] [bold]x"}], "table", out)
+    assert "HTTP 500 at [/api/v2] [bold]x" in out.getvalue()
+    row = Row(
+        id="shop:1", source="shop", provider="p", native_id="1",
+        timestamp="2026-11-23T10:00:00.000000+00:00", status="failure",
+        message="PUT [/orders] -> 500", error="[/]", entity_type=None, entity_id=None,
+        raw={"path": "[/x]"}, details=None,
+    )  # fmt: skip
+    out = io.StringIO()
+    write_entry(row, out)
+    assert "PUT [/orders] -> 500" in out.getvalue() and "[/]" in out.getvalue()

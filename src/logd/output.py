@@ -98,6 +98,7 @@ def write_table(rows: Sequence[Row], out: TextIO, *, color: bool = False) -> Non
 def write_entry(row: Row, out: TextIO, *, color: bool = False) -> None:
     """One entry in full, raw record and details pretty-printed."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.syntax import Syntax
 
     console = Console(file=out, force_terminal=color, no_color=not color, soft_wrap=True)
@@ -106,9 +107,11 @@ def write_entry(row: Row, out: TextIO, *, color: bool = False) -> None:
         value = data[key]
         if key == "timestamp":
             value = f"{value}  ({local_time(value)} local)"
+        # Vendor text is text: "[/api]" in an error is not rich markup.
+        shown = "-" if value is None else escape(str(value))
         if key == "status":
-            value = f"[{STATUS_STYLE.get(row.status, '')}]{value}[/]"
-        console.print(f"[bold]{key:>11}[/]  {value if value is not None else '-'}")
+            shown = f"[{STATUS_STYLE.get(row.status, '')}]{shown}[/]"
+        console.print(f"[bold]{key:>11}[/]  {shown}")
     for key in ("raw", "details"):
         if data[key] is None:
             continue
@@ -134,6 +137,7 @@ def write_records(records: Sequence[dict[str, Any]], fmt: str, out: TextIO) -> N
             writer.writerows(records)
         return
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = Console(file=out, width=shutil.get_terminal_size((120, 24)).columns)
@@ -144,5 +148,6 @@ def write_records(records: Sequence[dict[str, Any]], fmt: str, out: TextIO) -> N
     for key in records[0]:
         table.add_column(key, overflow="fold")
     for record in records:
-        table.add_row(*("-" if v is None else str(v) for v in record.values()))
+        # A last error such as "HTTP 500 at [/api/v2]" is vendor text, not rich markup.
+        table.add_row(*("-" if v is None else escape(str(v)) for v in record.values()))
     console.print(table)
