@@ -7,6 +7,7 @@ moves both and the ratio stays meaningful.
 
 from __future__ import annotations
 
+import sqlite3
 import statistics
 import time
 from collections.abc import Callable
@@ -52,3 +53,22 @@ def timed_ms(fn: Callable[[], Any], runs: int) -> tuple[float, float]:
         fn()
         samples.append((time.perf_counter() - started) * 1000)
     return percentiles(samples)
+
+
+def query_store(db: Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+    """Read a logd store, read-only, even while a daemon writes it; [] before it exists."""
+    if not db.exists():
+        return []
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
+    try:
+        return conn.execute(sql, params).fetchall()
+    except sqlite3.OperationalError:  # tables not made yet
+        return []
+    finally:
+        conn.close()
+
+
+def count_entries(db: Path) -> int:
+    """Entries in a logd store (the largest key is no count: keys are times)."""
+    rows = query_store(db, "SELECT count(*) FROM entries")
+    return int(rows[0][0]) if rows else 0

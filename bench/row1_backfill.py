@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -15,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from common import Figure
+from common import Figure, count_entries
 from logd_fleetit import FleetITSimulator
 from logd_fleetit.provider import to_entry
 from peer import dlt_python, run_dlt
@@ -98,12 +97,6 @@ def bare_store(rows: list[dict[str, Any]], directory: Path) -> float:
     return took
 
 
-def count(db: Path) -> int:
-    """Entries in a logd store."""
-    with sqlite3.connect(db) as conn:
-        return int(conn.execute("SELECT count(*) FROM entries").fetchone()[0])
-
-
 def run(quick: bool) -> list[Figure]:
     """Backfill throughput of `logd sync` next to the bare store and the dlt peer."""
     records = 5_000 if quick else 100_000
@@ -120,7 +113,7 @@ def run(quick: bool) -> list[Figure]:
         ran = logd("sync", "--quiet", "-c", str(config))
         if ran.returncode != 0:
             raise RuntimeError(f"logd sync failed: {ran.stderr.strip()[-500:]}")
-        stored = count(directory / "logd" / "logd.db")
+        stored = count_entries(directory / "logd" / "logd.db")
         rate = stored / ran.seconds
         figures.append(
             Figure(

@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import sqlite3
 import statistics
 import subprocess
 import sys
@@ -28,7 +27,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from common import Figure
+from common import Figure, count_entries
 
 from logd import Entry, Status
 from logd.store import Store
@@ -110,12 +109,6 @@ def medians(
         for name, args in commands.items():
             samples[name].append(run_once(args, env)[0])
     return {name: statistics.median(values) for name, values in samples.items()}, outputs
-
-
-def count_entries(db: Path) -> int:
-    """Entries in the store (the largest key is no count: keys are times)."""
-    with sqlite3.connect(db) as conn:
-        return int(conn.execute("SELECT count(*) FROM entries").fetchone()[0])
 
 
 def run(quick: bool, db_path: Path | None = None) -> list[Figure]:

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from common import Figure
+from common import Figure, count_entries
 from logd_fleetit import FleetITSimulator
 from logd_maestra import MaestraSimulator
 from procs import logd
@@ -41,9 +41,9 @@ def sync(source: dict[str, Any], directory: Path, expect: int, label: str) -> li
     config = write_config(directory, [source])
     ran = logd("sync", "--quiet", "-c", str(config))
     db = directory / "logd.db"
-    with sqlite3.connect(db) as conn:
+    with sqlite3.connect(db) as conn:  # the WAL folded in, so the file size is the store's
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        stored = int(conn.execute("SELECT count(*) FROM entries").fetchone()[0])
+    stored = count_entries(db)
     size = os.path.getsize(db)
     note = f"{stored:,} stored in {ran.seconds:.1f} s ({stored / ran.seconds:,.0f}/s)"
     if ran.returncode != 0:

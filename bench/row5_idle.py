@@ -30,7 +30,6 @@ import json
 import math
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -45,7 +44,7 @@ from typing import Any
 
 import httpx
 import tomli_w
-from common import Figure
+from common import Figure, query_store
 from logd_akinon import AkinonSimulator
 from logd_akinon.records import parse_created
 from logd_elasticpath import ElasticPathSimulator
@@ -291,19 +290,6 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _query(db: Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-    """Read the daemon's store while it runs, as `logd status` does."""
-    if not db.exists():
-        return []
-    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
-    try:
-        return con.execute(sql, params).fetchall()
-    except sqlite3.OperationalError:  # tables not made yet
-        return []
-    finally:
-        con.close()
-
-
 def daemon_cpu(sources: list[dict[str, Any]], directory: Path, window: float) -> Figure:
     """The daemon's CPU per cent over `window` seconds once every source has backfilled."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -329,7 +315,9 @@ def daemon_cpu(sources: list[dict[str, Any]], directory: Path, window: float) ->
         try:
             deadline = time.monotonic() + 120
             while True:
-                done = _query(db, "SELECT DISTINCT source FROM poll_runs WHERE finished NOTNULL")
+                done = query_store(
+                    db, "SELECT DISTINCT source FROM poll_runs WHERE finished NOTNULL"
+                )
                 if {row[0] for row in done} >= names:
                     break
                 if proc.poll() is not None or time.monotonic() > deadline:
@@ -337,12 +325,12 @@ def daemon_cpu(sources: list[dict[str, Any]], directory: Path, window: float) ->
                     figure.note = f"the backfill did not finish; daemon log: {tail}"
                     return figure
                 time.sleep(0.2)
-            errors = _query(db, "SELECT source, error FROM poll_runs WHERE error NOTNULL")
-            (last_run,) = _query(db, "SELECT coalesce(max(id), 0) FROM poll_runs")[0]
+            errors = query_store(db, "SELECT source, error FROM poll_runs WHERE error NOTNULL")
+            (last_run,) = query_store(db, "SELECT coalesce(max(id), 0) FROM poll_runs")[0]
             started, cpu0 = time.monotonic(), cpu_seconds(proc.pid)
             time.sleep(window)
             cpu1, took = cpu_seconds(proc.pid), time.monotonic() - started
-            polls = _query(
+            polls = query_store(
                 db,
                 "SELECT source, requests FROM poll_runs WHERE id > ? AND finished NOTNULL",
                 last_run,

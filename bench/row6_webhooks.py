@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -37,7 +36,7 @@ from typing import Any
 
 import httpx
 import tomli_w
-from common import Figure, percentiles
+from common import Figure, percentiles, query_store
 from logd_fleetit import FleetITSimulator
 from serve import served
 
@@ -112,19 +111,6 @@ class Receiver:
             return list(self.arrivals)
 
 
-def _query(db: Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-    """Read the daemon's store while it runs, as `logd status` does."""
-    if not db.exists():
-        return []
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
-    try:
-        return conn.execute(sql, params).fetchall()
-    except sqlite3.OperationalError:  # not created yet
-        return []
-    finally:
-        conn.close()
-
-
 def _wait(cond: Any, timeout: float, what: str, log: Path) -> None:
     end = time.monotonic() + timeout
     while not cond():
@@ -178,7 +164,7 @@ def run(quick: bool) -> list[Figure]:
             )
             try:
                 _wait(
-                    lambda: _query(
+                    lambda: query_store(
                         db, "SELECT 1 FROM poll_runs WHERE source = 'fleet' AND finished NOT NULL"
                     ),
                     timeout,
@@ -187,7 +173,7 @@ def run(quick: bool) -> list[Figure]:
                 )
 
                 def all_received() -> bool:
-                    queued = _query(db, "SELECT delivery_id, state FROM webhook_outbox")
+                    queued = query_store(db, "SELECT delivery_id, state FROM webhook_outbox")
                     if any(state != "done" for _, state in queued):
                         return False
                     got = {a.delivery_id for a in receiver.received()}
@@ -205,10 +191,10 @@ def run(quick: bool) -> list[Figure]:
             Path(os.environ["ROW6_LOG"]).write_bytes(log.read_bytes())
         time.sleep(0.2)  # nothing more should arrive; anything that does is a duplicate
         arrivals = receiver.received()
-        outbox = _query(db, "SELECT delivery_id, created_at, count, body FROM webhook_outbox")
+        outbox = query_store(db, "SELECT delivery_id, created_at, count, body FROM webhook_outbox")
         failures = {
             f"{source}:{native}"
-            for source, native in _query(
+            for source, native in query_store(
                 db, "SELECT source, native_id FROM entries WHERE status = 'failure'"
             )
         }

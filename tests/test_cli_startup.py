@@ -120,6 +120,12 @@ def test_other_read_commands_import_only_the_store(db: Path, args: list[str]) ->
     assert loaded == []
 
 
+def test_webhooks_list_reads_without_the_config_models(db: Path) -> None:
+    code, output, loaded = run_logd("webhooks", "list", "--db", str(db), "-f", "json")
+    assert code == 0 and output.strip().startswith("["), output
+    assert loaded == []
+
+
 def test_help_imports_no_plugin_when_none_adds_commands() -> None:
     if any(may_add_commands(ep) for ep in enabled_entry_points()):
         pytest.skip("an installed plugin may add commands: --help has to import it")

@@ -15,7 +15,7 @@ What stays true, so that a provider cannot tell the difference:
 - `known_ids` answers as if every batch handed over were already stored (`in_flight`):
   a provider that stops at the first known record stops at the same place;
 - a poll that ends early (an error, a stop) closes the generator in its own thread, so its
-  `finally` blocks run, and at most `ahead` entries fetched but not stored are dropped.
+  `finally` blocks run, and what was fetched but not stored (at most `ahead`) is dropped.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ GROUP = 2 * 2**20
 
 
 class Prefetch:
-    """Runs `batches` in a thread, at most `ahead` entries in front of the store."""
+    """Runs `batches` in a thread, at most `ahead` (in `size` units) in front of the store."""
 
     def __init__(
         self,

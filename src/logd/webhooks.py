@@ -41,6 +41,7 @@ from .outbox import (
     outbox_counts,
     record_attempts,
 )
+from .reader import Reader
 from .search import ENTRY_COLUMNS, Row
 from .signing import sign
 from .store import BatchHook, BatchResult, Store
@@ -249,7 +250,7 @@ class Deliverer:
         stats = DeliveryStats()
         # The outbox is read on a connection of its own, as `logd status` reads it: a poll
         # committing a large batch holds the store's writer lock, never these reads.
-        with Store(self.store.path, create=False) as reader:
+        with Reader(self.store.path) as reader:
             # A row for a webhook no longer configured stays pending until it comes back.
             due = due_webhooks(reader, self.clock(), ids=ids)
             lanes = [name for name in due if name in self.webhooks]

@@ -45,12 +45,12 @@ def list_command(
     config: Path | None, db: Path | None, state: str | None, limit: int, fmt: str
 ) -> None:
     """Queued deliveries, newest first: state, attempts, next attempt, last error."""
-    from .config import database_path
     from .outbox import list_deliveries
     from .output import write_records
-    from .store import Store
+    from .paths import database_path
+    from .reader import Reader
 
-    with Store(db or database_path(config), create=False) as store:
+    with Reader(db or database_path(config)) as store:  # read-only: no pydantic, no migrations
         rows = [d.summary() for d in list_deliveries(store, state=state, limit=limit or None)]
     if fmt == "table":
         # The essentials fit a terminal; --format json has every field.
