@@ -126,6 +126,23 @@ def test_invalid_json_is_a_protocol_error_naming_the_url() -> None:
     assert "invalid JSON" in str(info.value) and "/base/x" in str(info.value)
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"id": 123456789012345678901234567890, "n": [1, 2.5, "x"]}',  # past 64 bits
+        b'{"id": -9223372036854775809}',  # just under the 64-bit minimum: 19 digits
+        b'{"id": 18446744073709551615, "s": "\\u00fc"}',
+        b'{"v": NaN, "w": Infinity}',  # orjson refuses these; the stdlib reads them
+        '{"a": "\u00fc"}'.encode("utf-16"),  # not UTF-8
+        b'{"a": 1, "a": 2}',  # the last of a repeated key wins, as in the stdlib
+    ],
+)
+def test_json_bodies_decode_exactly_as_the_stdlib_does(body: bytes) -> None:
+    handler, _ = sequence(httpx.Response(200, content=body))
+    got = client(handler, []).get_json("/x")
+    assert repr(got) == repr(json.loads(body))  # repr: NaN != NaN, and int vs float shows
+
+
 def test_credentials_only_go_to_the_configured_origin() -> None:
     seen: list[httpx.Request] = []
 

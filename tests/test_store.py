@@ -52,6 +52,21 @@ def test_file_is_owner_only_wal_and_migrated(tmp_path: Path, store: Store) -> No
     assert migrate(store.db) == []  # already current
     names = {r[0] for r in store.db.execute("SELECT name FROM _logd_migrations")}
     assert names == {m.__name__ for m in MIGRATIONS}
+    assert store.db.execute("PRAGMA page_size").fetchone()[0] == 8192  # new files only
+
+
+def test_an_older_store_loses_the_unused_updated_index(tmp_path: Path) -> None:
+    # A store made before m005 (4 KiB pages, entries_updated) opens, migrates, keeps its rows.
+    old = Store(tmp_path / "old.db")
+    old.commit_batch("src", [entry("1")], None)
+    with old.transaction() as db:
+        db.execute("CREATE INDEX entries_updated ON entries (updated_at)")
+        db.execute("DELETE FROM _logd_migrations WHERE name = 'm005_drop_updated_index'")
+    old.close()
+    store = Store(tmp_path / "old.db")
+    indexes = {r[0] for r in store.db.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+    assert "entries_updated" not in indexes and "entries_source_status" in indexes
+    assert [r.native_id for r in store.search(Filters())] == ["1"]
 
 
 def test_refetch_unchanged_writes_nothing(store: Store) -> None:
@@ -208,6 +223,18 @@ def test_raw_is_stored_as_stable_json(store: Store) -> None:
     assert raw == '{"3":"int key","a":["ü",null],"b":1}'  # sorted keys, UTF-8, compact
     same = entry("1", raw={"a": ["ü", None], "b": 1, 3: "int key"})
     assert store.commit_batch("src", [same], None).unchanged == 1
+
+
+def test_integers_past_64_bits_are_stored_exactly(store: Store) -> None:
+    # orjson refuses them; the record must still be stored, its number unchanged.
+    big = 2**70 + 1
+    a = entry("1", raw={"id": big, 3: "int key", "b": [big]})
+    store.commit_batch("src", [a], None)
+    (raw,) = store.db.execute("SELECT raw FROM entries").fetchone()
+    assert raw == f'{{"3":"int key","b":[{big}],"id":{big}}}'
+    assert [r.native_id for r in store.search(Filters(text=str(big)))] == ["1"]
+    again = entry("1", raw={"b": [big], "id": big, 3: "int key"})
+    assert store.commit_batch("src", [again], None).unchanged == 1
 
 
 def test_search_text_leaves_out_timestamps_and_repeats() -> None:

@@ -189,3 +189,10 @@ def m004_fts_written_per_batch(db: sqlite_utils.Database) -> None:
     # about half the speed of one INSERT … SELECT over the batch's new rows, which the store
     # now runs in the same transaction. The update and delete triggers stay: those are rare.
     db.execute("DROP TRIGGER IF EXISTS entries_ai")
+
+
+@migration
+def m005_drop_updated_index(db: sqlite_utils.Database) -> None:
+    """Drop `entries_updated`: no query reads entries by `updated_at`, and every insert paid it."""
+    # 3 % of the instructions a backfill spends per stored entry, measured under callgrind.
+    db.execute("DROP INDEX IF EXISTS entries_updated")

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,13 +44,15 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
-#: INSERT_ENTRY for a JSON array of rows, each an array of the same 17 values in order.
-INSERT_ENTRIES_JSON = (
-    INSERT_ENTRY.split(" VALUES ")[0]
-    + " SELECT "
-    + ", ".join(f"json_extract(value, '$[{i}]')" for i in range(17))
-    + " FROM json_each(?)"
-)
+#: Rows per multi-row INSERT (bounded again by the connection's variable limit).
+ROWS_PER_INSERT = 500
+
+
+@lru_cache(maxsize=64)
+def _insert_rows_sql(n: int) -> str:
+    """INSERT_ENTRY with `n` rows of placeholders: one statement, one step, for `n` rows."""
+    row = "(" + ", ".join("?" * 17) + ")"
+    return INSERT_ENTRY.split(" VALUES ")[0] + " VALUES " + ", ".join([row] * n)
 
 
 def _index_text(db: sqlite_utils.Database, keys: list[int]) -> None:
@@ -106,6 +109,10 @@ class Store:
             self.db = sqlite_utils.Database(conn)
             self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             if create:
+                # 8 KiB pages, not 4: about 8 % fewer instructions per stored entry (fewer
+                # page splits and cells to shift), measured under callgrind on a FleetIT batch.
+                # Only a new file can take it; existing stores keep the size they have.
+                self.db.execute("PRAGMA page_size = 8192")
                 self.db.execute("PRAGMA auto_vacuum = INCREMENTAL")
                 self.db.enable_wal()
                 migrate(self.db)
@@ -118,6 +125,8 @@ class Store:
             self.db.execute("PRAGMA wal_autocheckpoint = 10000")
             self.db.execute("PRAGMA journal_size_limit = 67108864")
             self.db.execute("PRAGMA cache_size = -32000")  # 32 MB: keeps index pages hot
+            # SQLite before 3.32 allowed 999 placeholders per statement, later ones 32766.
+            self._variables = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"cannot open {self.path}: {exc}") from None
 
@@ -282,11 +291,14 @@ class Store:
                 continue
             taken[start] = key
             rows.append([key, entry.source, entry.native_id, *prep.columns(entry), now, now])
-        if rows:
-            # One statement reading the rows from JSON, the GIL released while SQLite works, so
-            # the fetching thread runs meanwhile. Same-run A/B on a 50k FleetIT backfill:
-            # 21.0k entries/s against 16.1k for executemany, which takes the GIL per row.
-            db.execute(INSERT_ENTRIES_JSON, [orjson.dumps(rows).decode()])
+        # Hundreds of rows per statement: SQLite inserts them in one step with the GIL
+        # released, so the fetching thread runs meanwhile. executemany takes the GIL back after
+        # every row, and reading the rows from one JSON text (json_each) cost SQLite 60 % more
+        # CPU than binding them (measured on 100k FleetIT rows: 1.7 s against 1.05 s).
+        per = max(1, min(ROWS_PER_INSERT, self._variables // 17))
+        for start in range(0, len(rows), per):
+            chunk = rows[start : start + per]
+            db.execute(_insert_rows_sql(len(chunk)), [v for row in chunk for v in row])
         _index_text(db, [row[0] for row in rows])
         for entry, values in crowded:
             self._insert(db, entry, values, now, now)

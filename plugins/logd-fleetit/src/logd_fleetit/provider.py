@@ -74,14 +74,15 @@ class FleetIT(Provider[FleetITOptions]):
             params["timestamp_after"] = start.date().isoformat()
 
         newest = watermark
+        newest_at = parse_timestamp(watermark) if watermark else None
         while True:
             body = ctx.client.get_json(PATH, params=params)
             results = _results(body)
             total = body.get("count") if isinstance(body.get("count"), int) else None
             entries = [to_entry(record) for record in results]
             for record, entry in zip(results, entries, strict=True):
-                if newest is None or entry.timestamp > parse_timestamp(newest):
-                    newest = str(record["timestamp"])
+                if newest_at is None or entry.timestamp > newest_at:
+                    newest, newest_at = str(record["timestamp"]), entry.timestamp
             next_url = body.get("next")
             if not next_url:
                 # Only a completed walk moves the watermark: a walk cut short is walked again.
