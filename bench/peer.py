@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +30,10 @@ def dlt_python() -> Path | None:
 def run_dlt(source: dict[str, Any], db: Path, timeout: float = 3600) -> dict[str, Any]:
     """Load `source` (a served simulator's `[[sources]]` table) into `db` with dlt.
 
-    Returns peer.py's figures: `{"rows", "seconds", "dlt_version"}`. dlt's state lives in a
-    temporary directory that is removed afterwards; `db` is left for the caller.
+    Returns peer.py's figures, `{"rows", "seconds", "dlt_version"}` (`seconds`: its
+    `pipeline.run` alone), plus `process_seconds`: the whole process, start to exit, measured
+    as row 1 measures `logd sync`. dlt's state lives in a temporary directory that is removed
+    afterwards; `db` is left for the caller.
     """
     python = dlt_python()
     if python is None:
@@ -51,9 +54,11 @@ def run_dlt(source: dict[str, Any], db: Path, timeout: float = 3600) -> dict[str
             "--db",
             str(db),
         ]
+        started = time.perf_counter()
         done = subprocess.run(
             cmd, capture_output=True, text=True, env=env, cwd=state, timeout=timeout
         )
+        process_seconds = time.perf_counter() - started
     lines = done.stdout.strip().splitlines()
     if done.returncode != 0 or not lines:
         tail = "\n".join(done.stderr.strip().splitlines()[-15:])
@@ -62,4 +67,5 @@ def run_dlt(source: dict[str, Any], db: Path, timeout: float = 3600) -> dict[str
         figures: dict[str, Any] = json.loads(lines[-1])
     except json.JSONDecodeError as e:
         raise RuntimeError(f"dlt peer printed no JSON figures: {lines[-1]!r}") from e
+    figures["process_seconds"] = process_seconds
     return figures

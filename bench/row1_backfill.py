@@ -144,18 +144,22 @@ def run(quick: bool) -> list[Figure]:
             )
         else:
             peer = run_dlt(source, directory / "dlt.db")
-            peer_rate = peer["rows"] / peer["seconds"]
+            # Whole process against whole process, as a user runs either: `logd sync` pays
+            # its own start-up, so dlt's (importing dlt, building the pipeline) counts too.
+            peer_rate = peer["rows"] / peer["process_seconds"]
+            in_run = peer["rows"] / peer["seconds"]
             figures.append(
                 Figure(
                     ROW,
-                    "logd sync vs dlt rest_api → SQLite",
+                    "logd sync vs dlt rest_api → SQLite (whole processes)",
                     rate,
                     "entries/s",
                     f"(b) dlt {peer['dlt_version']}, {peer['rows']:,} rows",
                     peer_rate,
                     "≥ 2.5 × (b)",
                     peer["rows"] == records and rate >= 2.5 * peer_rate,
-                    f"{rate / peer_rate:.1f} × (b)",
+                    f"{rate / peer_rate:.1f} × (b); dlt's pipeline.run alone: {in_run:,.0f}/s "
+                    f"({rate / in_run:.1f} ×)",
                 )
             )
     return figures

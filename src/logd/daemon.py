@@ -45,6 +45,7 @@ from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
+from . import heap
 from .config import Settings, SourceConfig, load_settings
 from .engine import Engine, SourceReport
 from .errors import LogdError
@@ -222,6 +223,7 @@ class Daemon:
             executor="maintenance",
             next_run_time=now,
         )
+        heap.settle()  # start-up is over: from here on, polls allocate per record (heap.py)
         self.scheduler.start()
         self.metrics.serve(self.settings.metrics_listen)
         interval = watchdog_interval()

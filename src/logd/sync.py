@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from . import heap
 from .config import Settings
 from .engine import Engine, SourceReport
 from .errors import ConfigError, LogdError
@@ -27,6 +28,7 @@ def run_sync(
     if not sources:
         raise ConfigError("no enabled sources to sync", hint="add a [[sources]] table")
     registry = load_plugins()
+    heap.settle()  # start-up is over: what follows allocates per record (heap.py)
     with Store(settings.database) as store:
         stop = threading.Event()
         engine = Engine(
