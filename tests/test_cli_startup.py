@@ -244,3 +244,25 @@ def test_reader_reads_what_store_reads_and_writes_nothing(db: Path, tmp_path: Pa
 )
 def test_quote_fts_is_sqlite_utils_quote_fts(text: str) -> None:
     assert quote_fts(text) == sqlite_utils.Database(memory=True).quote_fts(text)
+
+
+def test_sync_imports_only_the_plugins_of_its_providers(tmp_path: Path) -> None:
+    # The bundled four others cost a sync ~100 ms of imports; check-config still loads all
+    # (it is where two plugins claiming one provider name are caught).
+    from logd_fleetit import FleetITSimulator
+
+    with FleetITSimulator(records=3) as sim:
+        config = tmp_path / "config.toml"
+        source = sim.demo_source("fleet")
+        config.write_text(
+            f"database = {json.dumps(str(tmp_path / 'logd.db'))}\n\n[[sources]]\n"
+            + "".join(f"{k} = {json.dumps(v)}\n" for k, v in source.items())
+        )
+        code, output, loaded = run_logd("sync", "-q", "-c", str(config))
+        assert code == 0 and "3 new" in output, output
+        plugins = {m.split(".")[0] for m in loaded if m.startswith("logd_")}
+        assert plugins == {"logd_fleetit"}, plugins
+        code, output, loaded = run_logd("check-config", "-c", str(config))
+        assert code == 0, output
+        bundled = {"logd_akinon", "logd_elasticpath", "logd_fleetit", "logd_maestra"}
+        assert bundled <= {m.split(".")[0] for m in loaded}

@@ -83,3 +83,17 @@ def test_plugins_command_lists_providers() -> None:
     assert result.exit_code == 0
     assert "fleetit (logd-fleetit" in result.output
     assert "provider fleetit:" in result.output
+
+
+def test_loading_for_named_providers_falls_back_to_every_plugin() -> None:
+    plugins.reset()
+    try:
+        narrow = plugins.load_plugins(providers={"fleetit"})
+        assert set(narrow.providers) == {"fleetit"}
+        assert plugins.load_plugins(providers={"fleetit"}) is not narrow  # partial: not kept
+        # A provider no entry point is named after: everything loads, as without the hint.
+        full = plugins.load_plugins(providers={"fleetit", "no-such-entry-point"})
+        assert {"fleetit", "pegasus", "akinon"} <= set(full.providers)
+        assert plugins.load_plugins() is full
+    finally:
+        plugins.reset()

@@ -110,10 +110,10 @@ def cli(ctx: click.Context, log_level: str | None) -> None:
     configure_logging(log_level or os.environ.get("LOGD_LOG_LEVEL", "warning"))
 
 
-def _settings(config: Path | None) -> Any:
+def _settings(config: Path | None, *, named_plugins: bool = False) -> Any:
     from .config import load_settings
 
-    return load_settings(config)
+    return load_settings(config, named_plugins=named_plugins)
 
 
 def _open_store(config: Path | None, db: Path | None) -> Reader:
@@ -156,7 +156,7 @@ def sync(ctx: click.Context, config: Path | None, names: tuple[str, ...], quiet:
     """Poll every enabled source once, to completion, and store what is new."""
     from .sync import run_sync
 
-    settings = _settings(config)
+    settings = _settings(config, named_plugins=True)
     if ctx.obj.get("log_level") is None:
         configure_logging(os.environ.get("LOGD_LOG_LEVEL") or settings.log_level)
     reports = run_sync(settings, names, quiet=quiet)

@@ -27,7 +27,7 @@ def run_sync(
     )
     if not sources:
         raise ConfigError("no enabled sources to sync", hint="add a [[sources]] table")
-    registry = load_plugins()
+    registry = load_plugins(providers={s.provider for s in sources})
     heap.settle()  # start-up is over: what follows allocates per record (heap.py)
     with Store(settings.database) as store:
         stop = threading.Event()
