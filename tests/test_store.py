@@ -47,7 +47,7 @@ def test_file_is_owner_only_wal_and_migrated(tmp_path: Path, store: Store) -> No
             assert stat.S_IMODE(os.stat(path).st_mode) == 0o600, suffix
     assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     # A backfill checkpoints every ~40 MB of WAL; the file is cut back to 64 MB afterwards.
-    assert store.db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 10_000
+    assert store.db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 5_120  # 8 KiB pages
     assert store.db.execute("PRAGMA journal_size_limit").fetchone()[0] == 64 * 2**20
     assert migrate(store.db) == []  # already current
     names = {r[0] for r in store.db.execute("SELECT name FROM _logd_migrations")}

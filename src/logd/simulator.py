@@ -33,6 +33,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, ClassVar, Self
 from urllib.parse import parse_qs, urlsplit
 
+import orjson
+
 
 @dataclass
 class SimRequest:
@@ -78,11 +80,14 @@ class SimResponse:
         cls, data: Any, status: int = 200, headers: Mapping[str, str] | None = None
     ) -> SimResponse:
         """A JSON answer."""
-        return cls(
-            status,
-            json.dumps(data).encode(),
-            {"Content-Type": "application/json", **(headers or {})},
-        )
+        try:
+            # Compact UTF-8, as Django REST framework and most vendor APIs render JSON, and
+            # the simulator's share of a benchmark's CPU: a 100-record page costs orjson a
+            # fifth of what json.dumps takes.
+            body = orjson.dumps(data)
+        except TypeError:  # integers past 64 bits: the stdlib writes them exactly
+            body = json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode()
+        return cls(status, body, {"Content-Type": "application/json", **(headers or {})})
 
     @classmethod
     def text(cls, text: str, status: int = 200) -> SimResponse:
