@@ -77,3 +77,13 @@ def test_prepare_hashes_the_documented_parts() -> None:
             [entry.raw, entry.details], known=(entry.message, entry.error)
         )
         assert prep.text == expected_text
+
+
+def test_a_status_set_as_plain_text_after_construction_is_stored() -> None:
+    # Entry converts `status` in __init__ only; a plugin assigning "failure" later must not
+    # break the fast paths (the hash and the store's row binding read it as text).
+    entry = Entry("1", datetime(2026, 1, 1, tzinfo=UTC), Status.SUCCESS)
+    entry.source, entry.provider = "src", "prov"
+    as_enum = prepare(entry)
+    entry.status = "success"  # type: ignore[assignment]
+    assert prepare(entry).hash == as_enum.hash

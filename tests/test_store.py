@@ -225,6 +225,13 @@ def test_raw_is_stored_as_stable_json(store: Store) -> None:
     assert store.commit_batch("src", [same], None).unchanged == 1
 
 
+def test_a_status_assigned_as_text_is_stored(store: Store) -> None:
+    late = entry("1")
+    late.status = "failure"  # type: ignore[assignment]
+    assert store.commit_batch("src", [late], None).new == 1
+    assert [r.status for r in store.search(Filters())] == ["failure"]
+
+
 def test_integers_past_64_bits_are_stored_exactly(store: Store) -> None:
     # orjson refuses them; the record must still be stored, its number unchanged.
     big = 2**70 + 1

@@ -60,7 +60,7 @@ def prepare(entry: Entry) -> Prepared:
     # entry_hash's parts, each followed by \x1f, None as \x00: the same bytes, one update.
     error, entity_type, entity_id = entry.error, entry.entity_type, entry.entity_id
     hashed = (
-        f"{timestamp}\x1f{entry.status.value}\x1f{entry.message}\x1f"
+        f"{timestamp}\x1f{entry.status!s}\x1f{entry.message}\x1f"
         f"{_NONE if error is None else error}\x1f"
         f"{_NONE if entity_type is None else entity_type}\x1f"
         f"{_NONE if entity_id is None else entity_id}\x1f"

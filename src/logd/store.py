@@ -311,7 +311,7 @@ class Store:
                 entry.native_id,
                 entry.provider,
                 prep.timestamp,
-                entry.status.value,
+                str(entry.status),  # a plugin may have set a plain str after __init__
                 entry.message,
                 entry.error,
                 entry.entity_type,
