@@ -220,17 +220,15 @@ class Store:
     def _existing(
         self, db: sqlite_utils.Database, source: str, native_ids: list[str]
     ) -> dict[str, tuple[Any, ...]]:
-        found: dict[str, tuple[Any, ...]] = {}
-        for start in range(0, len(native_ids), 500):
-            chunk = native_ids[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            for row in db.execute(
-                "SELECT native_id, id, hash, details_hash, status, timestamp, first_seen "
-                f"FROM entries WHERE source = ? AND native_id IN ({marks})",
-                [source, *chunk],
-            ).fetchall():
-                found[row[0]] = tuple(row[1:])
-        return found
+        # One JSON text in, one out: a row per stored entry would cost a GIL round trip each
+        # (see _insert_many), and an idle poll re-reads whole windows of stored entries.
+        (found,) = db.execute(
+            "SELECT json_group_array(json_array(native_id, id, hash, details_hash, status, "
+            "timestamp, first_seen)) FROM entries "
+            "WHERE source = ? AND native_id IN (SELECT value FROM json_each(?))",
+            [source, orjson.dumps(native_ids).decode()],
+        ).fetchone()
+        return {row[0]: tuple(row[1:]) for row in orjson.loads(found)}
 
     def _update(
         self,
@@ -286,14 +284,16 @@ class Store:
         if not fresh:
             return
         starts = sorted({prep.key for _, prep in fresh})
-        # The highest key already taken in each candidate microsecond, in one statement.
-        taken: dict[int, int | None] = dict(
-            db.execute(
-                "SELECT value, (SELECT max(id) FROM entries WHERE id BETWEEN value AND "
-                f"value + {SLOTS - 1}) FROM json_each(?)",
-                [orjson.dumps(starts).decode()],
-            ).fetchall()
-        )
+        # The highest key already taken in each candidate microsecond, in one statement that
+        # answers one row: Python's sqlite3 releases and retakes the GIL for every row it
+        # steps through, and while a poll fetches in another thread each retake waits for it
+        # (a row per entry made this lookup the store thread's longest wait).
+        (found,) = db.execute(
+            "SELECT json_group_array(json_array(value, (SELECT max(id) FROM entries "
+            f"WHERE id BETWEEN value AND value + {SLOTS - 1}))) FROM json_each(?)",
+            [orjson.dumps(starts).decode()],
+        ).fetchone()
+        taken: dict[int, int | None] = {start: top for start, top in orjson.loads(found)}
         keys: list[int] = []
         values: list[Any] = []  # ROW_VALUES per new row, in _insert_rows_sql's order
         crowded: list[tuple[Entry, list[Any]]] = []
