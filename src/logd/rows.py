@@ -57,7 +57,8 @@ def prepare(entry: Entry) -> Prepared:
     details = None if details_value is None else dumps(details_value)
     micros = (entry.timestamp - EPOCH) // MICROSECOND
     timestamp = utc_iso(micros)
-    # entry_hash's parts, each followed by \x1f, None as \x00: the same bytes, one update.
+    # What tells a changed re-fetch from an unchanged one: these parts, each followed by
+    # \x1f, None as \x00 (the bytes digest() would hash, so stored hashes stay valid).
     error, entity_type, entity_id = entry.error, entry.entity_type, entry.entity_id
     hashed = (
         f"{timestamp}\x1f{entry.status!s}\x1f{entry.message}\x1f"
@@ -128,20 +129,6 @@ def _str_keys(value: Any) -> Any:
 
 
 DUMPS = orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS
-
-
-def entry_hash(entry: Entry, timestamp: str, raw: str | None) -> str:
-    """The hash that tells a changed re-fetch from an unchanged one."""
-    return digest(
-        timestamp,
-        entry.status,
-        entry.message,
-        entry.error,
-        entry.entity_type,
-        entry.entity_id,
-        entry.provider,
-        raw,
-    )
 
 
 def digest(*parts: str | None) -> str:

@@ -63,7 +63,7 @@ def _insert_rows_sql(n: int) -> str:
     return INSERT_ENTRY.split(" VALUES ")[0] + " VALUES " + ", ".join(rows)
 
 
-#: Values bound per row by `_insert_rows_sql`: the 17 columns less source and the two times.
+#: Values bound per row by `_insert_rows_sql`: id, native_id and `Prepared.columns`.
 ROW_VALUES = 14
 
 
@@ -306,22 +306,9 @@ class Store:
                 continue
             taken[start] = key
             keys.append(key)
-            values += (
-                key,
-                entry.native_id,
-                entry.provider,
-                prep.timestamp,
-                str(entry.status),  # a plugin may have set a plain str after __init__
-                entry.message,
-                entry.error,
-                entry.entity_type,
-                entry.entity_id,
-                prep.raw,
-                prep.details,
-                prep.text,
-                prep.hash,
-                prep.details_hash,
-            )
+            values.append(key)
+            values.append(entry.native_id)
+            values += prep.columns(entry)
         # Hundreds of rows per statement: SQLite inserts them in one step with the GIL
         # released, so the fetching thread runs meanwhile. executemany takes the GIL back after
         # every row, and reading the rows from one JSON text (json_each) cost SQLite 231k
@@ -333,8 +320,8 @@ class Store:
             chunk = values[start * ROW_VALUES : (start + n) * ROW_VALUES]
             db.execute(_insert_rows_sql(n), [source, now, *chunk])
         _index_text(db, keys)
-        for entry, values in crowded:
-            self._insert(db, entry, values, now, now)
+        for entry, columns in crowded:
+            self._insert(db, entry, columns, now, now)
 
     @staticmethod
     def _insert(
