@@ -162,7 +162,36 @@ def test_show_prints_the_whole_entry(db: Path) -> None:
     as_json = CliRunner().invoke(cli, ["show", "shop:a", "--db", str(db), "-f", "json"])
     assert json.loads(as_json.output)["raw"]["nested"]["deep"] == "needle-in-raw"
     missing = CliRunner().invoke(cli, ["show", "shop:zzz", "--db", str(db)])
-    assert missing.exit_code == 1 and "no entry 'shop:zzz'" in missing.output
+    assert missing.exit_code == 2 and "no entry 'shop:zzz'" in missing.output
+    assert "any unique start of one" in missing.output
+
+
+def test_show_takes_a_unique_start_of_an_id(tmp_path: Path) -> None:
+    db = tmp_path / "logd.db"
+    ids = ["ff666589-6822-4a4b-9f0a-0000000000aa", "ff666589-6822-4a4b-9f0a-0000000000ab"]
+    with Store(db) as store:
+        entries = [make(n, "elasticpath", 1, Status.SUCCESS, n) for n in [*ids, "other"]]
+        store.commit_batch("elasticpath", entries, None)
+        store.commit_batch("fleet", [make("12", "fleet", 1, Status.FAILURE, "x")], None)
+        assert store.ids_starting("elasticpath:ff6") == [f"elasticpath:{n}" for n in ids]
+        assert store.ids_starting("fl") == ["fleet:12"] and store.ids_starting("fleet:") == [
+            "fleet:12"
+        ]
+        assert store.ids_starting("elasticpath:", limit=1) == [f"elasticpath:{ids[0]}"]
+        assert store.ids_starting("e\U0010ffff") == store.ids_starting("elasticpath:\ud7ff") == []
+
+    def show(entry_id: str) -> tuple[int, str]:
+        result = CliRunner().invoke(cli, ["show", entry_id, "--db", str(db), "-f", "json"])
+        return result.exit_code, result.output
+
+    code, out = show("elasticpath:ff666589-6822-4a4b-9f0a-0000000000ab")  # whole, as printed
+    assert code == 0 and json.loads(out)["message"] == ids[1]
+    code, out = show("elasticpath:ff666589-6822-4a4b-9f0a-0000000000a")  # the start of two
+    assert code == 2 and "starts 2 entry ids" in out and "hint: type more of the id" in out
+    assert f"elasticpath:{ids[0]}, elasticpath:{ids[1]}" in out
+    assert show("elasticpath:ot")[0] == 0 and json.loads(show("fl")[1])["id"] == "fleet:12"
+    code, out = show("elasticpath:zz")
+    assert code == 2 and "no entry 'elasticpath:zz'" in out and "Traceback" not in out
 
 
 def test_status_counts_and_cursor(db: Path) -> None:

@@ -24,11 +24,12 @@ def build_filters(
     statuses: Sequence[str],
     since: str | None,
     until: str | None,
+    local: bool = False,
 ) -> Filters:
-    """Validate and convert `logd query` options."""
+    """Validate and convert `logd query` options (times without a zone: UTC, or local)."""
     try:
-        since_at = parse_time(since) if since else None
-        until_at = parse_time(until) if until else None
+        since_at = parse_time(since, local=local) if since else None
+        until_at = parse_time(until, local=local) if until else None
     except ValueError as exc:
         raise QueryError(str(exc)) from None
     if text is not None and not text.strip():
@@ -54,6 +55,7 @@ def follow_rows(
     limit: int | None = 10,
     interval: float = 1.0,
     max_polls: int | None = None,
+    local: bool = False,
 ) -> None:
     """Print the newest matches, then every new match as it is stored, until interrupted.
 
@@ -61,7 +63,7 @@ def follow_rows(
     than what was shown is still printed when it arrives: follow also tracks the largest key.
     """
     initial = list(reversed(store.search(filters, limit=limit)))
-    _emit(initial, fmt, out, color, header=True)
+    _emit(initial, fmt, out, color, local, header=True)
     # Follow by change time, not entry time: a record whose own time is old but which was
     # just stored (or just turned into a failure) is news to someone tailing the store.
     mark = _max_update(store)
@@ -73,7 +75,7 @@ def follow_rows(
             rows = store.updated_since(mark, filters)
             if rows:
                 mark = rows[-1][0]
-                _emit([r for _, r in rows], fmt, out, color, header=False)
+                _emit([r for _, r in rows], fmt, out, color, local, header=False)
     except KeyboardInterrupt:
         return
 
@@ -84,7 +86,9 @@ def _max_update(store: Store) -> str:
     return str(row[0])
 
 
-def _emit(rows: list[Row], fmt: str, out: TextIO, color: bool, *, header: bool) -> None:
+def _emit(
+    rows: list[Row], fmt: str, out: TextIO, color: bool, local: bool, *, header: bool
+) -> None:
     if not rows:
         return
     if fmt == "csv":
@@ -92,5 +96,5 @@ def _emit(rows: list[Row], fmt: str, out: TextIO, color: bool, *, header: bool) 
     elif fmt in ("ndjson", "json"):
         write_rows(rows, "ndjson", out)
     else:
-        write_rows(rows, "table", out, color=color)
+        write_rows(rows, "table", out, color=color, local=local)
     out.flush()
