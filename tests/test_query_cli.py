@@ -219,3 +219,25 @@ def test_query_path_loads_no_plugins_or_http(db: Path) -> None:
     )
     out = subprocess.run([sys.executable, "-c", code, str(db)], capture_output=True, text=True)
     assert "LOADED []" in out.stdout, out.stdout + out.stderr
+
+
+def test_an_unknown_option_hints_at_dashdash_for_a_search_text(db: Path) -> None:
+    result = CliRunner().invoke(cli, ["query", "--db", str(db), "-x"])
+    assert result.exit_code == 2 and "No such option '-x'" in result.output
+    assert "hint: use -- before a search text that starts with -: logd query -- -x" in (
+        result.output
+    )
+    near = CliRunner().invoke(cli, ["query", "--db", str(db), "--sourc", "fleet"])
+    assert near.exit_code == 2 and "Did you mean '--source'?" in near.output
+    assert "hint: use --" not in near.output  # a typo of an option, not a search text
+    searched = CliRunner().invoke(cli, ["query", "--db", str(db), "--", "-x"])
+    assert searched.exit_code == 0 and "no matching entries" in searched.output
+
+
+def test_every_format_option_says_what_it_gives() -> None:
+    for command in (["query"], ["show"], ["status"], ["stats"], ["webhooks", "list"]):
+        text = " ".join(CliRunner().invoke(cli, [*command, "--help"]).output.split())
+        assert "-f, --format [" in text, command
+        after = text.split("-f, --format [", 1)[1].split("]", 1)[1].strip()
+        assert after.split()[0].rstrip(":") in {"table", "pretty"}, (command, after)
+        assert "--local" in text, command
