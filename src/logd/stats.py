@@ -82,8 +82,9 @@ def write_bars(
     """Per source, one line per day or hour: a bar of entries whose failures are red.
 
     Every source gets the same buckets, from the first to the last with entries, so a quiet
-    hour shows as an empty line and a failure spike lines up across sources. One scale for
-    all: the busiest bucket fills the bar.
+    hour shows as an empty line and a failure spike lines up across sources. Each source has
+    its own scale (its busiest bucket fills the bar): a quiet source's spike shows as well as
+    a busy one's, and the counts beside the bars compare sources.
     """
     from rich.console import Console
     from rich.text import Text
@@ -103,8 +104,7 @@ def write_bars(
     counts: dict[str, dict[str, tuple[int, int]]] = {}
     for r in rows:
         counts.setdefault(r["source"], {})[r[by]] = (r["entries"], r["failures"])
-    busiest = max(r["entries"] for r in rows)
-    digits = len(f"{busiest:,}")
+    digits = len(f"{max(r['entries'] for r in rows):,}")
     label_width = len(labels[0])
     # "  LABEL  BAR  1,234 entries  56 failed": the bar takes what the rest leaves.
     tail = 2 + digits + len(" entries  ") + digits + len(" failed")
@@ -112,6 +112,7 @@ def write_bars(
     console.print(Text.assemble(f"{OK_BAR} entries  ", (FAILED_BAR, "bold red"), " failures"))
     for source, by_bucket in counts.items():
         console.print(Text(source, style="bold"))
+        busiest = max(n for n, _ in by_bucket.values())
         for label in labels:
             n, failed = by_bucket.get(label, (0, 0))
             length = round(n / busiest * bar_width) if n else 0
