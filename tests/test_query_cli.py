@@ -177,6 +177,7 @@ def test_show_takes_a_unique_start_of_an_id(tmp_path: Path) -> None:
         assert store.ids_starting("fl") == ["fleet:12"] and store.ids_starting("fleet:") == [
             "fleet:12"
         ]
+        store.commit_batch("fleet", [make("123", "fleet", 1, Status.SUCCESS, "y")], None)
         assert store.ids_starting("elasticpath:", limit=1) == [f"elasticpath:{ids[0]}"]
         assert store.ids_starting("e\U0010ffff") == store.ids_starting("elasticpath:\ud7ff") == []
 
@@ -189,7 +190,8 @@ def test_show_takes_a_unique_start_of_an_id(tmp_path: Path) -> None:
     code, out = show("elasticpath:ff666589-6822-4a4b-9f0a-0000000000a")  # the start of two
     assert code == 2 and "starts 2 entry ids" in out and "hint: type more of the id" in out
     assert f"elasticpath:{ids[0]}, elasticpath:{ids[1]}" in out
-    assert show("elasticpath:ot")[0] == 0 and json.loads(show("fl")[1])["id"] == "fleet:12"
+    assert show("elasticpath:ot")[0] == 0 and show("fl")[0] == 2  # fleet:12 and fleet:123
+    assert json.loads(show("fleet:12")[1])["id"] == "fleet:12"  # a whole id is never a start
     code, out = show("elasticpath:zz")
     assert code == 2 and "no entry 'elasticpath:zz'" in out and "Traceback" not in out
 
