@@ -155,3 +155,20 @@ def test_stats_at_80_columns_says_its_window(failing: Path, synced: Path) -> Non
     }
     assert lines[1].split() == ["source", "entries", "failures", "failure_rate", "pending"]
     assert {line.split()[0] for line in lines[2:]} == {"elasticpath", "pegasus"}
+
+
+def test_healthy_status_at_80_columns_keeps_headers_and_names_whole(synced: Path) -> None:
+    with Store(synced) as store:
+        store.set_schedule("a-source-with-a-rather-long-name", datetime.now(UTC), 30, 0)
+        text = run("status", "--db", str(synced))
+        store.clear_schedule()
+    lines = assert_fits(text)
+    headers = {"source", "state", "last success (UTC)", "next run (UTC)", "entries", "failures"}
+    assert set(re.split(r"\s{2,}", lines[0])) <= headers | {"pending", "hooks pending/dead"}
+    assert "last error" not in lines[0]  # nothing failed: no column of dashes
+    assert [line.split()[0] for line in lines[1:]] == [
+        "a-source-with-a-rather-long-name",
+        "elasticpath",
+        "pegasus",
+    ]
+    assert "never polled" in lines[1] and len(lines) == 4

@@ -64,6 +64,7 @@ def write_status(rows: list[dict[str, Any]], fmt: str, out: TextIO, *, local: bo
     # The table is for a terminal: short times, no cursor (it is in --format json).
     zone = zone_name(local=local)
     scheduled = any(row.get("next_run") for row in rows)
+    erred = any(row["last_error"] for row in rows)  # a column of dashes is left out
     table = []
     errors = []
     for row in rows:
@@ -77,7 +78,8 @@ def write_status(rows: list[dict[str, Any]], fmt: str, out: TextIO, *, local: bo
         line.update(entries=row["entries"], failures=row["failures"], pending=row["pending"])
         if "webhooks" in row:
             line["hooks pending/dead"] = f"{row['webhooks']['pending']}/{row['webhooks']['dead']}"
-        line["last error"] = row["last_error"] or None
+        if erred:
+            line["last error"] = row["last_error"] or None
         table.append(line)
         if row["state"] == "failing" and row["last_error"]:
             errors.append((row["source"], row["last_error"]))
