@@ -75,7 +75,12 @@ def write_csv(rows: Iterable[Row], out: TextIO, *, header: bool) -> None:
 
 
 def write_table(
-    rows: Sequence[Row], out: TextIO, *, color: bool = False, local: bool = False
+    rows: Sequence[Row],
+    out: TextIO,
+    *,
+    color: bool = False,
+    local: bool = False,
+    header: bool = True,
 ) -> None:
     """Entries one line each, ids whole; the message is cut first, then columns left out."""
     if not rows:
@@ -106,7 +111,8 @@ def write_table(
                 (one_line(text), ""),
             ]
         )
-    for line in render(columns, cells, terminal_width(), color=use_color(out, color)):
+    lines = render(columns, cells, terminal_width(), color=use_color(out, color))
+    for line in lines if header else lines[1:]:
         out.write(line + "\n")
 
 

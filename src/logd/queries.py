@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, TextIO
 
 from .errors import QueryError
-from .output import write_csv, write_rows
+from .output import write_csv, write_rows, write_table
 from .search import Filters, Row
 from .timeparse import parse_time
 
@@ -61,9 +61,10 @@ def follow_rows(
 
     New entries are found by store key (time-ordered), so an entry whose own time is older
     than what was shown is still printed when it arrives: follow also tracks the largest key.
+    A table or CSV header is printed once, above the first entries printed.
     """
     initial = list(reversed(store.search(filters, limit=limit)))
-    _emit(initial, fmt, out, color, local, header=True)
+    header = not _emit(initial, fmt, out, color, local, header=True)
     # Follow by change time, not entry time: a record whose own time is old but which was
     # just stored (or just turned into a failure) is news to someone tailing the store.
     mark = _max_update(store)
@@ -75,7 +76,8 @@ def follow_rows(
             rows = store.updated_since(mark, filters)
             if rows:
                 mark = rows[-1][0]
-                _emit([r for _, r in rows], fmt, out, color, local, header=False)
+                if _emit([r for _, r in rows], fmt, out, color, local, header=header):
+                    header = False
     except KeyboardInterrupt:
         return
 
@@ -88,13 +90,15 @@ def _max_update(store: Store) -> str:
 
 def _emit(
     rows: list[Row], fmt: str, out: TextIO, color: bool, local: bool, *, header: bool
-) -> None:
+) -> bool:
+    """Print `rows` (with the header when `header`); whether there was anything to print."""
     if not rows:
-        return
+        return False
     if fmt == "csv":
         write_csv(rows, out, header=header)
     elif fmt in ("ndjson", "json"):
         write_rows(rows, "ndjson", out)
     else:
-        write_rows(rows, "table", out, color=color, local=local)
+        write_table(rows, out, color=color, local=local, header=header)
     out.flush()
+    return True
