@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from logd import Entry, Status
 from logd.cli import cli
 from logd.queries import follow_rows
-from logd.store import Filters, Store
+from logd.store import Filters, Row, Store
 
 NOW = datetime.now(UTC)
 
@@ -131,3 +131,28 @@ def test_datasette_offers_search_on_entries(store: Store) -> None:
     status, body = asyncio.run(fetch())
     assert status == 200, body
     assert len(body["rows"]) == 4  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("fmt", ["table", "csv"])
+def test_follow_prints_one_header_above_the_first_entries(store: Store, fmt: str) -> None:
+    out = io.StringIO()
+    calls = 0
+    real = store.updated_since
+
+    def arrive(*args: object, **kwargs: object) -> list[tuple[str, Row]]:
+        nonlocal calls
+        calls += 1
+        if calls <= 2:  # an entry arrives before each of the first two polls
+            store.commit_batch("a", [entry(f"n{calls}", "a", Status.FAILURE, 0, "new")], None)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    store.updated_since = arrive  # type: ignore[method-assign]
+    # Nothing matches at first: the header waits for the first entry that does.
+    follow_rows(store, Filters(text="new"), fmt, out, limit=5, interval=0, max_polls=3)
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 3, lines
+    if fmt == "table":
+        assert lines[0].split()[:3] == ["time", "(UTC)", "id"]
+    else:
+        assert lines[0].startswith("id,")
+    assert "a:n1" in lines[1] and "a:n2" in lines[2]

@@ -162,7 +162,38 @@ def test_show_prints_the_whole_entry(db: Path) -> None:
     as_json = CliRunner().invoke(cli, ["show", "shop:a", "--db", str(db), "-f", "json"])
     assert json.loads(as_json.output)["raw"]["nested"]["deep"] == "needle-in-raw"
     missing = CliRunner().invoke(cli, ["show", "shop:zzz", "--db", str(db)])
-    assert missing.exit_code == 1 and "no entry 'shop:zzz'" in missing.output
+    assert missing.exit_code == 2 and "no entry 'shop:zzz'" in missing.output
+    assert "any unique start of one" in missing.output
+
+
+def test_show_takes_a_unique_start_of_an_id(tmp_path: Path) -> None:
+    db = tmp_path / "logd.db"
+    ids = ["ff666589-6822-4a4b-9f0a-0000000000aa", "ff666589-6822-4a4b-9f0a-0000000000ab"]
+    with Store(db) as store:
+        entries = [make(n, "elasticpath", 1, Status.SUCCESS, n) for n in [*ids, "other"]]
+        store.commit_batch("elasticpath", entries, None)
+        store.commit_batch("fleet", [make("12", "fleet", 1, Status.FAILURE, "x")], None)
+        assert store.ids_starting("elasticpath:ff6") == [f"elasticpath:{n}" for n in ids]
+        assert store.ids_starting("fl") == ["fleet:12"] and store.ids_starting("fleet:") == [
+            "fleet:12"
+        ]
+        store.commit_batch("fleet", [make("123", "fleet", 1, Status.SUCCESS, "y")], None)
+        assert store.ids_starting("elasticpath:", limit=1) == [f"elasticpath:{ids[0]}"]
+        assert store.ids_starting("e\U0010ffff") == store.ids_starting("elasticpath:\ud7ff") == []
+
+    def show(entry_id: str) -> tuple[int, str]:
+        result = CliRunner().invoke(cli, ["show", entry_id, "--db", str(db), "-f", "json"])
+        return result.exit_code, result.output
+
+    code, out = show("elasticpath:ff666589-6822-4a4b-9f0a-0000000000ab")  # whole, as printed
+    assert code == 0 and json.loads(out)["message"] == ids[1]
+    code, out = show("elasticpath:ff666589-6822-4a4b-9f0a-0000000000a")  # the start of two
+    assert code == 2 and "starts 2 entry ids" in out and "hint: type more of the id" in out
+    assert f"elasticpath:{ids[0]}, elasticpath:{ids[1]}" in out
+    assert show("elasticpath:ot")[0] == 0 and show("fl")[0] == 2  # fleet:12 and fleet:123
+    assert json.loads(show("fleet:12")[1])["id"] == "fleet:12"  # a whole id is never a start
+    code, out = show("elasticpath:zz")
+    assert code == 2 and "no entry 'elasticpath:zz'" in out and "Traceback" not in out
 
 
 def test_status_counts_and_cursor(db: Path) -> None:
@@ -190,3 +221,25 @@ def test_query_path_loads_no_plugins_or_http(db: Path) -> None:
     )
     out = subprocess.run([sys.executable, "-c", code, str(db)], capture_output=True, text=True)
     assert "LOADED []" in out.stdout, out.stdout + out.stderr
+
+
+def test_an_unknown_option_hints_at_dashdash_for_a_search_text(db: Path) -> None:
+    result = CliRunner().invoke(cli, ["query", "--db", str(db), "-x"])
+    assert result.exit_code == 2 and "No such option '-x'" in result.output
+    assert "hint: use -- before a search text that starts with -: logd query -- -x" in (
+        result.output
+    )
+    near = CliRunner().invoke(cli, ["query", "--db", str(db), "--sourc", "fleet"])
+    assert near.exit_code == 2 and "Did you mean '--source'?" in near.output
+    assert "hint: use --" not in near.output  # a typo of an option, not a search text
+    searched = CliRunner().invoke(cli, ["query", "--db", str(db), "--", "-x"])
+    assert searched.exit_code == 0 and "no matching entries" in searched.output
+
+
+def test_every_format_option_says_what_it_gives() -> None:
+    for command in (["query"], ["show"], ["status"], ["stats"], ["webhooks", "list"]):
+        text = " ".join(CliRunner().invoke(cli, [*command, "--help"]).output.split())
+        assert "-f, --format [" in text, command
+        after = text.split("-f, --format [", 1)[1].split("]", 1)[1].strip()
+        assert after.split()[0].rstrip(":") in {"table", "pretty"}, (command, after)
+        assert "--local" in text, command

@@ -46,19 +46,53 @@ def test_columns_line_up_and_vendor_text_is_never_markup(monkeypatch: pytest.Mon
         monkeypatch,
     )
     header, first, second = text.splitlines()
-    assert header.split() == ["time", "id", "status", "message"]
+    assert header.split() == ["time", "(UTC)", "id", "status", "message"]
     assert first.index("failure") == second.index("success") == header.index("status")
     assert first.endswith("[ERROR] said [/path] [31mred: Timeout")  # no ESC reaches a terminal
     assert "\x1b" not in text and not any(line.endswith(" ") for line in text.splitlines())
 
 
-def test_a_narrow_terminal_cuts_the_message_first(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_narrow_terminal_cuts_the_message_then_drops_columns_never_the_id(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     long_id = "a-very-long-source-name:1234567890"
-    lines = table([row(long_id, "pending", "word " * 40)], 60, monkeypatch).splitlines()
-    assert all(cell_width(line) <= 60 for line in lines)
-    assert "a-very-long-sourc…  pending  word word…" in lines[1]  # message first, then id
-    wide = table([row(long_id, "pending", "word " * 40)], 100, monkeypatch).splitlines()
-    assert "a-very-long-source-name:123…  pending  word word word" in wide[1]
+    lines = table([row(long_id, "pending", "word " * 40)], 80, monkeypatch).splitlines()
+    assert all(cell_width(line) <= 80 for line in lines)
+    assert lines[1] == f"2024-05-01 10:00:00  {long_id}  pending  word word wor…"
+    # Narrower: the time goes before the id is cut, then the message, then the status.
+    assert table([row(long_id, "pending", "word " * 40)], 60, monkeypatch).splitlines()[1] == (
+        f"{long_id}  pending  word word word…"
+    )
+    assert table([row(long_id, "pending", "w " * 9)], 45, monkeypatch).splitlines() == [
+        "id                                  status",
+        f"{long_id}  pending",
+    ]
+    # Too narrow even for the id: the id is printed whole and the terminal wraps it.
+    assert table([row(long_id, "pending", "m")], 20, monkeypatch).splitlines()[1] == long_id
+    wide = table([row(long_id, "pending", "word " * 40)], 200, monkeypatch).splitlines()
+    assert f"{long_id}  pending  word word word" in wide[1]
+
+
+def test_record_tables_keep_ids_and_headers_whole(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "80")
+    dlv = "dlv_" + "a" * 32
+    records = [{"delivery": dlv, "state": "dead", "hooks pending/dead": "0/1", "last error": "x"}]
+    error = "HTTP 500 from https://hooks.example/in: " + "the receiver said no " * 6
+    columns = [Column("hooks pending/dead", drop=1), Column("last error", shrink=1, floor=10)]
+    out = io.StringIO()
+    write_records(records, "table", out, columns=columns)
+    assert out.getvalue().splitlines() == [
+        "delivery                              state  hooks pending/dead  last error",
+        f"{dlv}  dead   0/1                 x",
+    ]
+    records[0]["last error"] = error
+    out = io.StringIO()
+    write_records(records, "table", out, columns=columns, notes=[(dlv, error)])
+    header, line, blank, *notes = out.getvalue().splitlines()
+    assert header.split() == ["delivery", "state", "hooks", "pending/dead", "last", "error"]
+    assert line.startswith(f"{dlv}  dead   0/1                 HTTP 500 ") and line.endswith("…")
+    assert all(cell_width(text) <= 80 for text in [header, line, *notes]) and blank == ""
+    assert " ".join(n.strip() for n in notes) == f"{dlv}: {error.strip()}"  # whole, wrapped
 
 
 def test_colour_only_when_asked(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -273,3 +273,41 @@ def test_custom_header_values_are_secrets(tmp_path: Path) -> None:
         cli, ["check-config", "-c", str(write_config(tmp_path, [], webhooks=[hook]))]
     )
     assert shown.exit_code == 0 and "header-token-777" not in shown.output
+
+
+def test_verify_on_a_terminal_says_what_it_reads(tmp_path: Path) -> None:
+    import os
+    import pty
+    import select
+    import subprocess
+    import sys
+
+    from logd.signing import fleetit_signature
+
+    body = b'{"count": 1}'
+    timestamp = "1700000000"
+    signature = fleetit_signature(SECRET, int(timestamp), body)
+    args = ["webhooks", "verify", "--secret", SECRET, "--timestamp", timestamp]
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "logd", *args, "--signature", signature],
+        stdin=slave,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    os.close(slave)
+    try:
+        # Stdin is a terminal: it says what it waits for before it waits.
+        ready, _, _ = select.select([proc.stderr], [], [], 30)
+        assert ready, "nothing on stderr while waiting on a terminal"
+        line = proc.stderr.readline().decode()  # type: ignore[union-attr]
+        assert line.startswith("reading the raw body from stdin; pipe it in")
+        assert "Ctrl-D" in line
+        os.write(master, body + b"\x04\x04")  # the body, then end of input (Ctrl-D twice)
+        answer, _ = proc.communicate(timeout=30)
+    finally:
+        os.close(master)
+        proc.kill()
+    assert answer.decode().strip() == "valid"
+    piped = run(*args, "--signature", signature, stdin=body)
+    assert piped.exit_code == 0 and "reading the raw body" not in out(piped)

@@ -92,6 +92,29 @@ db_option = click.option(
     type=click.Path(dir_okay=False, path_type=Path),
     help="Read this store file instead of the config's database.",
 )
+#: One rule for times in every command (logd.timeparse): UTC unless --local.
+local_option = click.option(
+    "--local",
+    is_flag=True,
+    help="Show times in local time (TZ) and read dates without a zone in it; default UTC.",
+)
+
+
+class QueryCommand(click.Command):
+    """`logd query`: an unknown option may be a search text that starts with `-`."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        try:
+            return super().parse_args(ctx, args)
+        except click.NoSuchOption as exc:
+            if exc.possibilities:  # a near miss of a real option: click's "did you mean"
+                raise
+            hint = (
+                f"use -- before a search text that starts with -: logd query -- {exc.option_name}"
+            )
+            raise click.NoSuchOption(
+                exc.option_name, f"{exc.format_message()}\nhint: {hint}", ctx=exc.ctx
+            ) from None
 
 
 @click.group(cls=LogdGroup)
@@ -164,7 +187,7 @@ def sync(ctx: click.Context, config: Path | None, names: tuple[str, ...], quiet:
         ctx.exit(1)
 
 
-@cli.command()
+@cli.command(cls=QueryCommand)
 @click.argument("text", required=False)
 @config_option
 @db_option
@@ -183,13 +206,24 @@ def sync(ctx: click.Context, config: Path | None, names: tuple[str, ...], quiet:
     help="Only this status (repeatable).",
 )
 @click.option("--failed", is_flag=True, help="Same as --status failure.")
-@click.option("--since", help="From this time: 15m, 2h, 7d, 2024-05-01, 2024-05-01T10:00.")
+@click.option(
+    "--since",
+    help="From this time: 15m, 2h, 7d ago, or 2024-05-01, 2024-05-01T10:00 (UTC unless --local).",
+)
 @click.option("--until", help="Before this time (same forms as --since).")
 @click.option("--limit", "-n", default=50, show_default=True, help="At most N entries; 0 = all.")
 @click.option(
-    "--format", "-f", "fmt", type=click.Choice(["table", "json", "ndjson", "csv"]), default="table"
+    "--format",
+    "-f",
+    "fmt",
+    type=click.Choice(["table", "json", "ndjson", "csv"]),
+    default="table",
+    show_default=True,
+    help="table: one line an entry, ids whole; json/ndjson: every field, raw record "
+    "included; csv: the table's fields for a spreadsheet.",
 )
 @click.option("--follow", "-F", is_flag=True, help="Keep printing new matching entries.")
+@local_option
 def query(
     text: str | None,
     config: Path | None,
@@ -204,8 +238,13 @@ def query(
     limit: int,
     fmt: str,
     follow: bool,
+    local: bool,
 ) -> None:
-    """Search stored entries, newest first."""
+    """Search stored entries, newest first.
+
+    Times are UTC (table header `time (UTC)`, and a --since/--until date without a zone)
+    unless --local. A search TEXT starting with `-` goes after `--`: logd query -- -x.
+    """
     from .output import write_rows
     from .queries import build_filters, follow_rows
 
@@ -219,47 +258,88 @@ def query(
         statuses=(*statuses, *(("failure",) if failed else ())),
         since=since,
         until=until,
+        local=local,
     )
     with _open_store(config, db) as store:
         color = sys.stdout.isatty()
         if follow:
-            follow_rows(store, filters, fmt, sys.stdout, color=color, limit=limit or None)
+            follow_rows(
+                store, filters, fmt, sys.stdout, color=color, limit=limit or None, local=local
+            )
             return
         rows = store.search(filters, limit=limit or None)
-        write_rows(rows, fmt, sys.stdout, color=color)
+        write_rows(rows, fmt, sys.stdout, color=color, local=local)
 
 
 @cli.command()
 @click.argument("entry_id")
 @config_option
 @db_option
-@click.option("--format", "-f", "fmt", type=click.Choice(["pretty", "json"]), default="pretty")
-def show(entry_id: str, config: Path | None, db: Path | None, fmt: str) -> None:
-    """Show one entry whole, raw record and details included (ID is SOURCE:NATIVE_ID)."""
+@click.option(
+    "--format",
+    "-f",
+    "fmt",
+    type=click.Choice(["pretty", "json"]),
+    default="pretty",
+    show_default=True,
+    help="pretty: every field, raw record and details indented; json: one object for scripts.",
+)
+@local_option
+def show(entry_id: str, config: Path | None, db: Path | None, fmt: str, local: bool) -> None:
+    """Show one entry whole, raw record and details included.
+
+    ENTRY_ID is SOURCE:NATIVE_ID as `logd query` prints it, or any unique start of one
+    (`fleet:12`): several entries starting so are listed (exit 2).
+    """
+    from .errors import QueryError
     from .output import dumps, write_entry
 
     with _open_store(config, db) as store:
-        row = store.get(entry_id)
+        row = store.get(entry_id) if ":" in entry_id else None
         if row is None:
-            raise LogdError(
-                f"no entry {entry_id!r}", hint="ids look like fleet:123456; see `logd query`"
-            )
+            # Not an id: the start of one? Eleven tell "more than ten" from ten.
+            found = store.ids_starting(entry_id, limit=11)
+            if not found:
+                raise QueryError(
+                    f"no entry {entry_id!r}",
+                    hint="ids look like fleet:123456 (any unique start of one will do); "
+                    "see `logd query`",
+                )
+            if len(found) > 1:
+                listed = ", ".join(found[:10]) + (", …" if len(found) > 10 else "")
+                more = "more than 10" if len(found) > 10 else str(len(found))
+                raise QueryError(
+                    f"{entry_id!r} starts {more} entry ids: {listed}",
+                    hint="type more of the id",
+                )
+            row = store.get(found[0])
+            assert row is not None  # just listed, and a reader's store has no deletes
         if fmt == "json":
             click.echo(dumps(row.as_dict()))
         else:
-            write_entry(row, sys.stdout, color=sys.stdout.isatty())
+            write_entry(row, sys.stdout, color=sys.stdout.isatty(), local=local)
 
 
 @cli.command()
 @config_option
 @db_option
-@click.option("--format", "-f", "fmt", type=click.Choice(["table", "json"]), default="table")
-def status(config: Path | None, db: Path | None, fmt: str) -> None:
-    """Per source: last poll, last success, last error, entries, failures, cursor."""
+@click.option(
+    "--format",
+    "-f",
+    "fmt",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="table: one line a source, failing sources' errors whole below; json: every field.",
+)
+@local_option
+def status(config: Path | None, db: Path | None, fmt: str, local: bool) -> None:
+    """Per source: state, last success, entries, failures, last error (all time; UTC times)."""
     from .status import collect_status, write_status
 
     with _open_store(config, db) as store:
-        write_status(collect_status(store, config if db is None else None), fmt, sys.stdout)
+        rows = collect_status(store, config if db is None else None)
+        write_status(rows, fmt, sys.stdout, local=local)
 
 
 @cli.command()
@@ -284,32 +364,61 @@ def run(ctx: click.Context, config: Path | None, run_log_level: str | None) -> N
 @config_option
 @db_option
 @click.option(
-    "--since", default="7d", show_default=True, help="From this time (15m, 2h, 7d, a date)."
+    "--since",
+    help="From this time: 15m, 2h, 7d ago or a date (UTC unless --local). "
+    "Default: 7d, 24h with --by hour.",
 )
 @click.option(
     "--by",
-    type=click.Choice(["source", "provider", "day", "status"]),
+    type=click.Choice(["source", "provider", "status", "day", "hour"]),
     default="source",
     show_default=True,
-    help="Group by.",
+    help="Group by; day and hour draw a bar per source of entries and failures over time.",
 )
-@click.option("--format", "-f", "fmt", type=click.Choice(["table", "json", "csv"]), default="table")
-def stats(config: Path | None, db: Path | None, since: str, by: str, fmt: str) -> None:
-    """Counts and failure rates: the summary to look at first."""
+@click.option(
+    "--format",
+    "-f",
+    "fmt",
+    type=click.Choice(["table", "json", "csv"]),
+    default="table",
+    show_default=True,
+    help="table: the window, then a table (or bars for day/hour); json/csv: the rows only.",
+)
+@local_option
+def stats(
+    config: Path | None, db: Path | None, since: str | None, by: str, fmt: str, local: bool
+) -> None:
+    """Counts and failure rates over a window (default the last 7 days): look here first.
+
+    The window is printed first (`entries from … UTC to now`); `logd status` counts all
+    time. Days and hours are UTC days and hours unless --local.
+    """
     from .errors import QueryError
-    from .output import write_records
+    from .output import terminal_width, use_color, write_records
+    from .stats import bucket_stats, window_line, write_bars
+    from .table import Column
     from .timeparse import parse_time
 
     try:
-        since_at = parse_time(since)
+        since_at = parse_time(since or ("24h" if by == "hour" else "7d"), local=local)
     except ValueError as exc:
         raise QueryError(str(exc)) from None
     with _open_store(config, db) as store:
-        rows = store.stats(since=since_at, by=by)
-    if fmt == "table":
-        for row in rows:
-            row["failure_rate"] = f"{row['failure_rate']:.1f}%"
-    write_records(rows, fmt, sys.stdout)
+        if by in ("day", "hour"):
+            rows = bucket_stats(store, since=since_at, by=by, local=local)
+        else:
+            rows = store.stats(since=since_at, by=by)
+    if fmt != "table":
+        write_records(rows, fmt, sys.stdout)
+        return
+    click.echo(window_line(since_at, by=by, local=local))
+    if by in ("day", "hour"):
+        color = use_color(sys.stdout)
+        write_bars(rows, by, sys.stdout, width=terminal_width(), color=color)
+        return
+    for row in rows:
+        row["failure_rate"] = f"{row['failure_rate']:.1f}%"
+    write_records(rows, fmt, sys.stdout, columns=[Column("pending", drop=1)])
 
 
 @cli.command()

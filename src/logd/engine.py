@@ -50,6 +50,10 @@ class SourceReport:
     total: int | None = None
     error: str | None = None
     done: bool = False
+    #: Since when (time.monotonic()) the poll has been waiting, and on what ("retrying", or
+    #: "waiting on the vendor": an export being prepared); None once the next batch is in.
+    waiting_since: float | None = None
+    waiting: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -148,6 +152,19 @@ class Engine:
         """Poll one source; errors are recorded in the report and the store, never raised."""
         report = SourceReport(src.name)
         started = time.monotonic()
+
+        def waiting(why: str) -> Callable[[float], None]:
+            # A poll that waits says so (on the progress display) until its next batch.
+            def sleep(seconds: float) -> None:
+                if report.waiting_since is None:
+                    report.waiting_since, report.waiting = time.monotonic(), why
+                    if progress:
+                        report.duration = time.monotonic() - started
+                        progress(report)
+                self.sleep(seconds)
+
+            return sleep
+
         provider = self.provider_for(src)
         provider_cls = type(provider)
         options = src.options
@@ -156,7 +173,7 @@ class Engine:
             options.base_url,
             timeout=src.timeout,
             retry=RetryPolicy(attempts=src.retry.attempts, max_wait=src.retry.max_wait),
-            sleep=self.sleep,
+            sleep=waiting("retrying"),
             transport=self.transport(src) if self.transport else None,
         )
         ctx: PollContext[Any] = PollContext(
@@ -169,7 +186,7 @@ class Engine:
             # Batches fetched ahead count as stored: the provider sees what a serial poll would.
             known_ids=lambda ids: self.store.known_ids(src.name, ids) | fetched.known(ids),
             pending_ids=lambda: self.store.pending_ids(src.name),
-            sleep=self.sleep,
+            sleep=waiting("waiting on the vendor"),
             secrets=provider.secrets(options),
             stopping=lambda: fetched.cancelled or (stop is not None and stop.is_set()),
         )
@@ -207,6 +224,7 @@ class Engine:
                     prepared=prepared,
                 )
                 fetched.committed(batch)
+                report.waiting_since = report.waiting = None
                 report.pages += batch.pages
                 report.seen += len(batch.entries)
                 if batch.total is not None:

@@ -5,6 +5,13 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 # syslog priorities that journald reads from a `<N>` prefix.
 _PRIORITY = {
@@ -25,16 +32,52 @@ class JournalFormatter(logging.Formatter):
         return f"<{_PRIORITY.get(record.levelno, 6)}>{text}"
 
 
+def formatter() -> logging.Formatter:
+    """`12:00:00Z INFO logd.engine: …`: times in UTC like every table (logd.timeparse)."""
+    plain = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%SZ")
+    plain.converter = time.gmtime
+    return plain
+
+
 def setup(level: str) -> None:
     """Route logd's loggers to stderr at `level` (replacing earlier handlers)."""
     handler = logging.StreamHandler(sys.stderr)
     if os.environ.get("JOURNAL_STREAM"):
         handler.setFormatter(JournalFormatter("%(name)s: %(message)s"))
     else:
-        handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S")
-        )
+        handler.setFormatter(formatter())
     root = logging.getLogger("logd")
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     root.propagate = False
+
+
+class ConsoleHandler(logging.Handler):
+    """Prints each log line through a rich console, above its live display (not markup)."""
+
+    def __init__(self, console: Console) -> None:
+        super().__init__()
+        self.console = console
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """One line, as the stderr handler would write it."""
+        from rich.text import Text
+
+        try:
+            self.console.print(Text(self.format(record)), soft_wrap=True)
+        except Exception:  # a log line must never break the poll that logs it
+            self.handleError(record)
+
+
+@contextmanager
+def through(console: Console) -> Iterator[None]:
+    """While inside, logd's log lines go through `console` (a live progress display's)."""
+    root = logging.getLogger("logd")
+    saved = root.handlers[:]
+    handler = ConsoleHandler(console)
+    handler.setFormatter(saved[0].formatter if saved and saved[0].formatter else formatter())
+    root.handlers[:] = [handler]
+    try:
+        yield
+    finally:
+        root.handlers[:] = saved

@@ -6,11 +6,13 @@ import csv
 import json
 import os
 import shutil
-from collections.abc import Iterable, Sequence
-from datetime import datetime
+import textwrap
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TextIO
 
 from .search import Row
+from .table import Column
+from .timeparse import show_time, zone_name
 
 FORMATS = ("table", "json", "ndjson", "csv")
 CSV_COLUMNS = (
@@ -25,11 +27,20 @@ CSV_COLUMNS = (
     "entity_id",
 )
 STATUS_STYLE = {"failure": "bold red", "pending": "yellow", "success": "green"}
+#: Styles of the state words in `status` and `webhooks list` tables.
+STATE_STYLE = {**STATUS_STYLE, "failing": "bold red", "dead": "bold red", "ok": "green"}
 
 
-def local_time(ts: str) -> str:
-    """A stored UTC timestamp in the viewer's local time, to the second."""
-    return datetime.fromisoformat(ts).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+def terminal_width() -> int:
+    """Cells per line: `COLUMNS`, else the terminal's, else 120 (a pipe or a file)."""
+    return shutil.get_terminal_size((120, 24)).columns
+
+
+def use_color(out: TextIO, color: bool | None = None) -> bool:
+    """Colour when asked (or, when not said, when `out` is a terminal), unless TERM is dumb."""
+    if color is None:
+        color = out.isatty()
+    return color and os.environ.get("TERM") not in ("dumb", "unknown")  # as rich decides
 
 
 def dumps(value: Any) -> str:
@@ -37,8 +48,10 @@ def dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, default=str)
 
 
-def write_rows(rows: Sequence[Row], fmt: str, out: TextIO, *, color: bool = False) -> None:
-    """Write entries in one of FORMATS."""
+def write_rows(
+    rows: Sequence[Row], fmt: str, out: TextIO, *, color: bool = False, local: bool = False
+) -> None:
+    """Write entries in one of FORMATS (tables in UTC, or local time when `local`)."""
     if fmt == "json":
         json.dump([r.as_dict() for r in rows], out, ensure_ascii=False, indent=2, default=str)
         out.write("\n")
@@ -48,7 +61,7 @@ def write_rows(rows: Sequence[Row], fmt: str, out: TextIO, *, color: bool = Fals
     elif fmt == "csv":
         write_csv(rows, out, header=True)
     else:
-        write_table(rows, out, color=color)
+        write_table(rows, out, color=color, local=local)
 
 
 def write_csv(rows: Iterable[Row], out: TextIO, *, header: bool) -> None:
@@ -61,20 +74,29 @@ def write_csv(rows: Iterable[Row], out: TextIO, *, header: bool) -> None:
         writer.writerow([data[c] if data[c] is not None else "" for c in CSV_COLUMNS])
 
 
-def write_table(rows: Sequence[Row], out: TextIO, *, color: bool = False) -> None:
-    """Entries as a table cut to the terminal's width; local times, status coloured."""
+def write_table(
+    rows: Sequence[Row],
+    out: TextIO,
+    *,
+    color: bool = False,
+    local: bool = False,
+    header: bool = True,
+) -> None:
+    """Entries one line each, ids whole; the message is cut first, then columns left out."""
     if not rows:
         out.write("no matching entries\n")
         return
     # Not rich: this is what every plain `logd query` prints, and rich's import and layout
     # cost more than the rest of the command (see logd.table).
-    from .table import Column, one_line, render
+    from .table import one_line, render
 
+    # The id is what a reader copies into `logd show`: it is never cut. When the line is too
+    # narrow the message is cut, then the time, the message and the status are left out.
     columns = (
-        Column("time", min_width=19),
-        Column("id", max_width=28, shrink=2, floor=12),
-        Column("status", min_width=7),
-        Column("message", shrink=1, floor=10),
+        Column(f"time ({zone_name(local=local)})", min_width=19, drop=1),
+        Column("id"),
+        Column("status", min_width=7, drop=3),
+        Column("message", shrink=1, floor=10, drop=2),
     )
     cells = []
     for row in rows:
@@ -83,20 +105,19 @@ def write_table(rows: Sequence[Row], out: TextIO, *, color: bool = False) -> Non
             text = f"{text}: {row.error}" if text else row.error
         cells.append(
             [
-                (local_time(row.timestamp), ""),
+                (show_time(row.timestamp, local=local), ""),
                 (one_line(row.id), ""),
                 (row.status, STATUS_STYLE.get(row.status, "")),
                 (one_line(text), ""),
             ]
         )
-    width = shutil.get_terminal_size((120, 24)).columns
-    color = color and os.environ.get("TERM") not in ("dumb", "unknown")  # as rich decided
-    for line in render(columns, cells, width, color=color):
+    lines = render(columns, cells, terminal_width(), color=use_color(out, color))
+    for line in lines if header else lines[1:]:
         out.write(line + "\n")
 
 
-def write_entry(row: Row, out: TextIO, *, color: bool = False) -> None:
-    """One entry in full, raw record and details pretty-printed."""
+def write_entry(row: Row, out: TextIO, *, color: bool = False, local: bool = False) -> None:
+    """One entry in full, raw record and details pretty-printed; `local` adds local time."""
     from rich.console import Console
     from rich.markup import escape
     from rich.syntax import Syntax
@@ -105,8 +126,8 @@ def write_entry(row: Row, out: TextIO, *, color: bool = False) -> None:
     data = row.as_dict()
     for key in CSV_COLUMNS:  # the scalar fields, in the order a person reads them
         value = data[key]
-        if key == "timestamp":
-            value = f"{value}  ({local_time(value)} local)"
+        if key == "timestamp" and local:
+            value = f"{value}  ({show_time(value, local=True)} {zone_name(local=True)})"
         # Vendor text is text: "[/api]" in an error is not rich markup.
         shown = "-" if value is None else escape(str(value))
         if key == "status":
@@ -120,8 +141,22 @@ def write_entry(row: Row, out: TextIO, *, color: bool = False) -> None:
         console.print(Syntax(text, "json", theme="ansi_dark", background_color="default"))
 
 
-def write_records(records: Sequence[dict[str, Any]], fmt: str, out: TextIO) -> None:
-    """Plain dict rows (status, stats) as a table, JSON or NDJSON."""
+def write_records(
+    records: Sequence[Mapping[str, Any]],
+    fmt: str,
+    out: TextIO,
+    *,
+    columns: Sequence[Column] = (),
+    notes: Sequence[tuple[str, str]] = (),
+    color: bool | None = None,
+) -> None:
+    """Plain dict rows (status, stats, webhook deliveries) as a table, JSON, NDJSON or CSV.
+
+    A table has one line per record (logd.table): a key gets the `Column` in `columns` with
+    its name as header (else it is kept whole, like an id). `notes` are `(name, text)` pairs
+    printed whole below the table, wrapped to the terminal: the full error of a row whose
+    error column was cut.
+    """
     if fmt == "json":
         json.dump(list(records), out, indent=2, default=str)
         out.write("\n")
@@ -136,18 +171,36 @@ def write_records(records: Sequence[dict[str, Any]], fmt: str, out: TextIO) -> N
             writer.writeheader()
             writer.writerows(records)
         return
-    from rich.console import Console
-    from rich.markup import escape
-    from rich.table import Table
-
-    console = Console(file=out, width=shutil.get_terminal_size((120, 24)).columns)
-    table = Table(box=None, pad_edge=False, show_edge=False, header_style="bold")
     if not records:
-        console.print("nothing to show")
+        out.write("nothing to show\n")
         return
-    for key in records[0]:
-        table.add_column(key, overflow="fold")
-    for record in records:
-        # A last error such as "HTTP 500 at [/api/v2]" is vendor text, not rich markup.
-        table.add_row(*("-" if v is None else escape(str(v)) for v in record.values()))
-    console.print(table)
+    from .table import one_line, render
+
+    spec = {c.header: c for c in columns}
+    keys = list(records[0])
+    cells = [
+        [
+            # Vendor text is text: "[/api/v2]" in an error is printed as it is.
+            (
+                "-" if r.get(k) is None else one_line(str(r[k])),
+                STATE_STYLE.get(str(r[k]), "") if k in ("state", "status") else "",
+            )
+            for k in keys
+        ]
+        for r in records
+    ]
+    width = terminal_width()
+    table = [spec.get(k, Column(k)) for k in keys]
+    for line in render(table, cells, width, color=use_color(out, color)):
+        out.write(line + "\n")
+    if notes:
+        out.write("\n")
+    for name, text in notes:
+        wrapped = textwrap.wrap(
+            f"{name}: {one_line(text)}",
+            width=max(width, 20),
+            subsequent_indent="    ",
+            break_on_hyphens=False,
+        )
+        for line in wrapped:
+            out.write(line + "\n")

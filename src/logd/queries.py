@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, TextIO
 
 from .errors import QueryError
-from .output import write_csv, write_rows
+from .output import write_csv, write_rows, write_table
 from .search import Filters, Row
 from .timeparse import parse_time
 
@@ -24,11 +24,12 @@ def build_filters(
     statuses: Sequence[str],
     since: str | None,
     until: str | None,
+    local: bool = False,
 ) -> Filters:
-    """Validate and convert `logd query` options."""
+    """Validate and convert `logd query` options (times without a zone: UTC, or local)."""
     try:
-        since_at = parse_time(since) if since else None
-        until_at = parse_time(until) if until else None
+        since_at = parse_time(since, local=local) if since else None
+        until_at = parse_time(until, local=local) if until else None
     except ValueError as exc:
         raise QueryError(str(exc)) from None
     if text is not None and not text.strip():
@@ -54,14 +55,16 @@ def follow_rows(
     limit: int | None = 10,
     interval: float = 1.0,
     max_polls: int | None = None,
+    local: bool = False,
 ) -> None:
     """Print the newest matches, then every new match as it is stored, until interrupted.
 
     New entries are found by store key (time-ordered), so an entry whose own time is older
     than what was shown is still printed when it arrives: follow also tracks the largest key.
+    A table or CSV header is printed once, above the first entries printed.
     """
     initial = list(reversed(store.search(filters, limit=limit)))
-    _emit(initial, fmt, out, color, header=True)
+    header = not _emit(initial, fmt, out, color, local, header=True)
     # Follow by change time, not entry time: a record whose own time is old but which was
     # just stored (or just turned into a failure) is news to someone tailing the store.
     mark = _max_update(store)
@@ -73,7 +76,8 @@ def follow_rows(
             rows = store.updated_since(mark, filters)
             if rows:
                 mark = rows[-1][0]
-                _emit([r for _, r in rows], fmt, out, color, header=False)
+                if _emit([r for _, r in rows], fmt, out, color, local, header=header):
+                    header = False
     except KeyboardInterrupt:
         return
 
@@ -84,13 +88,17 @@ def _max_update(store: Store) -> str:
     return str(row[0])
 
 
-def _emit(rows: list[Row], fmt: str, out: TextIO, color: bool, *, header: bool) -> None:
+def _emit(
+    rows: list[Row], fmt: str, out: TextIO, color: bool, local: bool, *, header: bool
+) -> bool:
+    """Print `rows` (with the header when `header`); whether there was anything to print."""
     if not rows:
-        return
+        return False
     if fmt == "csv":
         write_csv(rows, out, header=header)
     elif fmt in ("ndjson", "json"):
         write_rows(rows, "ndjson", out)
     else:
-        write_rows(rows, "table", out, color=color)
+        write_table(rows, out, color=color, local=local, header=header)
     out.flush()
+    return True

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
 from .outbox import outbox_counts
 from .output import write_records
 from .store import Store
+from .table import Column
+from .timeparse import short_time, zone_name
 
 
 def collect_status(store: Store, config: Path | None = None) -> list[dict[str, Any]]:
@@ -48,35 +49,46 @@ def _never_polled(source: str) -> dict[str, Any]:
     return {"source": source, "entries": 0, "failures": 0, "pending": 0, **empty}
 
 
-def short_time(ts: str | None) -> str | None:
-    """Local time of day for today, date and time otherwise."""
-    if not ts:
-        return None
-    when = datetime.fromisoformat(ts).astimezone()
-    fmt = "%H:%M:%S" if when.date() == datetime.now().astimezone().date() else "%Y-%m-%d %H:%M"
-    return when.strftime(fmt)
+def write_status(rows: list[dict[str, Any]], fmt: str, out: TextIO, *, local: bool = False) -> None:
+    """Status as a table for people (one line a source) or JSON for scripts.
 
-
-def write_status(rows: list[dict[str, Any]], fmt: str, out: TextIO) -> None:
-    """Status as a table for people or JSON for scripts."""
+    The table shows times in UTC (`local`: local time) with the zone in the header, cuts the
+    last error to the line and prints the errors of failing sources whole below it. At 80
+    columns the less telling columns are left out first: pending, webhooks, next run,
+    entries, last success.
+    """
     if fmt == "json":
         json.dump(rows, out, indent=2, default=str)
         out.write("\n")
         return
     # The table is for a terminal: short times, no cursor (it is in --format json).
+    zone = zone_name(local=local)
     scheduled = any(row.get("next_run") for row in rows)
+    erred = any(row["last_error"] for row in rows)  # a column of dashes is left out
     table = []
+    errors = []
     for row in rows:
         line: dict[str, Any] = {
             "source": row["source"],
             "state": row["state"],
-            "last success": short_time(row["last_success"]),
+            f"last success ({zone})": short_time(row["last_success"], local=local),
         }
         if scheduled:
-            line["next run"] = short_time(row.get("next_run"))
+            line[f"next run ({zone})"] = short_time(row.get("next_run"), local=local)
         line.update(entries=row["entries"], failures=row["failures"], pending=row["pending"])
         if "webhooks" in row:
             line["hooks pending/dead"] = f"{row['webhooks']['pending']}/{row['webhooks']['dead']}"
-        line["last error"] = (row["last_error"] or "")[:160] or None
+        if erred:
+            line["last error"] = row["last_error"] or None
         table.append(line)
-    write_records(table, "table", out)
+        if row["state"] == "failing" and row["last_error"]:
+            errors.append((row["source"], row["last_error"]))
+    columns = [
+        Column("pending", drop=1),
+        Column("hooks pending/dead", drop=2),
+        Column(f"next run ({zone})", drop=3),
+        Column("entries", drop=4),
+        Column(f"last success ({zone})", drop=5),
+        Column("last error", shrink=1, floor=10, drop=6),
+    ]
+    write_records(table, "table", out, columns=columns, notes=errors)

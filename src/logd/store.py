@@ -394,6 +394,30 @@ class Store:
             ).fetchone()
         return Row.from_sql(row) if row else None
 
+    def ids_starting(self, prefix: str, *, limit: int = 10) -> list[str]:
+        """Up to `limit` entry ids (`source:native_id`) that start with `prefix`, in order.
+
+        A range on the `(source, native_id)` unique index, so it reads only the ids it
+        returns: `fleet:12` ranges over fleet's native ids from `12` up to `13`, and a prefix
+        without `:` over source names.
+        """
+        source, sep, native = prefix.partition(":")
+        column, start, params = ("native_id", native, [source]) if sep else ("source", source, [])
+        where = [*(["source = ?"] if sep else []), f"{column} >= ?"]
+        params.append(start)
+        if start:  # the first string after every string starting with `start`
+            where.append(f"{column} < ?")
+            after = ord(start[-1]) + 1
+            after = 0xE000 if 0xD800 <= after < 0xE000 else min(after, 0x10FFFF)  # no surrogates
+            params.append(start[:-1] + chr(after))
+        sql = (
+            f"SELECT source || ':' || native_id FROM entries WHERE {' AND '.join(where)} "
+            "ORDER BY source, native_id LIMIT ?"
+        )
+        with self.lock:
+            rows = self.db.execute(sql, [*params, limit]).fetchall()
+        return [r[0] for r in rows]
+
     def search(self, filters: Filters, *, limit: int | None = 50) -> list[Row]:
         """Entries matching `filters`, newest first (`limit` None or 0 = all)."""
         return [Row.from_sql(r) for r in self._search_rows(filters, limit)]

@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
-from contextlib import nullcontext
-from typing import Any
+from contextlib import ExitStack
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from . import heap
+from . import heap, logs
 from .config import Settings
 from .engine import Engine, SourceReport
 from .errors import ConfigError, LogdError
 from .plugins import load_plugins
 from .store import BatchHook, Store
+
+if TYPE_CHECKING:
+    from rich.progress import Task
+    from rich.text import Text
 
 
 def run_sync(
@@ -41,7 +47,12 @@ def run_sync(
         live = sys.stderr.isatty() and not quiet
         display = _RichProgress(sources) if live else None
         try:
-            with display or nullcontext():
+            with ExitStack() as stack:
+                if display:
+                    stack.enter_context(display)
+                    # Log lines printed past the live display break its redraw (it repeated
+                    # its lines and the log lines were drawn over): print them through it.
+                    stack.enter_context(logs.through(display.progress.console))
                 reports = engine.sync(
                     sources, progress=display.update if display else None, stop=stop
                 )
@@ -51,8 +62,8 @@ def run_sync(
                 "the next sync continues from there"
             ) from None
         webhook_lines = _deliver_webhooks(settings, store)
-    for report in reports:
-        click.echo(report.summary())
+    for report in reports:  # the counts on stdout, an error once, on stderr
+        click.echo(dataclasses.replace(report, error=None).summary())
         if report.error:
             click.secho(f"error: {report.source}: {report.error}", err=True, fg="red")
     for line in webhook_lines:
@@ -100,31 +111,50 @@ def _interruptible(stop: threading.Event) -> Callable[[float], None]:
     return sleep
 
 
+def _line(task: Task) -> Text:
+    """A source's counts, or what it waits on and for how long (read at every redraw)."""
+    from rich.text import Text
+
+    line: str = task.fields["line"]
+    since: float | None = task.fields.get("waiting_since")
+    if since is not None and not task.finished:
+        wait = f"{task.fields['waiting']} {time.monotonic() - since:.0f}s"
+        line = wait if line == "starting" else f"{line}; {wait}"
+    return Text(line)
+
+
 class _RichProgress:
-    """A live line per source: pages, entries, rate; a spinner until it is done."""
+    """A live line per source: pages, entries, rate, a wait with its time; a spinner."""
 
     def __init__(self, sources: Sequence[Any]) -> None:
         from rich.console import Console
         from rich.progress import (
             BarColumn,
             Progress,
+            ProgressColumn,
             SpinnerColumn,
             TextColumn,
             TimeElapsedColumn,
         )
+
+        class LineColumn(ProgressColumn):
+            def render(self, task: Task) -> Text:
+                return _line(task)
 
         self._lock = threading.Lock()
         self.progress = Progress(
             SpinnerColumn(),
             TextColumn("[bold]{task.fields[source]}"),
             BarColumn(bar_width=24),
-            TextColumn("{task.fields[line]}"),
+            LineColumn(),
             TimeElapsedColumn(),
             console=Console(stderr=True),
             transient=True,
         )
         self.tasks = {
-            s.name: self.progress.add_task("", total=None, source=s.name, line="starting")
+            s.name: self.progress.add_task(
+                "", total=None, source=s.name, line="starting", waiting_since=None, waiting=None
+            )
             for s in sources
         }
 
@@ -139,11 +169,16 @@ class _RichProgress:
         """Show a report's running totals."""
         rate = (report.new + report.updated) / report.duration if report.duration else 0.0
         line = f"{report.pages} pages, {report.new} new, {report.updated} updated, {rate:,.0f}/s"
+        if report.error:  # printed once, whole, after the display
+            line = f"failed after {report.requests} requests (the error follows)"
+        elif not report.pages and not report.done:
+            line = "starting"
         with self._lock:
             task = self.tasks[report.source]
+            self.progress.update(
+                task, line=line, waiting_since=report.waiting_since, waiting=report.waiting
+            )
             if report.total:
-                self.progress.update(task, total=report.total, completed=report.seen, line=line)
-            else:
-                self.progress.update(task, line=line)
+                self.progress.update(task, total=report.total, completed=report.seen)
             if report.done:
                 self.progress.update(self.tasks[report.source], total=1, completed=1)

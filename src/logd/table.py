@@ -1,10 +1,17 @@
-"""Plain text tables for `logd query`: the look of a borderless rich table, without rich.
+"""Plain text tables for every table logd prints: one line per row, ids whole.
 
 `logd query` prints its table once and exits; importing rich and laying out its table took
-about as long as the rest of the command together. Here cells are one line each: too long a
-cell is cut with `…`; when the terminal is too narrow, the columns that may shrink give up
-width, in their `shrink` order, down to their `floor`. Cell text is printed as given, never
-read as markup.
+about as long as the rest of the command together, and rich folds a cell that does not fit
+over several lines (an id split in three, a header split in two). Here each row is one line:
+
+- a column that may `shrink` (free text: a message, an error) gives up width first, in its
+  `shrink` order, down to its `floor` (never narrower than its header), and its cells are cut
+  with `…`;
+- when that is not enough, whole columns are left out in their `drop` order;
+- every other column (identifiers: sources, entry and delivery ids) keeps its widest cell,
+  so an id is always printed whole and can be pasted into the next command.
+
+Cell text is printed as given, never read as markup.
 """
 
 from __future__ import annotations
@@ -26,7 +33,8 @@ class Column:
     min_width: int = 0
     max_width: int | None = None
     shrink: int = 0  # 0: keeps its width; else gives up width in this order, 1 first
-    floor: int = 1  # the narrowest it shrinks to
+    floor: int = 1  # the narrowest it shrinks to (at least its header: headers are never cut)
+    drop: int = 0  # 0: always shown; else left out when too narrow, in this order, 1 first
 
 
 #: A cell: its text, and the name of its style (a key of SGR) or "".
@@ -81,21 +89,41 @@ def widths(columns: Sequence[Column], rows: Sequence[Sequence[Cell]], total: int
     for i in sorted(
         (i for i, c in enumerate(columns) if c.shrink), key=lambda i: columns[i].shrink
     ):
-        give = max(0, min(excess, out[i] - columns[i].floor))
+        floor = max(columns[i].floor, cell_width(columns[i].header))
+        give = max(0, min(excess, out[i] - floor))
         out[i] -= give
         excess -= give
-    return out  # still too wide when every column is at its floor: the terminal wraps
+    return out
+
+
+def layout(
+    columns: Sequence[Column], rows: Sequence[Sequence[Cell]], total: int
+) -> tuple[list[int], list[int]]:
+    """The indexes of the columns shown and their widths, fitting `total` cells if it can.
+
+    Columns are left out in their `drop` order until the rest fits; when only the columns
+    that are never dropped are left and they are still too wide, the terminal wraps the line
+    rather than an id being cut.
+    """
+    shown = list(range(len(columns)))
+    droppable = sorted((i for i, c in enumerate(columns) if c.drop), key=lambda i: columns[i].drop)
+    while True:
+        cols = [columns[i] for i in shown]
+        sizes = widths(cols, [[row[i] for i in shown] for row in rows], total)
+        if sum(sizes) + len(GAP) * (len(sizes) - 1) <= total or not droppable:
+            return shown, sizes
+        shown.remove(droppable.pop(0))
 
 
 def render(
     columns: Sequence[Column], rows: Sequence[Sequence[Cell]], total: int, *, color: bool
 ) -> list[str]:
     """The header line and one line per row, at most `total` cells wide where it can be."""
-    sizes = widths(columns, rows, total)
+    shown, sizes = layout(columns, rows, total)
 
     def line(cells: Sequence[Cell]) -> str:
         parts = []
-        for (text, style), size in zip(cells, sizes, strict=True):
+        for (text, style), size in zip((cells[i] for i in shown), sizes, strict=True):
             padded = fit(text, size)
             code = SGR.get(style) if color else None
             if code:  # the style covers the text, not the padding after it

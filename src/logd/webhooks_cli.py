@@ -20,12 +20,6 @@ _config = click.option(
 )
 
 
-def _local(ts: str | None) -> str | None:
-    from .output import local_time
-
-    return local_time(ts) if ts else None
-
-
 @click.group()
 def webhooks() -> None:
     """Failure webhooks: list deliveries, retry them, send a test, verify a signature."""
@@ -40,34 +34,65 @@ def webhooks() -> None:
 )
 @click.option("--state", type=click.Choice(["pending", "dead", "done"]), help="Only this state.")
 @click.option("--limit", "-n", default=50, show_default=True, help="At most N rows; 0 = all.")
-@click.option("--format", "-f", "fmt", type=click.Choice(["table", "json"]), default="table")
+@click.option(
+    "--format",
+    "-f",
+    "fmt",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="table: one line a delivery, ids whole; json: every field.",
+)
+@click.option("--local", is_flag=True, help="Show times in local time (TZ); default UTC.")
 def list_command(
-    config: Path | None, db: Path | None, state: str | None, limit: int, fmt: str
+    config: Path | None, db: Path | None, state: str | None, limit: int, fmt: str, local: bool
 ) -> None:
-    """Queued deliveries, newest first: state, attempts, next attempt, last error."""
+    """Queued deliveries, newest first: created, state, attempts, next attempt, last error.
+
+    Times are UTC unless --local. The last errors of deliveries not done are printed whole below.
+    """
     from .outbox import list_deliveries
     from .output import write_records
     from .paths import database_path
     from .reader import Reader
+    from .table import Column
+    from .timeparse import short_time, zone_name
 
     with Reader(db or database_path(config)) as store:  # read-only: no pydantic, no migrations
         rows = [d.summary() for d in list_deliveries(store, state=state, limit=limit or None)]
-    if fmt == "table":
-        # The essentials fit a terminal; --format json has every field.
-        rows = [
-            {
-                "delivery": r["delivery_id"],
-                "webhook": r["webhook"],
-                "source": r["source"],
-                "entries": r["count"],
-                "state": r["state"],
-                "tries": r["attempts"],
-                "next try": _local(r["next_attempt_at"]),
-                "last error": (r["last_error"] or "")[:60] or None,
-            }
-            for r in rows
-        ]
-    write_records(rows, fmt, sys.stdout)
+    if fmt != "table":
+        write_records(rows, fmt, sys.stdout)
+        return
+    # One line a delivery, its id whole (for `webhooks retry`); --format json has every field.
+    zone = zone_name(local=local)
+    table = [
+        {
+            "delivery": r["delivery_id"],
+            f"created ({zone})": short_time(r["created_at"], local=local),
+            "state": r["state"],
+            "source": r["source"],
+            "webhook": r["webhook"],
+            "entries": r["count"],
+            "tries": r["attempts"],
+            f"next try ({zone})": short_time(r["next_attempt_at"], local=local),
+            "last error": r["last_error"],
+        }
+        for r in rows
+    ]
+    columns = [
+        Column("tries", drop=1),
+        Column(f"next try ({zone})", drop=2),
+        Column("entries", drop=3),
+        Column("webhook", drop=4),
+        Column("last error", shrink=1, floor=10, drop=5),
+        Column("source", drop=6),
+    ]
+    errors = [
+        (r["delivery_id"], r["last_error"])
+        for r in rows
+        if r["state"] != "done" and r["last_error"]
+    ]
+    write_records(table, "table", sys.stdout, columns=columns, notes=errors)
 
 
 @webhooks.command()
@@ -158,6 +183,12 @@ def verify(
 
     if scheme == "standard-webhooks" and not msg_id:
         raise click.UsageError("--id (the webhook-id header) is required for standard-webhooks")
+    if sys.stdin.isatty():  # not piped: say what it waits for instead of hanging silently
+        click.echo(
+            "reading the raw body from stdin; pipe it in (… | logd webhooks verify …) "
+            "or type it and end with Ctrl-D",
+            err=True,
+        )
     body = sys.stdin.buffer.read()
     if check(scheme, secret, body, timestamp, signature, msg_id):
         click.echo("valid")
