@@ -121,8 +121,8 @@ class Delivery:
 
 def has_outbox(store: Store) -> bool:
     """True when the store has the outbox table (a store opened read-only may predate it)."""
-    with store.lock:
-        return bool(store.db[TABLE].exists())
+    with store.reading() as db:
+        return bool(db[TABLE].exists())
 
 
 def outbox_counts(store: Store) -> dict[str, dict[str, int]]:
@@ -139,8 +139,8 @@ def _counts(store: Store, by: str) -> dict[str, dict[str, int]]:
     if not has_outbox(store):
         return {}
     out: dict[str, dict[str, int]] = {}
-    with store.lock:
-        rows = store.db.execute(
+    with store.reading() as db:
+        rows = db.execute(
             f"SELECT {by}, state, count(*) FROM {TABLE} GROUP BY {by}, state"
         ).fetchall()
     for key, state, n in rows:
@@ -171,8 +171,8 @@ def list_deliveries(
     sql += " ORDER BY id DESC"
     if limit:
         sql += f" LIMIT {int(limit)}"
-    with store.lock:
-        return [Delivery.from_sql(r) for r in store.db.execute(sql, params).fetchall()]
+    with store.reading() as db:
+        return [Delivery.from_sql(r) for r in db.execute(sql, params).fetchall()]
 
 
 def due_deliveries(
@@ -182,8 +182,8 @@ def due_deliveries(
     if not has_outbox(store):
         return []
     sql, params = _due_where(now, ids, webhook)
-    with store.lock:
-        rows = store.db.execute(f"SELECT {COLUMNS} {sql} ORDER BY id", params).fetchall()
+    with store.reading() as db:
+        rows = db.execute(f"SELECT {COLUMNS} {sql} ORDER BY id", params).fetchall()
     return [Delivery.from_sql(r) for r in rows]
 
 
@@ -192,8 +192,8 @@ def due_webhooks(store: Store, now: datetime, *, ids: Sequence[str] = ()) -> lis
     if not has_outbox(store):
         return []
     sql, params = _due_where(now, ids, None)
-    with store.lock:
-        rows = store.db.execute(f"SELECT DISTINCT webhook {sql}", params).fetchall()
+    with store.reading() as db:
+        rows = db.execute(f"SELECT DISTINCT webhook {sql}", params).fetchall()
     return sorted(r[0] for r in rows)
 
 
@@ -213,8 +213,8 @@ def next_due_at(store: Store, webhooks: Sequence[str]) -> datetime | None:
     """When the earliest pending delivery to one of `webhooks` is due, or None."""
     if not webhooks or not has_outbox(store):
         return None
-    with store.lock:
-        value = store.db.execute(
+    with store.reading() as db:
+        value = db.execute(
             f"SELECT min(next_attempt_at) FROM {TABLE} WHERE state = 'pending' "
             f"AND webhook IN ({','.join('?' * len(webhooks))})",
             list(webhooks),
