@@ -16,8 +16,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, cast
 
-from .errors import StoreError
 from . import store as _store
+from .errors import StoreError
 from .store import Store, store_errors
 
 if TYPE_CHECKING:
@@ -85,9 +85,7 @@ class Reader(Store):
     ) -> None:
         self.path = Path(path)
         self.lock = threading.RLock()
-        self.busy_timeout = (
-            _store.BUSY_TIMEOUT_MS / 1000 if busy_timeout is None else busy_timeout
-        )
+        self.busy_timeout = _store.BUSY_TIMEOUT_MS / 1000 if busy_timeout is None else busy_timeout
         if not self.path.exists():
             raise StoreError(
                 f"no logd database at {self.path}",

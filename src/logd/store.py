@@ -12,7 +12,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -170,10 +170,8 @@ def _sizes(path: Path) -> str:
     """'database 1.2 MB, WAL 3.4 MB, 0 B free': what the file takes and what is left."""
     parts = []
     for label, file in (("database", path), ("WAL", Path(f"{path}-wal"))):
-        try:
+        with suppress(OSError):
             parts.append(f"{label} {_human(file.stat().st_size)}")
-        except OSError:
-            pass
     parts.append(f"{_human(_free_bytes(path))} free")
     return ", ".join(parts)
 
