@@ -20,9 +20,11 @@ from typing import Any
 import httpx
 import pytest
 import sqlite_utils
+from click.testing import CliRunner
 from standardwebhooks import Webhook
 
 from logd import Entry, Status
+from logd.cli import cli
 from logd.config import Settings, load_settings
 from logd.outbox import Delivery, list_deliveries, outbox_counts
 from logd.receiver import Receiver
@@ -503,3 +505,51 @@ def test_a_lane_keeps_its_connection_from_one_round_to_the_next(tmp_path: Path) 
     finally:
         server.shutdown()
         server.server_close()
+
+
+# -- secrets in what a receiver says back -----------------------------------------------------
+
+HEADER_TOKEN = "hdr-token-7f3a9c0e1b2d4f6a"
+QUERY_TOKEN = "qtok-55aa66bb77cc"
+
+
+def _echoing(padding: int = 0) -> httpx.MockTransport:
+    """A receiver that answers 400 with every request header (and the URL) echoed back."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        echoed = " ".join(f"{k}: {v}" for k, v in request.headers.items())
+        auth = request.headers["authorization"]
+        text = f"{'x' * padding}{auth} bad request to {request.url}; {echoed}"
+        return httpx.Response(400, text=text)
+
+    return httpx.MockTransport(handler)
+
+
+@pytest.mark.parametrize("padding", [0, None], ids=["whole", "straddling-the-cut"])
+def test_secrets_echoed_by_a_receiver_are_masked_in_log_outbox_and_list(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, padding: int | None
+) -> None:
+    from logd.webhooks import ERROR_TEXT_LIMIT
+
+    if padding is None:  # the token straddles the cut: its first 10 characters fit before it
+        padding = ERROR_TEXT_LIMIT - len("Bearer ") - 10
+    env = Env(
+        tmp_path,
+        hook(
+            f"https://hooks.example/logd?token={QUERY_TOKEN}",
+            headers={"Authorization": f"Bearer {HEADER_TOKEN}"},
+        ),
+        transport=_echoing(padding),
+    )
+    env.commit(entry("1"))
+    with caplog.at_level("DEBUG", logger="logd"):
+        assert env.deliverer.deliver_due().dead == 1
+    [row] = env.rows()
+    listed = CliRunner().invoke(
+        cli, ["webhooks", "list", "--db", str(env.store.path), "-f", "json"]
+    )
+    assert listed.exit_code == 0, listed.output
+    for text in (row.last_error or "", caplog.text, listed.output):
+        for secret in (HEADER_TOKEN, QUERY_TOKEN, SECRET, "hdr-token", "hdr-"):
+            assert secret not in text
+    assert "***" in (row.last_error or "")

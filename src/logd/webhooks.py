@@ -400,20 +400,51 @@ def _post(
             body,
         ),
     }
+    secrets = webhook_secrets(webhook)
     try:
         response = client.post(webhook.url, content=body, headers=headers)
     except httpx.HTTPError as exc:
         # httpx's messages name the failure, not the URL; the URL may carry a token.
-        return None, f"{type(exc).__name__}: {exc}"[:ERROR_TEXT_LIMIT], None
+        return None, _cut(mask_secrets(f"{type(exc).__name__}: {exc}", secrets)), None
     status = response.status_code
     if 200 <= status < 300:
         return status, None, None
     if 300 <= status < 400:
         location = response.headers.get("location")
         where = f" to {redact_url(httpx.URL(webhook.url).join(location))}" if location else ""
-        return status, f"HTTP {status} redirect{where} not followed; configure the final URL", None
-    text = " ".join(response.text.split())[:ERROR_TEXT_LIMIT] or response.reason_phrase
+        text = mask_secrets(f"HTTP {status} redirect{where} not followed", secrets)
+        return status, f"{text}; configure the final URL", None
+    # Masked before it is cut: a secret straddling the cut would otherwise leave its prefix.
+    text = _cut(mask_secrets(" ".join(response.text.split()), secrets)) or response.reason_phrase
     return status, f"HTTP {status}: {text}", retry_after_seconds(response)
+
+
+def webhook_secrets(webhook: WebhookConfig) -> list[str]:
+    """Every value of `webhook` that must never be logged or stored: its secret, each header
+    value (and the token after a scheme, as in `Bearer TOKEN`), the URL's password and query
+    values."""
+    values = [webhook.secret.get_secret_value()]
+    for value in webhook.headers.values():
+        text = value.get_secret_value()
+        values += [text, *text.split()[1:]]
+    url = httpx.URL(webhook.url)
+    if url.password:
+        values.append(url.password)
+    values += [v for _, v in url.params.multi_items()]
+    if webhook.signature == "standard-webhooks":
+        values.append(webhook.secret.get_secret_value().removeprefix("whsec_"))
+    return values
+
+
+def mask_secrets(text: str, secrets: Sequence[str]) -> str:
+    """`text` with every secret (3 characters or more) replaced by `***`, longest first."""
+    for secret in sorted({s for s in secrets if len(s) >= 3}, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
+
+
+def _cut(text: str) -> str:
+    return text[:ERROR_TEXT_LIMIT]
 
 
 def sample_body(webhook: str, delivery_id: str, now: datetime) -> bytes:
