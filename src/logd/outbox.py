@@ -178,7 +178,12 @@ def list_deliveries(
 def due_deliveries(
     store: Store, now: datetime, *, ids: Sequence[str] = (), webhook: str | None = None
 ) -> list[Delivery]:
-    """Pending rows whose next attempt is due, oldest first (only `ids`, `webhook` when given)."""
+    """Pending rows whose next attempt is due, oldest first (only `ids`, `webhook` when given).
+
+    A webhook's lane is first in, first out: without `ids`, only the rows queued before its
+    oldest row that is waiting for a retry are due, so rows queued after a failed one wait
+    behind it instead of each spending a timeout on an endpoint that is down.
+    """
     if not has_outbox(store):
         return []
     sql, params = _due_where(now, ids, webhook)
@@ -203,6 +208,12 @@ def _due_where(now: datetime, ids: Sequence[str], webhook: str | None) -> tuple[
     if webhook is not None:
         sql += " AND webhook = ?"
         params.append(webhook)
+        if not ids:
+            sql += (
+                f" AND id < coalesce((SELECT min(id) FROM {TABLE} WHERE state = 'pending' "
+                "AND webhook = ? AND next_attempt_at > ?), 9e18)"
+            )
+            params += [webhook, iso(now)]
     if ids:
         sql += f" AND delivery_id IN ({','.join('?' * len(ids))})"
         params.extend(ids)
@@ -210,13 +221,15 @@ def _due_where(now: datetime, ids: Sequence[str], webhook: str | None) -> tuple[
 
 
 def next_due_at(store: Store, webhooks: Sequence[str]) -> datetime | None:
-    """When the earliest pending delivery to one of `webhooks` is due, or None."""
+    """When the next delivery to one of `webhooks` is due (its lane's oldest pending row's next
+    attempt: the lane is first in, first out), or None when nothing is pending."""
     if not webhooks or not has_outbox(store):
         return None
     with store.reading() as db:
         value = db.execute(
-            f"SELECT min(next_attempt_at) FROM {TABLE} WHERE state = 'pending' "
-            f"AND webhook IN ({','.join('?' * len(webhooks))})",
+            f"SELECT min(next_attempt_at) FROM {TABLE} WHERE id IN (SELECT min(id) FROM {TABLE} "
+            f"WHERE state = 'pending' AND webhook IN ({','.join('?' * len(webhooks))}) "
+            "GROUP BY webhook)",
             list(webhooks),
         ).fetchone()[0]
     return datetime.fromisoformat(value) if value else None

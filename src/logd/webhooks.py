@@ -15,19 +15,23 @@ from __future__ import annotations
 import logging
 import random
 import sqlite3
+import ssl
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpcore
 import httpx
 import sqlite_utils
 
 from .__about__ import __version__
 from .config import Settings, WebhookConfig
+from .errors import StoreError
 from .http import redact_url, retry_after_seconds
 from .outbox import (
     Attempt,
@@ -61,6 +65,7 @@ Clock = Callable[[], datetime]
 ERROR_TEXT_LIMIT = 4000  # enough of a receiver's error page to act on, not a whole HTML site
 RECORD_EVERY = 50  # sends per write transaction of their outcomes, at most
 RECORD_AFTER = 1.0  # seconds an outcome may wait to be recorded, about
+WORKER_MIN_WAIT = 0.05  # seconds a worker waits at least between rounds (no busy loop)
 
 
 def _utcnow() -> datetime:
@@ -152,6 +157,96 @@ def _matching(db: sqlite_utils.Database, webhook: WebhookConfig, keys: list[int]
     return [k for k in keys if k in found]
 
 
+# -- a whole-request deadline ---------------------------------------------------------------
+# httpx's timeouts bound each socket operation: a receiver answering a byte per second never
+# trips a 10 s read timeout. Every read and write of a webhook client's connections goes
+# through `_DeadlineStream`, which gives each operation only what is left of the attempt's
+# deadline, so `timeout` bounds connect + send + the whole response.
+
+
+class _Deadline:
+    """The monotonic time the current attempt must end by (None: no attempt running)."""
+
+    def __init__(self) -> None:
+        self.at: float | None = None
+
+    def left(self, timeout: float | None, error: type[Exception]) -> float | None:
+        """`timeout` cut to what is left; raises `error` once the deadline has passed."""
+        if self.at is None:
+            return timeout
+        left = self.at - time.monotonic()
+        if left <= 0:
+            raise error("no complete answer within the webhook's timeout")
+        return left if timeout is None else min(timeout, left)
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    def __init__(self, stream: httpcore.NetworkStream, deadline: _Deadline) -> None:
+        self.stream, self.deadline = stream, deadline
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self.stream.read(max_bytes, self.deadline.left(timeout, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self.stream.write(buffer, self.deadline.left(timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        self.stream.close()
+
+    def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.NetworkStream:
+        left = self.deadline.left(timeout, httpcore.ConnectTimeout)
+        return _DeadlineStream(
+            self.stream.start_tls(ssl_context, server_hostname, left), self.deadline
+        )
+
+    def get_extra_info(self, info: str) -> Any:
+        return self.stream.get_extra_info(info)
+
+
+class _DeadlineBackend(httpcore.SyncBackend):
+    def __init__(self, deadline: _Deadline) -> None:
+        self.deadline = deadline
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        left = self.deadline.left(timeout, httpcore.ConnectTimeout)
+        stream = super().connect_tcp(host, port, left, local_address, socket_options)
+        return _DeadlineStream(stream, self.deadline)
+
+
+class _WebhookClient(httpx.Client):
+    """An httpx client whose `post` has a whole-request deadline of the client's timeout."""
+
+    def __init__(self, timeout: float, transport: httpx.BaseTransport | None) -> None:
+        self.deadline = _Deadline()
+        if transport is None:
+            transport = httpx.HTTPTransport()
+            pool = getattr(transport, "_pool", None)
+            if isinstance(pool, httpcore.ConnectionPool):  # its proxies subclass it too
+                pool._network_backend = _DeadlineBackend(self.deadline)
+        super().__init__(transport=transport, timeout=timeout, follow_redirects=False)
+        self.whole = timeout
+
+    def post_within(self, url: str, *, content: bytes, headers: dict[str, str]) -> httpx.Response:
+        """POST and read the whole answer within the timeout, or raise httpx.TimeoutException."""
+        self.deadline.at = time.monotonic() + self.whole
+        try:
+            return self.post(url, content=content, headers=headers)
+        finally:
+            self.deadline.at = None
+
+
 # -- delivering -----------------------------------------------------------------------------
 
 
@@ -224,8 +319,9 @@ class Deliverer:
         self._stats_lock = threading.Lock()
         # A lane already busy (another thread's round) is skipped, never waited for.
         self._lanes = {name: threading.Lock() for name in self.webhooks}
-        self._clients: dict[str, httpx.Client] = {}
+        self._clients: dict[str, _WebhookClient] = {}
         self._closed = False
+        self._wakes: dict[str, threading.Event] = {}
 
     def __enter__(self) -> Deliverer:
         return self
@@ -234,10 +330,71 @@ class Deliverer:
         self.close()
 
     def close(self) -> None:
-        """Close the lanes' HTTP clients; a lane in the middle of a round closes its own after."""
+        """Stop the workers (`start`) and close the lanes' HTTP clients; a lane in the middle of
+        an attempt finishes it (bounded by its timeout), records it and closes its own after."""
         self._closed = True
+        self.kick()
         for name in self._lanes:
             self._drop_client_if_idle(name)
+
+    def start(
+        self,
+        stop: threading.Event,
+        *,
+        on_round: Callable[[DeliveryStats], None] = lambda stats: None,
+        busy: Callable[[], AbstractContextManager[None]] = nullcontext,
+        idle: float = 5.0,
+    ) -> None:
+        """Deliver in the background until `stop` is set or `close`: one worker thread per
+        webhook, woken by `kick` and by its own timer (its lane's next due row, or `idle`
+        seconds), so a slow endpoint holds up only its own lane. `on_round` gets each round's
+        stats; `busy` wraps each round (the daemon counts running work with it)."""
+        for name in self.webhooks:
+            wake = threading.Event()
+            wake.set()  # a first round at once: rows left pending by an earlier run
+            self._wakes[name] = wake
+            threading.Thread(
+                target=self._work,
+                args=(name, wake, stop, on_round, busy, idle),
+                name=f"logd-webhook-{name}",
+                daemon=True,
+            ).start()
+
+    def kick(self) -> None:
+        """Wake every worker: deliveries were queued (or the deliverer is closing)."""
+        for wake in self._wakes.values():
+            wake.set()
+
+    def _work(
+        self,
+        name: str,
+        wake: threading.Event,
+        stop: threading.Event,
+        on_round: Callable[[DeliveryStats], None],
+        busy: Callable[[], AbstractContextManager[None]],
+        idle: float,
+    ) -> None:
+        wait = 0.0
+        while not (stop.is_set() or self._closed):
+            wake.wait(wait)
+            wake.clear()
+            if stop.is_set() or self._closed:
+                break
+            stats = DeliveryStats()
+            wait = idle
+            try:
+                with busy(), Reader(self.store.path) as reader:
+                    self._lane(name, (), stats, stop, reader)
+                    due = next_due_at(reader, [name])
+                if due is not None:
+                    wait = min(idle, max(WORKER_MIN_WAIT, (due - self.clock()).total_seconds()))
+            except StoreError as exc:  # the store's fault: said once per round, retried
+                log.error("webhook %s: %s", name, exc)
+            except Exception:  # a bug: keep its traceback, keep the lane alive
+                log.exception("webhook %s: delivery round failed", name)
+            if stats.outcomes:
+                on_round(stats)
+        self._drop_client_if_idle(name)
 
     def deliver_due(
         self, stop: threading.Event | None = None, *, ids: Sequence[str] = ()
@@ -328,13 +485,11 @@ class Deliverer:
             if self._closed:
                 self._drop_client_if_idle(name)
 
-    def _client(self, webhook: WebhookConfig) -> httpx.Client:
+    def _client(self, webhook: WebhookConfig) -> _WebhookClient:
         """The lane's client (only its lane's thread calls this, holding the lane)."""
         client = self._clients.get(webhook.name)
         if client is None:
-            client = httpx.Client(
-                transport=self.transport, timeout=webhook.timeout, follow_redirects=False
-            )
+            client = _WebhookClient(webhook.timeout, self.transport)
             self._clients[webhook.name] = client
         return client
 
@@ -350,7 +505,7 @@ class Deliverer:
             lock.release()
 
     def _attempt(
-        self, client: httpx.Client, webhook: WebhookConfig, row: Delivery
+        self, client: _WebhookClient, webhook: WebhookConfig, row: Delivery
     ) -> tuple[Outcome, Attempt]:
         """Send `row` once; what came of it, and what to record (the caller records it)."""
         now = self.clock()
@@ -385,7 +540,7 @@ class Deliverer:
 
 
 def _post(
-    client: httpx.Client, webhook: WebhookConfig, delivery_id: str, body: bytes, now: datetime
+    client: _WebhookClient, webhook: WebhookConfig, delivery_id: str, body: bytes, now: datetime
 ) -> tuple[int | None, str | None, float | None]:
     """Send one signed attempt; (status or None, error text or None, Retry-After seconds)."""
     headers = {
@@ -402,7 +557,7 @@ def _post(
     }
     secrets = webhook_secrets(webhook)
     try:
-        response = client.post(webhook.url, content=body, headers=headers)
+        response = client.post_within(webhook.url, content=body, headers=headers)
     except httpx.HTTPError as exc:
         # httpx's messages name the failure, not the URL; the URL may carry a token.
         return None, _cut(mask_secrets(f"{type(exc).__name__}: {exc}", secrets)), None
@@ -476,7 +631,7 @@ def send_test(
     now = clock()
     delivery_id = new_delivery_id()
     body = sample_body(webhook.name, delivery_id, now)
-    client = httpx.Client(transport=transport, timeout=webhook.timeout, follow_redirects=False)
+    client = _WebhookClient(webhook.timeout, transport)
     with client:
         status, error, _ = _post(client, webhook, delivery_id, body, now)
     ok = status is not None and 200 <= status < 300
