@@ -553,3 +553,135 @@ def test_secrets_echoed_by_a_receiver_are_masked_in_log_outbox_and_list(
         for secret in (HEADER_TOKEN, QUERY_TOKEN, SECRET, "hdr-token", "hdr-"):
             assert secret not in text
     assert "***" in (row.last_error or "")
+
+
+# -- a slow receiver ---------------------------------------------------------------------------
+
+
+class _Drip:
+    """A receiver on 127.0.0.1 that reads the request, then answers one byte every `every`
+    seconds until the client hangs up or the drip is closed."""
+
+    def __init__(self, every: float = 0.5) -> None:
+        self.every = every
+        self.closed = threading.Event()
+        self.requests = 0
+        drip = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                drip.requests += 1
+                head = b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n"
+                try:
+                    for i in range(len(head) + 1000):
+                        self.wfile.write((head + b"x" * 1000)[i : i + 1])
+                        self.wfile.flush()
+                        if drip.closed.wait(drip.every):
+                            return
+                except OSError:
+                    return
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        ).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+
+    def close(self) -> None:
+        self.closed.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def drip() -> Iterator[_Drip]:
+    slow = _Drip()
+    yield slow
+    slow.close()
+
+
+def test_a_dripping_receiver_fails_at_the_whole_request_deadline_and_is_retried(
+    tmp_path: Path, drip: _Drip
+) -> None:
+    env = Env(tmp_path, hook(drip.url, timeout="1s"))
+    env.commit(entry("1"))
+    done: list[Any] = []
+    worker = threading.Thread(target=lambda: done.append(env.deliverer.deliver_due()))
+    worker.start()
+    worker.join(20)  # a drip of 1,000+ bytes at 2 a second would take 8 minutes
+    assert not worker.is_alive(), "the attempt was not bounded by the webhook's timeout"
+    assert done[0].retrying == 1
+    [row] = env.rows()
+    assert row.state == "pending" and "Timeout" in (row.last_error or "")
+
+
+def test_a_slow_webhook_does_not_hold_up_a_healthy_one_under_the_daemons_workers(
+    tmp_path: Path, drip: _Drip, rx: Receiver
+) -> None:
+    env = Env(
+        tmp_path,
+        hook(drip.url, name="slow", timeout="30s"),  # stuck for the whole test
+        hook(rx.url, name="healthy"),
+    )
+    stop = threading.Event()
+    env.deliverer.start(stop, idle=0.2)
+    try:
+        for i in range(10):
+            env.commit(entry(str(i)))
+            env.deliverer.kick()
+            assert rx.wait_for(i + 1, timeout=10), f"healthy got {len(rx.received)} of {i + 1}"
+        assert drip.requests == 1  # the slow lane is still on its first attempt
+    finally:
+        stop.set()
+        env.deliverer.close()
+
+
+def test_sync_with_a_slow_webhook_exits_and_says_what_stays_pending(
+    tmp_path: Path, drip: _Drip, rx: Receiver
+) -> None:
+    from logd_fleetit import FleetITSimulator
+
+    with FleetITSimulator(records=30) as sim:
+        config = write_config(
+            tmp_path,
+            [sim.demo_source("fleet")],
+            webhooks=[
+                hook(drip.url, name="slow", timeout="1s"),
+                hook(rx.url, name="healthy"),
+            ],
+        )
+        done: list[Any] = []
+        worker = threading.Thread(
+            target=lambda: done.append(CliRunner().invoke(cli, ["sync", "-q", "-c", str(config)]))
+        )
+        worker.start()
+        worker.join(60)
+        assert not worker.is_alive(), "logd sync did not exit with a slow webhook"
+    result = done[0]
+    assert result.exit_code == 0, result.output
+    assert "webhook healthy: 1 delivered, 0 retrying, 0 dead" in result.output
+    assert "webhook slow: 0 delivered, 1 retrying, 0 dead (1 pending)" in result.output
+
+
+def test_rows_queued_after_a_failed_one_wait_behind_it_in_order(
+    tmp_path: Path, rx: Receiver
+) -> None:
+    env = Env(tmp_path, hook(rx.url))
+    env.commit(entry("1"))
+    rx.respond_with(503)
+    assert env.deliverer.deliver_due().retrying == 1
+    env.commit(entry("2"))  # queued after the failure, due now
+    assert env.deliverer.deliver_due().outcomes == [] and len(rx.received) == 1
+    env.clock.now = env.deliverer.next_due() or env.clock.now
+    rx.respond_with(200)
+    assert env.deliverer.deliver_due().delivered == 2
+    sent = [r.json()["entries"][0]["native_id"] for r in rx.received]
+    assert sent == ["1", "1", "2"]
