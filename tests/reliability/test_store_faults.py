@@ -316,3 +316,46 @@ def test_the_suggested_recovery_gives_back_a_readable_store(
     result = logd("query", "-n", "0", "--db", str(recovered), "-f", "ndjson")
     assert result.exit_code == 0, result.output
     assert 0 < len(result.stdout.splitlines()) <= 250
+
+
+# -- the daemon -------------------------------------------------------------------------------
+
+
+def test_the_daemon_fails_a_poll_on_a_locked_store_and_retries_it(
+    tmp_path: Path, sim: FleetITSimulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import logging
+    import time
+
+    from logd.daemon import Daemon
+
+    monkeypatch.setattr(store_module, "BUSY_TIMEOUT_MS", 100)
+    config = write_config(tmp_path, [{**sim.demo_source("fleet"), "interval": 1}])
+    saved = {n: logging.getLogger(n).handlers[:] for n in ("logd", "apscheduler")}
+    daemon = Daemon(config)
+
+    def wait_for(cond: Callable[[], object], what: str) -> None:
+        end = time.monotonic() + 30
+        while not cond():
+            assert time.monotonic() < end, f"timed out waiting for {what}"
+            time.sleep(0.05)
+
+    daemon.start()
+    other = sqlite3.connect(daemon.store.path, isolation_level=None, check_same_thread=False)
+    try:
+        wait_for(lambda: daemon._last_report is not None and daemon._last_report.ok, "a poll")
+        other.execute("BEGIN IMMEDIATE")  # another writer holds the lock past the busy timeout
+        sim.add_records(5)
+        wait_for(lambda: daemon._failures.get("fleet", 0) >= 1, "a failed poll")
+        report = daemon._last_report
+        assert report is not None and report.error is not None
+        assert "is locked" in report.error and "internal error" not in report.error
+        other.execute("ROLLBACK")
+        wait_for(lambda: daemon._failures.get("fleet") == 0, "the next poll to succeed")
+        assert daemon.scheduler.running
+    finally:
+        other.close()
+        daemon.shutdown()
+        for name, handlers in saved.items():
+            logging.getLogger(name).handlers[:] = handlers
+    assert len(set(stored_ids(config))) == 255  # the failed poll's records came with the next
