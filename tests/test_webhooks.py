@@ -29,7 +29,7 @@ from logd.config import Settings, load_settings
 from logd.outbox import Delivery, list_deliveries, outbox_counts
 from logd.receiver import Receiver
 from logd.signing import sign, verify
-from logd.store import BatchResult, Store
+from logd.store import BatchResult, Filters, Store
 from logd.testing import write_config
 from logd.webhooks import Deliverer, outbox_hook
 
@@ -685,3 +685,65 @@ def test_rows_queued_after_a_failed_one_wait_behind_it_in_order(
     assert env.deliverer.deliver_due().delivered == 2
     sent = [r.json()["entries"][0]["native_id"] for r in rx.received]
     assert sent == ["1", "1", "2"]
+
+
+def test_under_logd_run_a_slow_webhook_does_not_hold_up_another_webhooks_rounds(
+    tmp_path: Path, drip: _Drip, rx: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import logging
+
+    from logd_fleetit import FleetITSimulator
+
+    from logd import daemon as daemon_module
+    from logd.daemon import Daemon
+
+    def no_exit(code: int) -> None:
+        raise AssertionError("shutdown gave up waiting for a webhook attempt")
+
+    # A stop that waits out its timeout ends the process: here, fail the test instead.
+    monkeypatch.setattr(daemon_module.os, "_exit", no_exit)
+
+    saved = {
+        name: (lg.handlers[:], lg.level, lg.propagate)
+        for name in ("logd", "apscheduler")
+        for lg in [logging.getLogger(name)]
+    }
+    with FleetITSimulator(records=250) as sim:
+        sim.latency = 0.3  # three pages, each committed (and alerted) on its own
+        fleet = {**sim.demo_source("fleet"), "interval": 3600}
+        config = write_config(
+            tmp_path,
+            [fleet],
+            webhooks=[
+                hook(drip.url, name="slow", timeout="60s"),  # stuck for the whole test
+                hook(rx.url, name="healthy"),
+            ],
+        )
+        daemon = Daemon(config, shutdown_timeout=10)
+        daemon.start()
+        try:
+            store = Store(daemon.store.path)
+            end = datetime.now(UTC) + timedelta(seconds=20)
+
+            def sent_and_failed() -> tuple[set[str], set[str]]:
+                got = {e["native_id"] for r in rx.received for e in r.json()["entries"]}
+                failed = {
+                    r.native_id for r in store.search(Filters(statuses=("failure",)), limit=None)
+                }
+                return got, failed
+
+            while True:
+                got, failed = sent_and_failed()
+                finished = daemon._last_report is not None
+                if finished and failed and got == failed:
+                    break
+                assert datetime.now(UTC) < end, f"healthy got {len(got)} of {len(failed)}"
+                threading.Event().wait(0.05)
+            assert len(rx.received) >= 2  # more than one batch: more than one round
+            assert drip.requests == 1  # the slow lane is still on its first attempt
+            store.close()
+        finally:
+            daemon.shutdown()
+            for name, (handlers, level, propagate) in saved.items():
+                lg = logging.getLogger(name)
+                lg.handlers[:], lg.level, lg.propagate = handlers, level, propagate

@@ -5,13 +5,12 @@ it. Jobs, each on an executor of its own so that one kind never starves another:
 
     poll:<source>   every `interval` (with jitter), one instance at a time, coalesced when late;
                     a failure doubles the interval up to BACKOFF_CAP, a success restores it
+    retention       at start, then daily, when `retention` is set
+    heartbeat       every few seconds: the proof of life the systemd watchdog waits for
 
 Webhooks are not a scheduler job: the deliverer runs one worker thread per webhook, woken as
 soon as a batch that queued deliveries commits and by its own timer (its next due row, at
 least every DELIVERY_EVERY seconds), so a slow endpoint delays only its own lane.
-
-    retention       at start, then daily, when `retention` is set
-    heartbeat       every few seconds: the proof of life the systemd watchdog waits for
 
 Signals: SIGTERM/SIGINT stop scheduling and set the stop event, so that running polls end after
 the batch they are committing (waited for up to SHUTDOWN_TIMEOUT), then the process exits 0.
@@ -352,6 +351,10 @@ class Daemon:
         log.info("stopping: waiting up to %gs for running polls to commit", self.shutdown_timeout)
         self.notifier.stopping()
         self.stop.set()
+        if self.deliverer is not None:
+            # Webhook attempts end now (uncounted: sent again after the restart), so a slow
+            # endpoint never holds the exit.
+            self.deliverer.close()
         if hasattr(self, "scheduler") and self.scheduler.running:
             self.scheduler.shutdown(wait=False)
         with self._idle:

@@ -81,7 +81,8 @@ def store_error(exc: sqlite3.Error, path: Path, busy_timeout: float) -> StoreErr
         return StoreError(
             f"{path}: the disk is full ({_sizes(path)}); the batch being written was rolled "
             f"back and everything stored before it is kept; free space on the file system "
-            f"holding {path.parent} (at least the size of the WAL) and run again"
+            f"holding {path.parent} (the WAL grows to about "
+            f"{WAL_CHECKPOINT_BYTES // 2**20} MB between checkpoints) and run again"
         )
     if primary in (_BUSY, _LOCKED) or "database is locked" in text or "is busy" in text:
         return StoreError(

@@ -1,26 +1,30 @@
 """Failure webhooks: the batch hook that queues deliveries, and the deliverer that sends them.
 
     store.commit_batch(..., hooks=[outbox_hook(settings)])   # outbox rows commit with entries
-    Deliverer(settings, store).deliver_due()                  # send what is due, record outcomes
+    Deliverer(settings, store).deliver_due()                  # one bounded round (`logd sync`)
+    Deliverer(settings, store).start(stop); ….kick()          # a worker per webhook (`logd run`)
 
-Delivery outcomes: 2xx is done; 408, 429 (after its Retry-After), 5xx and network errors are
-retried with exponential backoff and jitter until `retry_for` has passed since the delivery was
-queued, then dead; any other status (redirects included: they are never followed) is dead at
-once, with the response text kept. Each webhook has its own lane (a thread), so one slow or
-dead endpoint never holds up another.
+Delivery outcomes: 2xx is done; 408, 429 (after its Retry-After), 5xx, network errors and
+timeouts are retried with exponential backoff and jitter until `retry_for` has passed since the
+delivery was queued, then dead; any other status (redirects included: they are never followed)
+is dead at once, with the response text kept, every webhook secret in it masked. Each webhook
+has its own lane, first in, first out, in a thread of its own, and each attempt ends within the
+webhook's `timeout` (the whole request, the answer included), so one slow or dead endpoint
+never holds up another.
 """
 
 from __future__ import annotations
 
 import logging
 import random
+import socket
 import sqlite3
 import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager, nullcontext, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -165,13 +169,30 @@ def _matching(db: sqlite_utils.Database, webhook: WebhookConfig, keys: list[int]
 
 
 class _Deadline:
-    """The monotonic time the current attempt must end by (None: no attempt running)."""
+    """The monotonic time the current attempt must end by (None: no attempt running), and the
+    client's open streams, so that `abort` can end an attempt blocked in a read at once."""
 
     def __init__(self) -> None:
         self.at: float | None = None
+        self.aborted = False
+        self.streams: set[_DeadlineStream] = set()
+        self.lock = threading.Lock()
+
+    def abort(self) -> None:
+        """End every attempt now, and each one after: the deliverer is closing."""
+        self.aborted = True
+        with self.lock:
+            streams = list(self.streams)
+        for stream in streams:
+            sock = stream.get_extra_info("socket")
+            if sock is not None:
+                with suppress(OSError):  # wakes a read blocked on it, in any thread
+                    sock.shutdown(socket.SHUT_RDWR)
 
     def left(self, timeout: float | None, error: type[Exception]) -> float | None:
         """`timeout` cut to what is left; raises `error` once the deadline has passed."""
+        if self.aborted:
+            raise error("the deliverer is closing")
         if self.at is None:
             return timeout
         left = self.at - time.monotonic()
@@ -183,6 +204,8 @@ class _Deadline:
 class _DeadlineStream(httpcore.NetworkStream):
     def __init__(self, stream: httpcore.NetworkStream, deadline: _Deadline) -> None:
         self.stream, self.deadline = stream, deadline
+        with deadline.lock:
+            deadline.streams.add(self)
 
     def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         return self.stream.read(max_bytes, self.deadline.left(timeout, httpcore.ReadTimeout))
@@ -191,6 +214,8 @@ class _DeadlineStream(httpcore.NetworkStream):
         self.stream.write(buffer, self.deadline.left(timeout, httpcore.WriteTimeout))
 
     def close(self) -> None:
+        with self.deadline.lock:
+            self.deadline.streams.discard(self)
         self.stream.close()
 
     def start_tls(
@@ -200,9 +225,10 @@ class _DeadlineStream(httpcore.NetworkStream):
         timeout: float | None = None,
     ) -> httpcore.NetworkStream:
         left = self.deadline.left(timeout, httpcore.ConnectTimeout)
-        return _DeadlineStream(
-            self.stream.start_tls(ssl_context, server_hostname, left), self.deadline
-        )
+        stream = self.stream.start_tls(ssl_context, server_hostname, left)
+        with self.deadline.lock:
+            self.deadline.streams.discard(self)
+        return _DeadlineStream(stream, self.deadline)
 
     def get_extra_info(self, info: str) -> Any:
         return self.stream.get_extra_info(info)
@@ -285,8 +311,10 @@ class DeliveryStats:
 class Deliverer:
     """Sends due outbox rows and records each attempt; one lane (thread) per webhook.
 
-    Each lane keeps its HTTP client (and so its connection) from one round to the next; `close`
-    (or leaving a `with` block) closes them.
+    `deliver_due` runs one round of every lane at once and returns when all are done (each
+    bounded by `lane_budget` plus one attempt's timeout); `start` runs a worker per lane until
+    stopped, each on its own timer. Each lane keeps its HTTP client (and so its connection)
+    from one round to the next; `close` (or leaving a `with` block) closes them.
     """
 
     def __init__(
@@ -330,10 +358,12 @@ class Deliverer:
         self.close()
 
     def close(self) -> None:
-        """Stop the workers (`start`) and close the lanes' HTTP clients; a lane in the middle of
-        an attempt finishes it (bounded by its timeout), records it and closes its own after."""
+        """Stop the workers (`start`), end attempts under way at once (they are not counted:
+        the rows stay as they were) and close the lanes' HTTP clients."""
         self._closed = True
         self.kick()
+        for client in list(self._clients.values()):
+            client.deadline.abort()
         for name in self._lanes:
             self._drop_client_if_idle(name)
 
@@ -457,6 +487,9 @@ class Deliverer:
                         if attempts and time.monotonic() - started > self.lane_budget:
                             return
                         outcome, attempt = self._attempt(client, webhook, row)
+                        if outcome.state != "delivered" and self._closed:
+                            # Cut short by `close`: not the endpoint's fault, not an attempt.
+                            return
                         attempts += 1
                         if not unrecorded:
                             oldest = time.monotonic()
@@ -490,6 +523,7 @@ class Deliverer:
         client = self._clients.get(webhook.name)
         if client is None:
             client = _WebhookClient(webhook.timeout, self.transport)
+            client.deadline.aborted = self._closed
             self._clients[webhook.name] = client
         return client
 
