@@ -511,6 +511,7 @@ def test_a_lane_keeps_its_connection_from_one_round_to_the_next(tmp_path: Path) 
 
 HEADER_TOKEN = "hdr-token-7f3a9c0e1b2d4f6a"
 QUERY_TOKEN = "qtok-55aa66bb77cc"
+PATH_TOKEN = "ptok0123456789abcdef"
 
 
 def _echoing(padding: int = 0) -> httpx.MockTransport:
@@ -536,7 +537,7 @@ def test_secrets_echoed_by_a_receiver_are_masked_in_log_outbox_and_list(
     env = Env(
         tmp_path,
         hook(
-            f"https://hooks.example/logd?token={QUERY_TOKEN}",
+            f"https://hooks.example/logd/{PATH_TOKEN}?token={QUERY_TOKEN}",
             headers={"Authorization": f"Bearer {HEADER_TOKEN}"},
         ),
         transport=_echoing(padding),
@@ -550,7 +551,7 @@ def test_secrets_echoed_by_a_receiver_are_masked_in_log_outbox_and_list(
     )
     assert listed.exit_code == 0, listed.output
     for text in (row.last_error or "", caplog.text, listed.output):
-        for secret in (HEADER_TOKEN, QUERY_TOKEN, SECRET, "hdr-token", "hdr-"):
+        for secret in (HEADER_TOKEN, QUERY_TOKEN, PATH_TOKEN, SECRET, "hdr-token", "hdr-"):
             assert secret not in text
     assert "***" in (row.last_error or "")
 

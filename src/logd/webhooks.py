@@ -69,6 +69,8 @@ Clock = Callable[[], datetime]
 ERROR_TEXT_LIMIT = 4000  # enough of a receiver's error page to act on, not a whole HTML site
 RECORD_EVERY = 50  # sends per write transaction of their outcomes, at most
 RECORD_AFTER = 1.0  # seconds an outcome may wait to be recorded, about
+#: A URL path segment this long is taken for a token (chat webhooks put theirs in the path).
+TOKEN_SEGMENT = 16
 WORKER_MIN_WAIT = 0.05  # seconds a worker waits at least between rounds (no busy loop)
 
 
@@ -611,7 +613,7 @@ def _post(
 def webhook_secrets(webhook: WebhookConfig) -> list[str]:
     """Every value of `webhook` that must never be logged or stored: its secret, each header
     value (and the token after a scheme, as in `Bearer TOKEN`), the URL's password and query
-    values."""
+    values, and path segments long enough to be tokens (`/services/T0/B0/<token>`)."""
     values = [webhook.secret.get_secret_value()]
     for value in webhook.headers.values():
         text = value.get_secret_value()
@@ -620,6 +622,7 @@ def webhook_secrets(webhook: WebhookConfig) -> list[str]:
     if url.password:
         values.append(url.password)
     values += [v for _, v in url.params.multi_items()]
+    values += [part for part in url.path.split("/") if len(part) >= TOKEN_SEGMENT]
     if webhook.signature == "standard-webhooks":
         values.append(webhook.secret.get_secret_value().removeprefix("whsec_"))
     return values
