@@ -172,7 +172,8 @@ def _sizes(path: Path) -> str:
     parts = []
     for label, file in (("database", path), ("WAL", Path(f"{path}-wal"))):
         with suppress(OSError):
-            parts.append(f"{label} {_human(file.stat().st_size)}")
+            if size := file.stat().st_size:
+                parts.append(f"{label} {_human(size)}")
     parts.append(f"{_human(_free_bytes(path))} free")
     return ", ".join(parts)
 
@@ -195,24 +196,68 @@ def _human(n: float) -> str:
 
 
 def _holders(path: Path) -> str:
-    """Which processes have the file (or its -wal/-shm) open, from /proc/*/fd (Linux)."""
+    """Who holds the write lock (from /proc/locks) and which other processes have the file
+    or its -wal/-shm open (from /proc/*/fd): Linux only, and only what this user may see."""
+    writers = _write_lock_pids(path)
     names = {os.path.realpath(p) for p in (path, f"{path}-wal", f"{path}-shm")}
-    found: list[str] = []
+    found: list[int] = []
     try:
-        pids = [p for p in os.listdir("/proc") if p.isdigit()]
+        pids = [int(p) for p in os.listdir("/proc") if p.isdigit()]
     except OSError:
         return "the processes holding it cannot be listed here (no /proc)"
     for pid in pids:
         try:
             fds = os.listdir(f"/proc/{pid}/fd")
-            if not any(os.readlink(f"/proc/{pid}/fd/{fd}") in names for fd in fds):
-                continue
+            if any(os.readlink(f"/proc/{pid}/fd/{fd}") in names for fd in fds):
+                found.append(pid)
         except OSError:  # gone, or another user's: skip it
             continue
-        found.append(_describe_pid(int(pid)))
-    if not found:
-        return "no other process visible here has it open"
-    return "open in " + ", ".join(found)
+    parts = []
+    if writers:
+        held = ", ".join(_describe_pid(pid) for pid in sorted(writers))
+        parts.append(f"{held} {'holds' if len(writers) == 1 else 'hold'} the write lock")
+    others = [pid for pid in found if pid not in writers and pid != os.getpid()]
+    if others:
+        parts.append("also open in " + ", ".join(_describe_pid(pid) for pid in others))
+    return "; ".join(parts) or "no other process visible here has it open"
+
+
+#: Where SQLite takes its write lock: byte 120 of the -shm file in WAL mode (WAL_WRITE_LOCK),
+#: the RESERVED byte (2**30 + 1) of the database file otherwise.
+_WRITE_LOCKS = (("-shm", 120), ("", 2**30 + 1))
+
+
+def _write_lock_pids(path: Path) -> set[int]:
+    """Pids holding SQLite's write lock on the store, read from /proc/locks (POSIX locks)."""
+    wanted: dict[tuple[int, int], int] = {}
+    for suffix, byte in _WRITE_LOCKS:
+        try:
+            st = os.stat(f"{path}{suffix}")
+        except OSError:
+            continue
+        wanted[(st.st_dev, st.st_ino)] = byte
+    pids: set[int] = set()
+    try:
+        with open("/proc/locks", encoding="ascii", errors="replace") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return pids
+    for line in lines:
+        fields = line.split()
+        # "1: POSIX  ADVISORY  WRITE 23393 fe:00:2154978 120 120"
+        if len(fields) < 8 or fields[1] != "POSIX" or fields[3] != "WRITE":
+            continue
+        try:
+            major, minor, inode = fields[5].split(":")
+            dev = os.makedev(int(major, 16), int(minor, 16))
+            pid, first = int(fields[4]), int(fields[6])
+            last = fields[7]
+            at = wanted.get((dev, int(inode)))
+            if at is not None and first <= at and (last == "EOF" or at <= int(last)):
+                pids.add(pid)
+        except ValueError:
+            continue
+    return pids
 
 
 def _describe_pid(pid: int) -> str:
