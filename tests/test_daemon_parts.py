@@ -326,7 +326,7 @@ def test_reload_applies_sources_and_webhooks_and_keeps_the_old_config_when_inval
 ) -> None:
     from logd_fleetit import FleetITSimulator
 
-    from logd.daemon import DELIVERY_JOB, Daemon, poll_job_id
+    from logd.daemon import Daemon, poll_job_id
 
     hook = {"name": "ops", "url": "http://127.0.0.1:9/hook", "secret": "s3cret"}
     with FleetITSimulator(records=5) as sim:
@@ -344,7 +344,7 @@ def test_reload_applies_sources_and_webhooks_and_keeps_the_old_config_when_inval
             gc.set_threshold(*threshold)
             assert "READY=1" in notifier.sent
             assert daemon.scheduler.get_job(poll_job_id("a")) is not None
-            assert daemon.scheduler.get_job(DELIVERY_JOB) is None  # no webhooks, no job
+            assert daemon.deliverer is None  # no webhooks, no lanes
             engine = daemon.engine
 
             # A new source and a webhook: both applied, the engine (and its providers) kept.
@@ -352,7 +352,7 @@ def test_reload_applies_sources_and_webhooks_and_keeps_the_old_config_when_inval
             write_config(tmp_path, [a, b], webhooks=[hook])
             assert daemon.reload()
             assert daemon.scheduler.get_job(poll_job_id("b")) is not None
-            assert daemon.scheduler.get_job(DELIVERY_JOB) is not None
+            assert daemon.deliverer is not None
             assert daemon.engine is engine and len(engine.batch_hooks) == 1
             assert "RELOADING=1" in notifier.sent
 
@@ -360,13 +360,13 @@ def test_reload_applies_sources_and_webhooks_and_keeps_the_old_config_when_inval
             config.write_text(config.read_text() + "\nretention = 'soon'\n")
             assert not daemon.reload()
             assert daemon.scheduler.get_job(poll_job_id("b")) is not None
-            assert daemon.scheduler.get_job(DELIVERY_JOB) is not None
+            assert daemon.deliverer is not None
 
             # Removed source and webhook; a changed interval reschedules.
             write_config(tmp_path, [{**a, "interval": 1200}])
             assert daemon.reload()
             assert daemon.scheduler.get_job(poll_job_id("b")) is None
-            assert daemon.scheduler.get_job(DELIVERY_JOB) is None and engine.batch_hooks == []
+            assert daemon.deliverer is None and engine.batch_hooks == []
             trigger = daemon.scheduler.get_job(poll_job_id("a")).trigger
             assert trigger.interval == timedelta(seconds=1200)
             assert set(daemon.store.schedule()) == {"a"}

@@ -174,7 +174,7 @@ def test_missing_or_foreign_files_are_clear_errors(tmp_path: Path) -> None:
         Store(other, create=False)
     garbage = tmp_path / "garbage.db"
     garbage.write_bytes(b"this is not sqlite at all" * 100)
-    with pytest.raises(StoreError, match="cannot open"):
+    with pytest.raises(StoreError, match="is not an SQLite database"):
         Store(garbage)
 
 

@@ -20,14 +20,16 @@ from typing import Any
 import httpx
 import pytest
 import sqlite_utils
+from click.testing import CliRunner
 from standardwebhooks import Webhook
 
 from logd import Entry, Status
+from logd.cli import cli
 from logd.config import Settings, load_settings
 from logd.outbox import Delivery, list_deliveries, outbox_counts
 from logd.receiver import Receiver
 from logd.signing import sign, verify
-from logd.store import BatchResult, Store
+from logd.store import BatchResult, Filters, Store
 from logd.testing import write_config
 from logd.webhooks import Deliverer, outbox_hook
 
@@ -503,3 +505,246 @@ def test_a_lane_keeps_its_connection_from_one_round_to_the_next(tmp_path: Path) 
     finally:
         server.shutdown()
         server.server_close()
+
+
+# -- secrets in what a receiver says back -----------------------------------------------------
+
+HEADER_TOKEN = "hdr-token-7f3a9c0e1b2d4f6a"
+QUERY_TOKEN = "qtok-55aa66bb77cc"
+PATH_TOKEN = "ptok0123456789abcdef"
+
+
+def _echoing(padding: int = 0) -> httpx.MockTransport:
+    """A receiver that answers 400 with every request header (and the URL) echoed back."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        echoed = " ".join(f"{k}: {v}" for k, v in request.headers.items())
+        auth = request.headers["authorization"]
+        text = f"{'x' * padding}{auth} bad request to {request.url}; {echoed}"
+        return httpx.Response(400, text=text)
+
+    return httpx.MockTransport(handler)
+
+
+@pytest.mark.parametrize("padding", [0, None], ids=["whole", "straddling-the-cut"])
+def test_secrets_echoed_by_a_receiver_are_masked_in_log_outbox_and_list(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, padding: int | None
+) -> None:
+    from logd.webhooks import ERROR_TEXT_LIMIT
+
+    if padding is None:  # the token straddles the cut: its first 10 characters fit before it
+        padding = ERROR_TEXT_LIMIT - len("Bearer ") - 10
+    env = Env(
+        tmp_path,
+        hook(
+            f"https://hooks.example/logd/{PATH_TOKEN}?token={QUERY_TOKEN}",
+            headers={"Authorization": f"Bearer {HEADER_TOKEN}"},
+        ),
+        transport=_echoing(padding),
+    )
+    env.commit(entry("1"))
+    with caplog.at_level("DEBUG", logger="logd"):
+        assert env.deliverer.deliver_due().dead == 1
+    [row] = env.rows()
+    listed = CliRunner().invoke(
+        cli, ["webhooks", "list", "--db", str(env.store.path), "-f", "json"]
+    )
+    assert listed.exit_code == 0, listed.output
+    for text in (row.last_error or "", caplog.text, listed.output):
+        for secret in (HEADER_TOKEN, QUERY_TOKEN, PATH_TOKEN, SECRET, "hdr-token", "hdr-"):
+            assert secret not in text
+    assert "***" in (row.last_error or "")
+
+
+# -- a slow receiver ---------------------------------------------------------------------------
+
+
+class _Drip:
+    """A receiver on 127.0.0.1 that reads the request, then answers one byte every `every`
+    seconds until the client hangs up or the drip is closed."""
+
+    def __init__(self, every: float = 0.5) -> None:
+        self.every = every
+        self.closed = threading.Event()
+        self.requests = 0
+        drip = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                drip.requests += 1
+                head = b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n"
+                try:
+                    for i in range(len(head) + 1000):
+                        self.wfile.write((head + b"x" * 1000)[i : i + 1])
+                        self.wfile.flush()
+                        if drip.closed.wait(drip.every):
+                            return
+                except OSError:
+                    return
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        ).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+
+    def close(self) -> None:
+        self.closed.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def drip() -> Iterator[_Drip]:
+    slow = _Drip()
+    yield slow
+    slow.close()
+
+
+def test_a_dripping_receiver_fails_at_the_whole_request_deadline_and_is_retried(
+    tmp_path: Path, drip: _Drip
+) -> None:
+    env = Env(tmp_path, hook(drip.url, timeout="1s"))
+    env.commit(entry("1"))
+    done: list[Any] = []
+    worker = threading.Thread(target=lambda: done.append(env.deliverer.deliver_due()))
+    worker.start()
+    worker.join(20)  # a drip of 1,000+ bytes at 2 a second would take 8 minutes
+    assert not worker.is_alive(), "the attempt was not bounded by the webhook's timeout"
+    assert done[0].retrying == 1
+    [row] = env.rows()
+    assert row.state == "pending" and "Timeout" in (row.last_error or "")
+
+
+def test_a_slow_webhook_does_not_hold_up_a_healthy_one_under_the_daemons_workers(
+    tmp_path: Path, drip: _Drip, rx: Receiver
+) -> None:
+    env = Env(
+        tmp_path,
+        hook(drip.url, name="slow", timeout="30s"),  # stuck for the whole test
+        hook(rx.url, name="healthy"),
+    )
+    stop = threading.Event()
+    env.deliverer.start(stop, idle=0.2)
+    try:
+        for i in range(10):
+            env.commit(entry(str(i)))
+            env.deliverer.kick()
+            assert rx.wait_for(i + 1, timeout=10), f"healthy got {len(rx.received)} of {i + 1}"
+        assert drip.requests == 1  # the slow lane is still on its first attempt
+    finally:
+        stop.set()
+        env.deliverer.close()
+
+
+def test_sync_with_a_slow_webhook_exits_and_says_what_stays_pending(
+    tmp_path: Path, drip: _Drip, rx: Receiver
+) -> None:
+    from logd_fleetit import FleetITSimulator
+
+    with FleetITSimulator(records=30) as sim:
+        config = write_config(
+            tmp_path,
+            [sim.demo_source("fleet")],
+            webhooks=[
+                hook(drip.url, name="slow", timeout="1s"),
+                hook(rx.url, name="healthy"),
+            ],
+        )
+        done: list[Any] = []
+        worker = threading.Thread(
+            target=lambda: done.append(CliRunner().invoke(cli, ["sync", "-q", "-c", str(config)]))
+        )
+        worker.start()
+        worker.join(60)
+        assert not worker.is_alive(), "logd sync did not exit with a slow webhook"
+    result = done[0]
+    assert result.exit_code == 0, result.output
+    assert "webhook healthy: 1 delivered, 0 retrying, 0 dead" in result.output
+    assert "webhook slow: 0 delivered, 1 retrying, 0 dead (1 pending)" in result.output
+
+
+def test_rows_queued_after_a_failed_one_wait_behind_it_in_order(
+    tmp_path: Path, rx: Receiver
+) -> None:
+    env = Env(tmp_path, hook(rx.url))
+    env.commit(entry("1"))
+    rx.respond_with(503)
+    assert env.deliverer.deliver_due().retrying == 1
+    env.commit(entry("2"))  # queued after the failure, due now
+    assert env.deliverer.deliver_due().outcomes == [] and len(rx.received) == 1
+    env.clock.now = env.deliverer.next_due() or env.clock.now
+    rx.respond_with(200)
+    assert env.deliverer.deliver_due().delivered == 2
+    sent = [r.json()["entries"][0]["native_id"] for r in rx.received]
+    assert sent == ["1", "1", "2"]
+
+
+def test_under_logd_run_a_slow_webhook_does_not_hold_up_another_webhooks_rounds(
+    tmp_path: Path, drip: _Drip, rx: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import logging
+
+    from logd_fleetit import FleetITSimulator
+
+    from logd import daemon as daemon_module
+    from logd.daemon import Daemon
+
+    def no_exit(code: int) -> None:
+        raise AssertionError("shutdown gave up waiting for a webhook attempt")
+
+    # A stop that waits out its timeout ends the process: here, fail the test instead.
+    monkeypatch.setattr(daemon_module.os, "_exit", no_exit)
+
+    saved = {
+        name: (lg.handlers[:], lg.level, lg.propagate)
+        for name in ("logd", "apscheduler")
+        for lg in [logging.getLogger(name)]
+    }
+    with FleetITSimulator(records=250) as sim:
+        sim.latency = 0.3  # three pages, each committed (and alerted) on its own
+        fleet = {**sim.demo_source("fleet"), "interval": 3600}
+        config = write_config(
+            tmp_path,
+            [fleet],
+            webhooks=[
+                hook(drip.url, name="slow", timeout="60s"),  # stuck for the whole test
+                hook(rx.url, name="healthy"),
+            ],
+        )
+        daemon = Daemon(config, shutdown_timeout=10)
+        daemon.start()
+        try:
+            store = Store(daemon.store.path)
+            end = datetime.now(UTC) + timedelta(seconds=20)
+
+            def sent_and_failed() -> tuple[set[str], set[str]]:
+                got = {e["native_id"] for r in rx.received for e in r.json()["entries"]}
+                failed = {
+                    r.native_id for r in store.search(Filters(statuses=("failure",)), limit=None)
+                }
+                return got, failed
+
+            while True:
+                got, failed = sent_and_failed()
+                finished = daemon._last_report is not None
+                if finished and failed and got == failed:
+                    break
+                assert datetime.now(UTC) < end, f"healthy got {len(got)} of {len(failed)}"
+                threading.Event().wait(0.05)
+            assert len(rx.received) >= 2  # more than one batch: more than one round
+            assert drip.requests == 1  # the slow lane is still on its first attempt
+            store.close()
+        finally:
+            daemon.shutdown()
+            for name, (handlers, level, propagate) in saved.items():
+                lg = logging.getLogger(name)
+                lg.handlers[:], lg.level, lg.propagate = handlers, level, propagate

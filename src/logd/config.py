@@ -156,7 +156,9 @@ class WebhookConfig(BaseModel):
     signature: Literal["fleetit", "standard-webhooks"] = Field(
         "fleetit", description="Signature scheme: FleetIT's X-Signature or Standard Webhooks."
     )
-    timeout: Duration = Field(10.0, gt=0, description="Per-request timeout.")
+    timeout: Duration = Field(
+        10.0, gt=0, description="Whole-request timeout: connect, send, the whole answer."
+    )
     retry_for: Duration = Field(
         86_400.0, gt=0, description="Keep retrying this long after queueing, then dead."
     )

@@ -5,10 +5,12 @@ it. Jobs, each on an executor of its own so that one kind never starves another:
 
     poll:<source>   every `interval` (with jitter), one instance at a time, coalesced when late;
                     a failure doubles the interval up to BACKOFF_CAP, a success restores it
-    webhooks        every DELIVERY_EVERY seconds, and as soon as a batch that queued deliveries
-                    commits (a round may wait behind the running one, never skip it)
     retention       at start, then daily, when `retention` is set
     heartbeat       every few seconds: the proof of life the systemd watchdog waits for
+
+Webhooks are not a scheduler job: the deliverer runs one worker thread per webhook, woken as
+soon as a batch that queued deliveries commits and by its own timer (its next due row, at
+least every DELIVERY_EVERY seconds), so a slow endpoint delays only its own lane.
 
 Signals: SIGTERM/SIGINT stop scheduling and set the stop event, so that running polls end after
 the batch they are committing (waited for up to SHUTDOWN_TIMEOUT), then the process exits 0.
@@ -48,7 +50,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from . import heap
 from .config import Settings, SourceConfig, load_settings
 from .engine import Engine, SourceReport
-from .errors import LogdError
+from .errors import LogdError, StoreError
 from .health import Heartbeat, Watchdog
 from .logs import setup as setup_logging
 from .metrics import Metrics
@@ -65,7 +67,6 @@ RETENTION_EVERY = 86_400.0
 BACKOFF_CAP = 3600.0  # a failing source is retried at least hourly (or at its own interval)
 SHUTDOWN_TIMEOUT = 30.0  # keep below the unit's TimeoutStopSec
 HEARTBEAT_EVERY = 5.0
-DELIVERY_JOB = "webhooks"
 RETENTION_JOB = "retention"
 HEARTBEAT_JOB = "heartbeat"
 
@@ -120,8 +121,7 @@ class Daemon:
         self._last_report: SourceReport | None = None
         # Set by the outbox hook inside a batch's transaction; seen after the commit.
         self._queued = threading.Event()
-        self._kick_lock = threading.Lock()
-        self._round_waiting = False  # a delivery round was asked for and has not started yet
+        self._tally_lock = threading.Lock()  # lanes report from their own threads
         self._delivery_tally = [0, 0, 0]  # delivered, retrying, dead: not yet logged
         self._delivery_logged = float("-inf")
         self.heartbeat_every = heartbeat_every
@@ -197,7 +197,6 @@ class Daemon:
             timezone=UTC,
             executors={
                 "default": ThreadPoolExecutor(POLL_WORKERS, {"thread_name_prefix": "logd-poll"}),
-                "webhooks": ThreadPoolExecutor(1, {"thread_name_prefix": "logd-deliver"}),
                 "maintenance": ThreadPoolExecutor(1, {"thread_name_prefix": "logd-maint"}),
                 "heartbeat": ThreadPoolExecutor(1, {"thread_name_prefix": "logd-heartbeat"}),
             },
@@ -253,7 +252,11 @@ class Daemon:
             self.engine.batch_hooks = list(hooks)
         old_deliverer, self.deliverer = self.deliverer, deliverer
         if old_deliverer is not None:
-            old_deliverer.close()  # its connections; a round still running closes its own
+            old_deliverer.close()  # its workers and connections; an attempt under way ends first
+        if deliverer is not None:
+            deliverer.start(
+                self.stop, on_round=self._delivered, busy=self._busy, idle=DELIVERY_EVERY
+            )
         wanted = {s.name: s for s in settings.sources if s.enabled}
         for name in [n for n in self._sources if n not in wanted]:
             self._unschedule(name)
@@ -276,20 +279,6 @@ class Daemon:
             self._sources[name] = src
             self._failures[name] = 0
             self._schedule(src, now)
-        if deliverer is not None:
-            self.scheduler.add_job(
-                self._deliver,
-                IntervalTrigger(seconds=DELIVERY_EVERY, timezone=UTC),
-                id=DELIVERY_JOB,
-                executor="webhooks",
-                next_run_time=now,
-                replace_existing=True,
-                # One round running, one waiting to start: a batch committed while a round
-                # runs gets the next one (the executor's single thread runs them in turn).
-                max_instances=2,
-            )
-        elif self.scheduler.get_job(DELIVERY_JOB) is not None:
-            self.scheduler.remove_job(DELIVERY_JOB)
 
     def _webhook_parts(self, settings: Settings) -> tuple[list[BatchHook], Any]:
         webhooks = getattr(settings, "webhooks", [])
@@ -312,7 +301,7 @@ class Daemon:
             next_run_time=first_run,
             replace_existing=True,
         )
-        self.store.set_schedule(src.name, first_run, interval, 0)
+        self._record_schedule(src.name, first_run, interval, 0)
 
     def _unschedule(self, name: str) -> None:
         with suppress(JobLookupError):
@@ -341,7 +330,10 @@ class Daemon:
                 )
                 new = new.model_copy(update={"database": self.settings.database})
             self._apply_log_level(new)
-            self._install(new, datetime.now(UTC))
+            try:
+                self._install(new, datetime.now(UTC))
+            except StoreError as exc:
+                log.error("reload: %s", exc)  # the jobs installed so far stand
             self.settings = new
         self.metrics.serve(new.metrics_listen)
         log.info(
@@ -359,6 +351,10 @@ class Daemon:
         log.info("stopping: waiting up to %gs for running polls to commit", self.shutdown_timeout)
         self.notifier.stopping()
         self.stop.set()
+        if self.deliverer is not None:
+            # Webhook attempts end now (uncounted: sent again after the restart), so a slow
+            # endpoint never holds the exit.
+            self.deliverer.close()
         if hasattr(self, "scheduler") and self.scheduler.running:
             self.scheduler.shutdown(wait=False)
         with self._idle:
@@ -382,8 +378,11 @@ class Daemon:
         if any(self._delivery_tally):
             log.info("webhooks: %d delivered, %d to retry, %d dead", *self._delivery_tally)
         if hasattr(self, "store"):
-            self.store.clear_schedule()
-            self.store.close()
+            try:
+                self.store.clear_schedule()
+                self.store.close()
+            except StoreError as exc:
+                log.error("closing the store: %s", exc)
         log.info("stopped")
 
     def _apply_log_level(self, settings: Settings) -> None:
@@ -441,7 +440,7 @@ class Daemon:
             next_run = None
             if current and not self.stop.is_set():
                 next_run = self._reschedule(src.name, interval)
-                self.store.set_schedule(src.name, next_run, interval, failures)
+                self._record_schedule(src.name, next_run, interval, failures)
         when = f"next poll in {(next_run - finished).total_seconds():.0f}s" if next_run else ""
         if report.ok:
             log.info("poll %s%s", report.summary(), f"; {when}" if when else "")
@@ -456,6 +455,15 @@ class Daemon:
         if report.failures and self.deliverer is not None:
             self._kick_deliveries()
 
+    def _record_schedule(
+        self, name: str, next_run: datetime | None, interval: float, failures: int
+    ) -> None:
+        """Write the schedule `logd status` shows; a store fault is logged, the poll goes on."""
+        try:
+            self.store.set_schedule(name, next_run, interval, failures)
+        except StoreError as exc:
+            log.error("%s: schedule not recorded: %s", name, exc)
+
     def _after_batch(self, report: SourceReport) -> None:
         # The engine calls this after each committed batch: deliveries it queued go out now,
         # not at the next tick, and not only once the whole poll (a long backfill) is done.
@@ -464,18 +472,10 @@ class Daemon:
             self._kick_deliveries()
 
     def _kick_deliveries(self) -> None:
-        """Start a delivery round now, unless one is already waiting to start."""
-        if self.stop.is_set():
-            return
-        with self._kick_lock:
-            if self._round_waiting:
-                return  # it has not read the outbox yet: it will see what just committed
-            self._round_waiting = True
-        try:
-            self.scheduler.modify_job(DELIVERY_JOB, next_run_time=datetime.now(UTC))
-        except JobLookupError:  # no webhooks any more (a reload)
-            with self._kick_lock:
-                self._round_waiting = False
+        """Wake every webhook's lane: deliveries were queued."""
+        deliverer = self.deliverer
+        if deliverer is not None and not self.stop.is_set():
+            deliverer.kick()
 
     def _reschedule(self, name: str, interval: float) -> datetime | None:
         job_id = poll_job_id(name)
@@ -489,28 +489,19 @@ class Daemon:
             return None
         return job.next_run_time if job is not None else None
 
-    def _deliver(self) -> None:
-        """The delivery job: send what is due in the outbox."""
-        with self._kick_lock:
-            self._round_waiting = False  # before reading the outbox: later commits kick again
-        deliverer = self.deliverer
-        if deliverer is None or self.stop.is_set():
-            return
-        with self._busy():
-            try:
-                stats = deliverer.deliver_due(self.stop)
-            except Exception:
-                log.exception("webhook delivery round failed")
-                return
+    def _delivered(self, stats: Any) -> None:
+        """A lane's round is over (called on its worker's thread): metrics, a log line."""
         self.metrics.observe_deliveries(stats.by_webhook)
         # A backfill runs a round per committed batch: one line per DELIVERY_EVERY at most.
-        tally = self._delivery_tally
-        for i, n in enumerate((stats.delivered, stats.retrying, stats.dead)):
-            tally[i] += n
-        now = time.monotonic()
-        if any(tally) and now - self._delivery_logged >= DELIVERY_EVERY:
-            log.info("webhooks: %d delivered, %d to retry, %d dead", *tally)
+        with self._tally_lock:
+            tally = self._delivery_tally
+            for i, n in enumerate((stats.delivered, stats.retrying, stats.dead)):
+                tally[i] += n
+            now = time.monotonic()
+            if not (any(tally) and now - self._delivery_logged >= DELIVERY_EVERY):
+                return
             self._delivery_tally, self._delivery_logged = [0, 0, 0], now
+        log.info("webhooks: %d delivered, %d to retry, %d dead", *tally)
 
     def _retain(self) -> None:
         """The retention job: delete entries older than `retention`, then vacuum."""
@@ -520,6 +511,9 @@ class Daemon:
         with self._busy():
             try:
                 result = apply_retention(self.store, retention, stop=self.stop)
+            except StoreError as exc:  # retried at the next run; what was deleted stays deleted
+                log.error("retention failed: %s", exc)
+                return
             except Exception:
                 log.exception("retention failed")
                 return

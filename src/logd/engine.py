@@ -21,7 +21,7 @@ import sqlite_utils
 
 from .config import Settings, SourceConfig
 from .entries import Batch
-from .errors import LogdError, SourceError
+from .errors import LogdError, SourceError, StoreError
 from .http import RetryPolicy, SourceClient
 from .plugins import Registry
 from .prefetch import GROUP, Prefetch, merge
@@ -176,11 +176,24 @@ class Engine:
             sleep=waiting("retrying"),
             transport=self.transport(src) if self.transport else None,
         )
+        try:
+            # The store failing here (locked, full, damaged) fails this poll, not the sync.
+            cursor = self.store.cursor(src.name)
+            run_id = self.store.start_run(src.name)
+        except StoreError as exc:
+            client.close()
+            report.error = str(exc)
+            report.duration = time.monotonic() - started
+            report.done = True
+            log.error("%s: %s", src.name, report.error)
+            if progress:
+                progress(report)
+            return report
         ctx: PollContext[Any] = PollContext(
             source=src.name,
             options=options,
             client=client,
-            cursor=self.store.cursor(src.name),
+            cursor=cursor,
             log=logging.getLogger(f"logd.source.{src.name}"),
             now=self.now,
             # Batches fetched ahead count as stored: the provider sees what a serial poll would.
@@ -191,7 +204,6 @@ class Engine:
             stopping=lambda: fetched.cancelled or (stop is not None and stop.is_set()),
         )
         secrets = ctx.secrets  # grows when the provider logs in: masking follows it
-        run_id = self.store.start_run(src.name)
 
         def count_run(db: sqlite_utils.Database, source: str, result: BatchResult) -> None:
             # Poll-run counters commit with the batch they count.
@@ -244,6 +256,10 @@ class Engine:
                     break
         except SourceError as exc:
             report.error = mask(str(exc), secrets)
+        except StoreError as exc:
+            # The store's fault, not the provider's: the batch in hand rolled back, its cursor
+            # did not move, and the next poll fetches it again.
+            report.error = str(exc)
         except LogdError as exc:
             report.error = mask(str(exc), secrets)
         except Exception as exc:  # a provider bug: keep the traceback in the log, go on
@@ -256,7 +272,11 @@ class Engine:
             report.retries = client.retries
             report.duration = time.monotonic() - started
             report.done = True
-            self.store.finish_run(run_id, requests=client.requests, error=report.error)
+            try:
+                self.store.finish_run(run_id, requests=client.requests, error=report.error)
+            except StoreError as exc:  # the poll's own outcome stands; say why it is unrecorded
+                log.error("%s: the poll's outcome was not recorded: %s", src.name, exc)
+                report.error = report.error or str(exc)
             if progress:
                 progress(report)
         return report

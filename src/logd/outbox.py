@@ -121,8 +121,8 @@ class Delivery:
 
 def has_outbox(store: Store) -> bool:
     """True when the store has the outbox table (a store opened read-only may predate it)."""
-    with store.lock:
-        return bool(store.db[TABLE].exists())
+    with store.reading() as db:
+        return bool(db[TABLE].exists())
 
 
 def outbox_counts(store: Store) -> dict[str, dict[str, int]]:
@@ -139,8 +139,8 @@ def _counts(store: Store, by: str) -> dict[str, dict[str, int]]:
     if not has_outbox(store):
         return {}
     out: dict[str, dict[str, int]] = {}
-    with store.lock:
-        rows = store.db.execute(
+    with store.reading() as db:
+        rows = db.execute(
             f"SELECT {by}, state, count(*) FROM {TABLE} GROUP BY {by}, state"
         ).fetchall()
     for key, state, n in rows:
@@ -171,19 +171,24 @@ def list_deliveries(
     sql += " ORDER BY id DESC"
     if limit:
         sql += f" LIMIT {int(limit)}"
-    with store.lock:
-        return [Delivery.from_sql(r) for r in store.db.execute(sql, params).fetchall()]
+    with store.reading() as db:
+        return [Delivery.from_sql(r) for r in db.execute(sql, params).fetchall()]
 
 
 def due_deliveries(
     store: Store, now: datetime, *, ids: Sequence[str] = (), webhook: str | None = None
 ) -> list[Delivery]:
-    """Pending rows whose next attempt is due, oldest first (only `ids`, `webhook` when given)."""
+    """Pending rows whose next attempt is due, oldest first (only `ids`, `webhook` when given).
+
+    A webhook's lane is first in, first out: without `ids`, only the rows queued before its
+    oldest row that is waiting for a retry are due, so rows queued after a failed one wait
+    behind it instead of each spending a timeout on an endpoint that is down.
+    """
     if not has_outbox(store):
         return []
     sql, params = _due_where(now, ids, webhook)
-    with store.lock:
-        rows = store.db.execute(f"SELECT {COLUMNS} {sql} ORDER BY id", params).fetchall()
+    with store.reading() as db:
+        rows = db.execute(f"SELECT {COLUMNS} {sql} ORDER BY id", params).fetchall()
     return [Delivery.from_sql(r) for r in rows]
 
 
@@ -192,8 +197,8 @@ def due_webhooks(store: Store, now: datetime, *, ids: Sequence[str] = ()) -> lis
     if not has_outbox(store):
         return []
     sql, params = _due_where(now, ids, None)
-    with store.lock:
-        rows = store.db.execute(f"SELECT DISTINCT webhook {sql}", params).fetchall()
+    with store.reading() as db:
+        rows = db.execute(f"SELECT DISTINCT webhook {sql}", params).fetchall()
     return sorted(r[0] for r in rows)
 
 
@@ -203,6 +208,12 @@ def _due_where(now: datetime, ids: Sequence[str], webhook: str | None) -> tuple[
     if webhook is not None:
         sql += " AND webhook = ?"
         params.append(webhook)
+        if not ids:
+            sql += (
+                f" AND id < coalesce((SELECT min(id) FROM {TABLE} WHERE state = 'pending' "
+                "AND webhook = ? AND next_attempt_at > ?), 9e18)"
+            )
+            params += [webhook, iso(now)]
     if ids:
         sql += f" AND delivery_id IN ({','.join('?' * len(ids))})"
         params.extend(ids)
@@ -210,13 +221,15 @@ def _due_where(now: datetime, ids: Sequence[str], webhook: str | None) -> tuple[
 
 
 def next_due_at(store: Store, webhooks: Sequence[str]) -> datetime | None:
-    """When the earliest pending delivery to one of `webhooks` is due, or None."""
+    """When the next delivery to one of `webhooks` is due (its lane's oldest pending row's next
+    attempt: the lane is first in, first out), or None when nothing is pending."""
     if not webhooks or not has_outbox(store):
         return None
-    with store.lock:
-        value = store.db.execute(
-            f"SELECT min(next_attempt_at) FROM {TABLE} WHERE state = 'pending' "
-            f"AND webhook IN ({','.join('?' * len(webhooks))})",
+    with store.reading() as db:
+        value = db.execute(
+            f"SELECT min(next_attempt_at) FROM {TABLE} WHERE id IN (SELECT min(id) FROM {TABLE} "
+            f"WHERE state = 'pending' AND webhook IN ({','.join('?' * len(webhooks))}) "
+            "GROUP BY webhook)",
             list(webhooks),
         ).fetchone()[0]
     return datetime.fromisoformat(value) if value else None

@@ -83,8 +83,8 @@ def follow_rows(
 
 
 def _max_update(store: Store) -> str:
-    with store.lock:
-        row = store.db.execute("SELECT coalesce(max(updated_at), '') FROM entries").fetchone()
+    with store.reading() as db:
+        row = db.execute("SELECT coalesce(max(updated_at), '') FROM entries").fetchone()
     return str(row[0])
 
 

@@ -16,8 +16,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, cast
 
+from . import store as _store
 from .errors import StoreError
-from .store import BUSY_TIMEOUT_MS, Store
+from .store import Store, store_errors
 
 if TYPE_CHECKING:
     import sqlite_utils
@@ -79,28 +80,29 @@ class ReadDatabase:
 class Reader(Store):
     """An existing store, opened for the read methods only (no migrations, no sqlite_utils)."""
 
-    def __init__(self, path: str | Path) -> None:  # replaces Store.__init__, never calls it
+    def __init__(  # replaces Store.__init__, never calls it
+        self, path: str | Path, *, busy_timeout: float | None = None
+    ) -> None:
         self.path = Path(path)
         self.lock = threading.RLock()
+        self.busy_timeout = _store.BUSY_TIMEOUT_MS / 1000 if busy_timeout is None else busy_timeout
         if not self.path.exists():
             raise StoreError(
                 f"no logd database at {self.path}",
                 hint="run `logd sync` first, or pass --db / -c for another store",
             )
-        try:
+        with store_errors(self.path, self.busy_timeout):
             conn = sqlite3.connect(
-                str(self.path), timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False
+                str(self.path), timeout=self.busy_timeout, check_same_thread=False
             )
             database = ReadDatabase(conn)
             # Typed as the Database it stands in for: the read methods use only what it has.
             self.db = cast("sqlite_utils.Database", database)
-            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
             if not database["entries"].exists():
                 conn.close()
                 raise StoreError(f"{self.path} is not a logd database (no entries table)")
             conn.execute("PRAGMA cache_size = -32000")  # as Store: keeps index pages hot
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(f"cannot open {self.path}: {exc}") from None
 
     def transaction(self) -> NoReturn:
         """Every write goes through here; a reader has none."""

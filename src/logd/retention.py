@@ -74,8 +74,8 @@ def apply_retention(
 
 def free_pages(store: Store) -> int:
     """Pages on the file's free list (what an incremental vacuum would give back)."""
-    with store.lock:
-        return int(store.db.execute("PRAGMA freelist_count").fetchone()[0])
+    with store.reading() as db:
+        return int(db.execute("PRAGMA freelist_count").fetchone()[0])
 
 
 def reclaim(store: Store, *, stop: threading.Event | None = None) -> int:
@@ -85,10 +85,10 @@ def reclaim(store: Store, *, stop: threading.Event | None = None) -> int:
         before = free_pages(store)
         if before == 0:
             break
-        with store.lock:
+        with store.reading() as db:
             # Each step frees pages one statement step at a time: fetch it to the end.
-            store.db.execute(f"PRAGMA incremental_vacuum({VACUUM_PAGES})").fetchall()
-            store.db.conn.commit()
+            db.execute(f"PRAGMA incremental_vacuum({VACUUM_PAGES})").fetchall()
+            db.conn.commit()
         after = free_pages(store)
         if after >= before:  # auto_vacuum is off in this file: nothing to give back
             break

@@ -12,7 +12,7 @@ import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -30,8 +30,19 @@ from .search import ENTRY_COLUMNS, SLOTS, Filters, Row, search_sql, time_key
 if TYPE_CHECKING:  # imported in Store.__init__: logd.reader opens stores without it
     import sqlite_utils
 
-__all__ = ["BatchHook", "BatchResult", "Filters", "Row", "Store", "time_key"]
+__all__ = [
+    "BatchHook",
+    "BatchResult",
+    "Filters",
+    "Row",
+    "Store",
+    "store_error",
+    "store_errors",
+    "time_key",
+]
 
+#: How long a write waits for another connection's write lock before it fails (milliseconds).
+#: Read at each open, so tests (and `Store(busy_timeout=…)`) can make it short.
 BUSY_TIMEOUT_MS = 10_000
 #: WAL size that triggers a checkpoint (SQLite's default is 1,000 pages, 4 MB at 4 KiB).
 WAL_CHECKPOINT_BYTES = 40 * 2**20
@@ -40,6 +51,224 @@ INSERT_ENTRY = (
     "entity_type, entity_id, raw, details, search_text, hash, details_hash, first_seen, "
     "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+
+
+# -- what a failed SQLite call means, in one line -------------------------------------------
+# Every store entry point (open, `transaction`, `reading`, the reader) maps `sqlite3.Error`
+# through `store_error`, so every command and the daemon say the same thing for the same fault.
+
+#: SQLite's primary result codes (sqlite3.h) that `store_error` tells apart.
+_BUSY, _LOCKED, _READONLY, _IOERR, _CORRUPT, _FULL, _CANTOPEN, _NOTADB = 5, 6, 8, 10, 11, 13, 14, 26
+
+
+@contextmanager
+def store_errors(path: Path, busy_timeout: float) -> Iterator[None]:
+    """Raise StoreError (one line: the file, what is wrong, what to do) for any sqlite3.Error."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        raise store_error(exc, path, busy_timeout) from exc
+
+
+def store_error(exc: sqlite3.Error, path: Path, busy_timeout: float) -> StoreError:
+    """The StoreError for a failed SQLite call on the store at `path` (one line, no hint)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    primary = code & 0xFF if isinstance(code, int) else None
+    text = str(exc)
+    # A full disk can also surface as an I/O error (growing the -shm file, say).
+    full = primary == _IOERR and _free_bytes(path) < 2**20
+    if primary == _FULL or "disk is full" in text or full:
+        return StoreError(
+            f"{path}: the disk is full ({_sizes(path)}); the batch being written was rolled "
+            f"back and everything stored before it is kept; free space on the file system "
+            f"holding {path.parent} (the WAL grows to about "
+            f"{WAL_CHECKPOINT_BYTES // 2**20} MB between checkpoints) and run again"
+        )
+    if primary in (_BUSY, _LOCKED) or "database is locked" in text or "is busy" in text:
+        return StoreError(
+            f"{path} is locked: another connection held its write lock for longer than the "
+            f"busy timeout ({busy_timeout:g}s); {_holders(path)}; let that process finish or "
+            f"stop it (two writers on one file: a second `logd run`?), then run again"
+        )
+    if primary in (_CORRUPT, _NOTADB) or "malformed" in text or "not a database" in text:
+        what = (
+            "is not an SQLite database, or its header is damaged"
+            if primary == _NOTADB or "not a database" in text
+            else "is damaged"
+        )
+        return StoreError(
+            f"{path} {what} ({text}); if it is the right file, stop logd, keep a copy, and "
+            f'recover what it holds: sqlite3 {path} ".recover" | sqlite3 {path}.recovered, '
+            "then move the .recovered file into its place (or restore a backup)"
+        )
+    problem = _path_problem(path)
+    if problem is not None:
+        return StoreError(f"{problem} ({text})")
+    if primary == _READONLY or "readonly" in text:
+        return StoreError(
+            f"{path} cannot be written ({text}); give the user running logd write access to "
+            "the file, its -wal and -shm files and its directory (chown/chmod), then run again"
+        )
+    if primary == _IOERR or "I/O error" in text:
+        return StoreError(
+            f"{path}: the disk reported an I/O error ({text}); check the device and the file "
+            "system (dmesg), then run again; if it persists, restore the file from a backup"
+        )
+    if primary == _CANTOPEN:
+        return StoreError(
+            f"cannot open {path} ({text}); check that its directory exists and is writable"
+        )
+    return StoreError(f"{path}: database error: {text}")
+
+
+def os_store_error(exc: OSError, path: Path) -> StoreError:
+    """The StoreError for an OSError while creating the store's file or directory."""
+    problem = _path_problem(path)
+    if problem is not None:
+        return StoreError(problem)
+    return StoreError(
+        f"cannot create the database {path}: {exc.strerror}; set `database` in the config "
+        "(or LOGD_DATABASE) to a writable path"
+    )
+
+
+def _path_problem(path: Path) -> str | None:
+    """What stops SQLite using `path`, seen from the file system: a directory in its place,
+    a read-only file, directory or file system; None when none of these."""
+    try:
+        if path.is_dir():
+            return (
+                f"{path} is a directory, not a database file; move it away or set `database` "
+                "to a file path"
+            )
+        directory = path.parent
+        if not directory.is_dir():  # missing, or a file: the OS error says which
+            return None
+        if os.statvfs(directory).f_flag & os.ST_RDONLY:
+            return (
+                f"{path} is on a read-only file system; remount {directory} read-write or set "
+                "`database` to a writable path"
+            )
+        if not os.access(directory, os.W_OK | os.X_OK):
+            return (
+                f"the directory {directory} is not writable (SQLite creates {path.name}-wal and "
+                f"{path.name}-shm there); give the user running logd write access to it "
+                "(chown/chmod)"
+            )
+        for file in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+            if file.exists() and not os.access(file, os.R_OK | os.W_OK):
+                return (
+                    f"{file} is read-only (mode {file.stat().st_mode & 0o777:o}, or immutable: "
+                    f"see lsattr); give the user running logd read and write access to it "
+                    "(chown/chmod/chattr -i)"
+                )
+    except OSError:
+        return None
+    return None
+
+
+def _sizes(path: Path) -> str:
+    """'database 1.2 MB, WAL 3.4 MB, 0 B free': what the file takes and what is left."""
+    parts = []
+    for label, file in (("database", path), ("WAL", Path(f"{path}-wal"))):
+        with suppress(OSError):
+            if size := file.stat().st_size:
+                parts.append(f"{label} {_human(size)}")
+    parts.append(f"{_human(_free_bytes(path))} free")
+    return ", ".join(parts)
+
+
+def _free_bytes(path: Path) -> int:
+    """Bytes an unprivileged writer may still use on the file system holding `path`."""
+    try:
+        vfs = os.statvfs(path.parent)
+    except OSError:
+        return 2**62
+    return vfs.f_bavail * vfs.f_frsize
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} GB"
+
+
+def _holders(path: Path) -> str:
+    """Who holds the write lock (from /proc/locks) and which other processes have the file
+    or its -wal/-shm open (from /proc/*/fd): Linux only, and only what this user may see."""
+    writers = _write_lock_pids(path)
+    names = {os.path.realpath(p) for p in (path, f"{path}-wal", f"{path}-shm")}
+    found: list[int] = []
+    try:
+        pids = [int(p) for p in os.listdir("/proc") if p.isdigit()]
+    except OSError:
+        return "the processes holding it cannot be listed here (no /proc)"
+    for pid in pids:
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+            if any(os.readlink(f"/proc/{pid}/fd/{fd}") in names for fd in fds):
+                found.append(pid)
+        except OSError:  # gone, or another user's: skip it
+            continue
+    parts = []
+    if writers:
+        held = ", ".join(_describe_pid(pid) for pid in sorted(writers))
+        parts.append(f"{held} {'holds' if len(writers) == 1 else 'hold'} the write lock")
+    others = [pid for pid in found if pid not in writers and pid != os.getpid()]
+    if others:
+        parts.append("also open in " + ", ".join(_describe_pid(pid) for pid in others))
+    return "; ".join(parts) or "no other process visible here has it open"
+
+
+#: Where SQLite takes its write lock: byte 120 of the -shm file in WAL mode (WAL_WRITE_LOCK),
+#: the RESERVED byte (2**30 + 1) of the database file otherwise.
+_WRITE_LOCKS = (("-shm", 120), ("", 2**30 + 1))
+
+
+def _write_lock_pids(path: Path) -> set[int]:
+    """Pids holding SQLite's write lock on the store, read from /proc/locks (POSIX locks)."""
+    wanted: dict[tuple[int, int], int] = {}
+    for suffix, byte in _WRITE_LOCKS:
+        try:
+            st = os.stat(f"{path}{suffix}")
+        except OSError:
+            continue
+        wanted[(st.st_dev, st.st_ino)] = byte
+    pids: set[int] = set()
+    try:
+        with open("/proc/locks", encoding="ascii", errors="replace") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return pids
+    for line in lines:
+        fields = line.split()
+        # "1: POSIX  ADVISORY  WRITE 23393 fe:00:2154978 120 120"
+        if len(fields) < 8 or fields[1] != "POSIX" or fields[3] != "WRITE":
+            continue
+        try:
+            major, minor, inode = fields[5].split(":")
+            dev = os.makedev(int(major, 16), int(minor, 16))
+            pid, first = int(fields[4]), int(fields[6])
+            last = fields[7]
+            at = wanted.get((dev, int(inode)))
+            if at is not None and first <= at and (last == "EOF" or at <= int(last)):
+                pids.add(pid)
+        except ValueError:
+            continue
+    return pids
+
+
+def _describe_pid(pid: int) -> str:
+    if pid == os.getpid():
+        return f"pid {pid} (this process)"
+    try:  # the program's name only: a command line may carry a token
+        with open(f"/proc/{pid}/comm", encoding="utf-8", errors="replace") as f:
+            name = f.read().strip()
+    except OSError:
+        name = "?"
+    return f"pid {pid} ({name})"
 
 
 def _now() -> str:
@@ -96,9 +325,17 @@ BatchHook = Callable[["sqlite_utils.Database", str, BatchResult], None]
 class Store:
     """One logd database file."""
 
-    def __init__(self, path: str | Path, *, create: bool = True) -> None:
+    def __init__(
+        self, path: str | Path, *, create: bool = True, busy_timeout: float | None = None
+    ) -> None:
+        """Open (and with `create`, make and migrate) the store at `path`.
+
+        `busy_timeout` is how many seconds a write waits for another writer (default
+        BUSY_TIMEOUT_MS). Raises StoreError, one line saying what to do, for any failure.
+        """
         self.path = Path(path)
         self.lock = threading.RLock()
+        self.busy_timeout = BUSY_TIMEOUT_MS / 1000 if busy_timeout is None else busy_timeout
         if not create and not self.path.exists():
             raise StoreError(
                 f"no logd database at {self.path}",
@@ -108,18 +345,15 @@ class Store:
             try:
                 self._create_file()
             except OSError as exc:
-                raise StoreError(
-                    f"cannot create the database {self.path}: {exc.strerror}",
-                    hint="set `database` in the config (or LOGD_DATABASE) to a writable path",
-                ) from None
+                raise os_store_error(exc, self.path) from exc
         import sqlite_utils
 
-        try:
+        with store_errors(self.path, self.busy_timeout):
             conn = sqlite3.connect(
-                str(self.path), timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False
+                str(self.path), timeout=self.busy_timeout, check_same_thread=False
             )
             self.db = sqlite_utils.Database(conn)
-            self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            self.db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
             if create:
                 # 8 KiB pages, not 4: about 8 % fewer instructions per stored entry (fewer
                 # page splits and cells to shift), measured under callgrind on a FleetIT batch.
@@ -141,8 +375,6 @@ class Store:
             self.db.execute("PRAGMA cache_size = -32000")  # 32 MB: keeps index pages hot
             # SQLite before 3.32 allowed 999 placeholders per statement, later ones 32766.
             self._variables = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(f"cannot open {self.path}: {exc}") from None
 
     def _create_file(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -153,7 +385,7 @@ class Store:
 
     def close(self) -> None:
         """Close the connection."""
-        with self.lock:
+        with self.reading():
             self.db.close()
 
     def __enter__(self) -> Store:
@@ -164,8 +396,17 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite_utils.Database]:
-        """One write transaction, holding the writer lock."""
-        with self.lock, self.db.atomic():
+        """One write transaction, holding the writer lock; SQLite errors become StoreError.
+
+        Anything that fails inside (commit included) rolls the whole transaction back.
+        """
+        with self.lock, store_errors(self.path, self.busy_timeout), self.db.atomic():
+            yield self.db
+
+    @contextmanager
+    def reading(self) -> Iterator[sqlite_utils.Database]:
+        """The connection for reads, holding the writer lock; SQLite errors become StoreError."""
+        with self.lock, store_errors(self.path, self.busy_timeout):
             yield self.db
 
     # -- writing ----------------------------------------------------------------------------
@@ -363,7 +604,7 @@ class Store:
 
     def cursor(self, source: str) -> Any:
         """A source's stored cursor, or None."""
-        with self.lock:
+        with self.reading():
             row = self.db.execute(
                 "SELECT cursor FROM cursors WHERE source = ?", [source]
             ).fetchone()
@@ -371,12 +612,12 @@ class Store:
 
     def known_ids(self, source: str, native_ids: list[str]) -> set[str]:
         """Which of `native_ids` are stored for `source`."""
-        with self.lock:
-            return set(self._existing(self.db, source, native_ids))
+        with self.reading() as db:
+            return set(self._existing(db, source, native_ids))
 
     def pending_ids(self, source: str) -> list[str]:
         """Native ids of `source`'s entries still pending."""
-        with self.lock:
+        with self.reading():
             rows = self.db.execute(
                 "SELECT native_id FROM entries WHERE source = ? AND status = 'pending'", [source]
             ).fetchall()
@@ -387,7 +628,7 @@ class Store:
         source, sep, native_id = entry_id.partition(":")
         if not sep:
             raise QueryError(f"entry id {entry_id!r} should look like SOURCE:NATIVE_ID")
-        with self.lock:
+        with self.reading():
             row = self.db.execute(
                 f"SELECT {ENTRY_COLUMNS} FROM entries WHERE source = ? AND native_id = ?",
                 [source, native_id],
@@ -457,11 +698,13 @@ class Store:
                     f"full-text query {f.text!r} is not valid FTS5 syntax: {exc}",
                     hint="drop --fts to search for the plain words",
                 ) from None
-            raise
+            raise store_error(exc, self.path, self.busy_timeout) from exc
+        except sqlite3.Error as exc:
+            raise store_error(exc, self.path, self.busy_timeout) from exc
 
     def source_stats(self) -> list[dict[str, Any]]:
         """Per source: entries, failures, pending, last poll, last success, last error, cursor."""
-        with self.lock:
+        with self.reading():
             counts = {
                 row[0]: row[1:]
                 for row in self.db.execute(
@@ -541,7 +784,7 @@ class Store:
 
     def schedule(self) -> dict[str, dict[str, Any]]:
         """Per source the daemon polls: next_run, interval, consecutive_failures (may be empty)."""
-        with self.lock:
+        with self.reading():
             if not self.db["daemon_schedule"].exists():  # a store no daemon has opened yet
                 return {}
             rows = self.db.execute(
@@ -566,7 +809,7 @@ class Store:
             f"SELECT {group} AS grp, count(*), sum(status = 'failure'), sum(status = 'pending') "
             f"FROM entries {where} GROUP BY grp ORDER BY grp"
         )
-        with self.lock:
+        with self.reading():
             rows = self.db.execute(sql, params).fetchall()
         return [
             {

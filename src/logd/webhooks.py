@@ -1,33 +1,41 @@
 """Failure webhooks: the batch hook that queues deliveries, and the deliverer that sends them.
 
     store.commit_batch(..., hooks=[outbox_hook(settings)])   # outbox rows commit with entries
-    Deliverer(settings, store).deliver_due()                  # send what is due, record outcomes
+    Deliverer(settings, store).deliver_due()                  # one bounded round (`logd sync`)
+    Deliverer(settings, store).start(stop); ….kick()          # a worker per webhook (`logd run`)
 
-Delivery outcomes: 2xx is done; 408, 429 (after its Retry-After), 5xx and network errors are
-retried with exponential backoff and jitter until `retry_for` has passed since the delivery was
-queued, then dead; any other status (redirects included: they are never followed) is dead at
-once, with the response text kept. Each webhook has its own lane (a thread), so one slow or
-dead endpoint never holds up another.
+Delivery outcomes: 2xx is done; 408, 429 (after its Retry-After), 5xx, network errors and
+timeouts are retried with exponential backoff and jitter until `retry_for` has passed since the
+delivery was queued, then dead; any other status (redirects included: they are never followed)
+is dead at once, with the response text kept, every webhook secret in it masked. Each webhook
+has its own lane, first in, first out, in a thread of its own, and each attempt ends within the
+webhook's `timeout` (the whole request, the answer included), so one slow or dead endpoint
+never holds up another.
 """
 
 from __future__ import annotations
 
 import logging
 import random
+import socket
 import sqlite3
+import ssl
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, nullcontext, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpcore
 import httpx
 import sqlite_utils
 
 from .__about__ import __version__
 from .config import Settings, WebhookConfig
+from .errors import StoreError
 from .http import redact_url, retry_after_seconds
 from .outbox import (
     Attempt,
@@ -61,6 +69,9 @@ Clock = Callable[[], datetime]
 ERROR_TEXT_LIMIT = 4000  # enough of a receiver's error page to act on, not a whole HTML site
 RECORD_EVERY = 50  # sends per write transaction of their outcomes, at most
 RECORD_AFTER = 1.0  # seconds an outcome may wait to be recorded, about
+#: A URL path segment this long is taken for a token (chat webhooks put theirs in the path).
+TOKEN_SEGMENT = 16
+WORKER_MIN_WAIT = 0.05  # seconds a worker waits at least between rounds (no busy loop)
 
 
 def _utcnow() -> datetime:
@@ -152,6 +163,118 @@ def _matching(db: sqlite_utils.Database, webhook: WebhookConfig, keys: list[int]
     return [k for k in keys if k in found]
 
 
+# -- a whole-request deadline ---------------------------------------------------------------
+# httpx's timeouts bound each socket operation: a receiver answering a byte per second never
+# trips a 10 s read timeout. Every read and write of a webhook client's connections goes
+# through `_DeadlineStream`, which gives each operation only what is left of the attempt's
+# deadline, so `timeout` bounds connect + send + the whole response.
+
+
+class _Deadline:
+    """The monotonic time the current attempt must end by (None: no attempt running), and the
+    client's open streams, so that `abort` can end an attempt blocked in a read at once."""
+
+    def __init__(self) -> None:
+        self.at: float | None = None
+        self.aborted = False
+        self.streams: set[_DeadlineStream] = set()
+        self.lock = threading.Lock()
+
+    def abort(self) -> None:
+        """End every attempt now, and each one after: the deliverer is closing."""
+        self.aborted = True
+        with self.lock:
+            streams = list(self.streams)
+        for stream in streams:
+            sock = stream.get_extra_info("socket")
+            if sock is not None:
+                with suppress(OSError):  # wakes a read blocked on it, in any thread
+                    sock.shutdown(socket.SHUT_RDWR)
+
+    def left(self, timeout: float | None, error: type[Exception]) -> float | None:
+        """`timeout` cut to what is left; raises `error` once the deadline has passed."""
+        if self.aborted:
+            raise error("the deliverer is closing")
+        if self.at is None:
+            return timeout
+        left = self.at - time.monotonic()
+        if left <= 0:
+            raise error("no complete answer within the webhook's timeout")
+        return left if timeout is None else min(timeout, left)
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    def __init__(self, stream: httpcore.NetworkStream, deadline: _Deadline) -> None:
+        self.stream, self.deadline = stream, deadline
+        with deadline.lock:
+            deadline.streams.add(self)
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return self.stream.read(max_bytes, self.deadline.left(timeout, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        self.stream.write(buffer, self.deadline.left(timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        with self.deadline.lock:
+            self.deadline.streams.discard(self)
+        self.stream.close()
+
+    def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.NetworkStream:
+        left = self.deadline.left(timeout, httpcore.ConnectTimeout)
+        stream = self.stream.start_tls(ssl_context, server_hostname, left)
+        with self.deadline.lock:
+            self.deadline.streams.discard(self)
+        return _DeadlineStream(stream, self.deadline)
+
+    def get_extra_info(self, info: str) -> Any:
+        return self.stream.get_extra_info(info)
+
+
+class _DeadlineBackend(httpcore.SyncBackend):
+    def __init__(self, deadline: _Deadline) -> None:
+        self.deadline = deadline
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        left = self.deadline.left(timeout, httpcore.ConnectTimeout)
+        stream = super().connect_tcp(host, port, left, local_address, socket_options)
+        return _DeadlineStream(stream, self.deadline)
+
+
+class _WebhookClient(httpx.Client):
+    """An httpx client whose `post` has a whole-request deadline of the client's timeout."""
+
+    def __init__(self, timeout: float, transport: httpx.BaseTransport | None) -> None:
+        self.deadline = _Deadline()
+        if transport is None:
+            transport = httpx.HTTPTransport()
+            pool = getattr(transport, "_pool", None)
+            if isinstance(pool, httpcore.ConnectionPool):  # its proxies subclass it too
+                pool._network_backend = _DeadlineBackend(self.deadline)
+        super().__init__(transport=transport, timeout=timeout, follow_redirects=False)
+        self.whole = timeout
+
+    def post_within(self, url: str, *, content: bytes, headers: dict[str, str]) -> httpx.Response:
+        """POST and read the whole answer within the timeout, or raise httpx.TimeoutException."""
+        self.deadline.at = time.monotonic() + self.whole
+        try:
+            return self.post(url, content=content, headers=headers)
+        finally:
+            self.deadline.at = None
+
+
 # -- delivering -----------------------------------------------------------------------------
 
 
@@ -190,8 +313,10 @@ class DeliveryStats:
 class Deliverer:
     """Sends due outbox rows and records each attempt; one lane (thread) per webhook.
 
-    Each lane keeps its HTTP client (and so its connection) from one round to the next; `close`
-    (or leaving a `with` block) closes them.
+    `deliver_due` runs one round of every lane at once and returns when all are done (each
+    bounded by `lane_budget` plus one attempt's timeout); `start` runs a worker per lane until
+    stopped, each on its own timer. Each lane keeps its HTTP client (and so its connection)
+    from one round to the next; `close` (or leaving a `with` block) closes them.
     """
 
     def __init__(
@@ -224,8 +349,9 @@ class Deliverer:
         self._stats_lock = threading.Lock()
         # A lane already busy (another thread's round) is skipped, never waited for.
         self._lanes = {name: threading.Lock() for name in self.webhooks}
-        self._clients: dict[str, httpx.Client] = {}
+        self._clients: dict[str, _WebhookClient] = {}
         self._closed = False
+        self._wakes: dict[str, threading.Event] = {}
 
     def __enter__(self) -> Deliverer:
         return self
@@ -234,10 +360,73 @@ class Deliverer:
         self.close()
 
     def close(self) -> None:
-        """Close the lanes' HTTP clients; a lane in the middle of a round closes its own after."""
+        """Stop the workers (`start`), end attempts under way at once (they are not counted:
+        the rows stay as they were) and close the lanes' HTTP clients."""
         self._closed = True
+        self.kick()
+        for client in list(self._clients.values()):
+            client.deadline.abort()
         for name in self._lanes:
             self._drop_client_if_idle(name)
+
+    def start(
+        self,
+        stop: threading.Event,
+        *,
+        on_round: Callable[[DeliveryStats], None] = lambda stats: None,
+        busy: Callable[[], AbstractContextManager[None]] = nullcontext,
+        idle: float = 5.0,
+    ) -> None:
+        """Deliver in the background until `stop` is set or `close`: one worker thread per
+        webhook, woken by `kick` and by its own timer (its lane's next due row, or `idle`
+        seconds), so a slow endpoint holds up only its own lane. `on_round` gets each round's
+        stats; `busy` wraps each round (the daemon counts running work with it)."""
+        for name in self.webhooks:
+            wake = threading.Event()
+            wake.set()  # a first round at once: rows left pending by an earlier run
+            self._wakes[name] = wake
+            threading.Thread(
+                target=self._work,
+                args=(name, wake, stop, on_round, busy, idle),
+                name=f"logd-webhook-{name}",
+                daemon=True,
+            ).start()
+
+    def kick(self) -> None:
+        """Wake every worker: deliveries were queued (or the deliverer is closing)."""
+        for wake in self._wakes.values():
+            wake.set()
+
+    def _work(
+        self,
+        name: str,
+        wake: threading.Event,
+        stop: threading.Event,
+        on_round: Callable[[DeliveryStats], None],
+        busy: Callable[[], AbstractContextManager[None]],
+        idle: float,
+    ) -> None:
+        wait = 0.0
+        while not (stop.is_set() or self._closed):
+            wake.wait(wait)
+            wake.clear()
+            if stop.is_set() or self._closed:
+                break
+            stats = DeliveryStats()
+            wait = idle
+            try:
+                with busy(), Reader(self.store.path) as reader:
+                    self._lane(name, (), stats, stop, reader)
+                    due = next_due_at(reader, [name])
+                if due is not None:
+                    wait = min(idle, max(WORKER_MIN_WAIT, (due - self.clock()).total_seconds()))
+            except StoreError as exc:  # the store's fault: said once per round, retried
+                log.error("webhook %s: %s", name, exc)
+            except Exception:  # a bug: keep its traceback, keep the lane alive
+                log.exception("webhook %s: delivery round failed", name)
+            if stats.outcomes:
+                on_round(stats)
+        self._drop_client_if_idle(name)
 
     def deliver_due(
         self, stop: threading.Event | None = None, *, ids: Sequence[str] = ()
@@ -300,6 +489,9 @@ class Deliverer:
                         if attempts and time.monotonic() - started > self.lane_budget:
                             return
                         outcome, attempt = self._attempt(client, webhook, row)
+                        if outcome.state != "delivered" and self._closed:
+                            # Cut short by `close`: not the endpoint's fault, not an attempt.
+                            return
                         attempts += 1
                         if not unrecorded:
                             oldest = time.monotonic()
@@ -328,13 +520,12 @@ class Deliverer:
             if self._closed:
                 self._drop_client_if_idle(name)
 
-    def _client(self, webhook: WebhookConfig) -> httpx.Client:
+    def _client(self, webhook: WebhookConfig) -> _WebhookClient:
         """The lane's client (only its lane's thread calls this, holding the lane)."""
         client = self._clients.get(webhook.name)
         if client is None:
-            client = httpx.Client(
-                transport=self.transport, timeout=webhook.timeout, follow_redirects=False
-            )
+            client = _WebhookClient(webhook.timeout, self.transport)
+            client.deadline.aborted = self._closed
             self._clients[webhook.name] = client
         return client
 
@@ -350,7 +541,7 @@ class Deliverer:
             lock.release()
 
     def _attempt(
-        self, client: httpx.Client, webhook: WebhookConfig, row: Delivery
+        self, client: _WebhookClient, webhook: WebhookConfig, row: Delivery
     ) -> tuple[Outcome, Attempt]:
         """Send `row` once; what came of it, and what to record (the caller records it)."""
         now = self.clock()
@@ -385,7 +576,7 @@ class Deliverer:
 
 
 def _post(
-    client: httpx.Client, webhook: WebhookConfig, delivery_id: str, body: bytes, now: datetime
+    client: _WebhookClient, webhook: WebhookConfig, delivery_id: str, body: bytes, now: datetime
 ) -> tuple[int | None, str | None, float | None]:
     """Send one signed attempt; (status or None, error text or None, Retry-After seconds)."""
     headers = {
@@ -400,20 +591,52 @@ def _post(
             body,
         ),
     }
+    secrets = webhook_secrets(webhook)
     try:
-        response = client.post(webhook.url, content=body, headers=headers)
+        response = client.post_within(webhook.url, content=body, headers=headers)
     except httpx.HTTPError as exc:
         # httpx's messages name the failure, not the URL; the URL may carry a token.
-        return None, f"{type(exc).__name__}: {exc}"[:ERROR_TEXT_LIMIT], None
+        return None, _cut(mask_secrets(f"{type(exc).__name__}: {exc}", secrets)), None
     status = response.status_code
     if 200 <= status < 300:
         return status, None, None
     if 300 <= status < 400:
         location = response.headers.get("location")
         where = f" to {redact_url(httpx.URL(webhook.url).join(location))}" if location else ""
-        return status, f"HTTP {status} redirect{where} not followed; configure the final URL", None
-    text = " ".join(response.text.split())[:ERROR_TEXT_LIMIT] or response.reason_phrase
+        text = mask_secrets(f"HTTP {status} redirect{where} not followed", secrets)
+        return status, f"{text}; configure the final URL", None
+    # Masked before it is cut: a secret straddling the cut would otherwise leave its prefix.
+    text = _cut(mask_secrets(" ".join(response.text.split()), secrets)) or response.reason_phrase
     return status, f"HTTP {status}: {text}", retry_after_seconds(response)
+
+
+def webhook_secrets(webhook: WebhookConfig) -> list[str]:
+    """Every value of `webhook` that must never be logged or stored: its secret, each header
+    value (and the token after a scheme, as in `Bearer TOKEN`), the URL's password and query
+    values, and path segments long enough to be tokens (`/services/T0/B0/<token>`)."""
+    values = [webhook.secret.get_secret_value()]
+    for value in webhook.headers.values():
+        text = value.get_secret_value()
+        values += [text, *text.split()[1:]]
+    url = httpx.URL(webhook.url)
+    if url.password:
+        values.append(url.password)
+    values += [v for _, v in url.params.multi_items()]
+    values += [part for part in url.path.split("/") if len(part) >= TOKEN_SEGMENT]
+    if webhook.signature == "standard-webhooks":
+        values.append(webhook.secret.get_secret_value().removeprefix("whsec_"))
+    return values
+
+
+def mask_secrets(text: str, secrets: Sequence[str]) -> str:
+    """`text` with every secret (3 characters or more) replaced by `***`, longest first."""
+    for secret in sorted({s for s in secrets if len(s) >= 3}, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
+
+
+def _cut(text: str) -> str:
+    return text[:ERROR_TEXT_LIMIT]
 
 
 def sample_body(webhook: str, delivery_id: str, now: datetime) -> bytes:
@@ -445,7 +668,7 @@ def send_test(
     now = clock()
     delivery_id = new_delivery_id()
     body = sample_body(webhook.name, delivery_id, now)
-    client = httpx.Client(transport=transport, timeout=webhook.timeout, follow_redirects=False)
+    client = _WebhookClient(webhook.timeout, transport)
     with client:
         status, error, _ = _post(client, webhook, delivery_id, body, now)
     ok = status is not None and 200 <= status < 300
