@@ -59,6 +59,7 @@ def write_demo_config(
         "# Written by `logd demo`: every source points at a simulator on 127.0.0.1.\n"
         + tomli_w.dumps(doc)
     )
+    path.chmod(0o600)  # the simulators' credentials are literal secrets
     return path
 
 
