@@ -224,7 +224,7 @@ def query(
 ) -> None:
     """Search stored entries, newest first."""
     from .output import write_rows
-    from .queries import build_filters, follow_rows
+    from .queries import build_filters, check_names, follow_rows
 
     if limit < 0:
         raise click.BadParameter("must be 0 (all) or more", param_hint="--limit")
@@ -238,6 +238,7 @@ def query(
         until=until,
     )
     with _open_store(config, db) as store:
+        check_names(store, sources=sources, providers=providers, config=config)
         color = sys.stdout.isatty()
         if follow:
             follow_rows(store, filters, fmt, sys.stdout, color=color, limit=limit or None)

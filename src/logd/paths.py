@@ -123,6 +123,25 @@ def check_config_file(file: Path, option: str | Path | None) -> bool:
     return False
 
 
+def configured_names(option: str | Path | None) -> dict[str, set[str]]:
+    """`{"source": names, "provider": names}` of the config's `[[sources]]`, read as TOML only.
+
+    Empty when there is no readable config: a read command given `--db` works without one.
+    """
+    found: dict[str, set[str]] = {"source": set(), "provider": set()}
+    file = config_path(option)
+    try:
+        tables = read_toml(file).get("sources") if file.is_file() else None
+    except ConfigError:
+        tables = None
+    for table in tables if isinstance(tables, list) else ():
+        if isinstance(table, dict):
+            for key, names in (("name", found["source"]), ("provider", found["provider"])):
+                if isinstance(table.get(key), str):
+                    names.add(table[key])
+    return found
+
+
 def beside(file: Path, database: Path) -> Path:
     """A relative `database` in the file is relative to the file, not to wherever logd starts.
 
