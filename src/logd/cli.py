@@ -390,6 +390,31 @@ def demo(directory: Path, keep_running: bool) -> None:
     run_demo(directory, keep_running=keep_running)
 
 
+@cli.command()
+@click.argument("providers", nargs=-1)
+@click.option(
+    "--port-base",
+    type=int,
+    default=8700,
+    show_default=True,
+    help="First port; each provider gets port-base + its place in name order.",
+)
+@click.option(
+    "--config-out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the config to this file instead of stdout.",
+)
+def simulate(providers: tuple[str, ...], port_base: int, config_out: Path | None) -> None:
+    """Serve the installed simulators (or the named ones) on fixed ports until Ctrl-C.
+
+    Prints a ready config whose sources point at them: save it and run
+    `logd sync -c FILE`, `logd run -c FILE` or your own plugin against it.
+    """
+    from .simulate import serve
+
+    serve(providers, port_base, config_out)
+
+
 cli.add_command(webhooks)
 
 __all__ = ["ConfigError", "cli"]
