@@ -83,7 +83,11 @@ def run_demo(directory: Path, *, keep_running: bool = False) -> None:
         for name, sim in sims.items():
             click.echo(f"  {name:<12} {sim.base_url}")
         click.echo(f"webhook receiver: {receiver.url} (verifies every signature)")
-        click.echo(f"config: {config}\n")
+        click.echo(f"config: {config}")
+        click.echo(
+            f"note: {directory}/ belongs to the demo: its logd.db and config.toml are "
+            "replaced on every run\n"
+        )
         settings = load_settings(config)
         run_sync(settings)
         _print_deliveries(received)
