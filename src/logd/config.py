@@ -43,7 +43,15 @@ from .errors import ConfigError, PluginError
 # The path rules live in .paths, which the read commands import without pydantic; the
 # names stay importable from here.
 from .paths import DEFAULT_CONFIG as DEFAULT_CONFIG
-from .paths import LOG_LEVELS, beside, default_database, env_log_level, missing_config, read_toml
+from .paths import (
+    LOG_LEVELS,
+    beside,
+    config_exists,
+    default_database,
+    env_log_level,
+    missing_config,
+    read_toml,
+)
 from .paths import config_path as config_path
 from .paths import database_path as database_path
 from .provider import ProviderOptions
@@ -380,7 +388,7 @@ def load_settings(path: str | Path | None = None, *, named_plugins: bool = False
     sync` starts faster for it.
     """
     file = config_path(path)
-    if not file.exists():
+    if not config_exists(file):
         raise missing_config(file)
     data = read_toml(file)  # one line for any file that is not UTF-8 TOML
 

@@ -77,7 +77,7 @@ def read_toml(file: Path) -> dict[str, Any]:
     byte-order mark (Windows editors write one) is accepted; UTF-16 and any byte that is not
     UTF-8 are rejected with the line, column and byte offset of the first bad byte.
     """
-    if file.is_dir():
+    if config_exists(file) and file.is_dir():
         raise ConfigError(f"config file {file} is a directory, not a file")
     try:
         with file.open("rb") as fh:
@@ -109,6 +109,22 @@ def read_toml(file: Path) -> dict[str, Any]:
         raise ConfigError(f"{file}: invalid TOML: {exc}") from None
 
 
+def config_exists(file: Path) -> bool:
+    """Whether something is at `file`; a `ConfigError` when logd may not even look.
+
+    `Path.exists()` raises on a directory logd may not enter (EACCES): one line, not that.
+    """
+    try:
+        file.stat()
+    except FileNotFoundError:
+        return False
+    except NotADirectoryError:
+        return False
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {file}: {exc.strerror or exc}") from None
+    return True
+
+
 def check_config_file(file: Path, option: str | Path | None) -> bool:
     """Whether `file` is there to read; a `ConfigError` when it was named and is missing.
 
@@ -116,7 +132,7 @@ def check_config_file(file: Path, option: str | Path | None) -> bool:
     which names it: only a config that is absent falls back to the defaults, and only when
     the operator did not name it.
     """
-    if file.exists():
+    if config_exists(file):
         return True
     if config_named(option):
         raise missing_config(file)
@@ -131,7 +147,7 @@ def configured_names(option: str | Path | None) -> dict[str, set[str]]:
     found: dict[str, set[str]] = {"source": set(), "provider": set()}
     file = config_path(option)
     try:
-        tables = read_toml(file).get("sources") if file.is_file() else None
+        tables = read_toml(file).get("sources") if config_exists(file) else None
     except ConfigError:
         tables = None
     for table in tables if isinstance(tables, list) else ():
