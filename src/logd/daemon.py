@@ -368,6 +368,11 @@ class Daemon:
         """Stop scheduling, let running jobs finish their batch (bounded), close; idempotent."""
         if self.stop.is_set():
             return
+        if not hasattr(self, "store"):  # start failed before the store opened: nothing ran
+            self.stop.set()
+            if self.instance_lock is not None:
+                self.instance_lock.release()
+            return
         log.info("stopping: waiting up to %gs for running polls to commit", self.shutdown_timeout)
         self.notifier.stopping()
         self.stop.set()
