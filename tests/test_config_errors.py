@@ -412,3 +412,76 @@ def test_run_with_no_enabled_source_is_refused_like_sync(tmp_path: Path) -> None
         path = write_config(tmp_path, [{**sim.demo_source("fleet"), "enabled": False}])
         for command in ("run", "sync"):
             one_line_error(run_logd(command, "-c", str(path)), "no enabled sources")
+
+
+# -- any bytes at all ----------------------------------------------------------------------------
+
+_VALUES = [
+    "1",
+    "-1",
+    "0",
+    "1e400",
+    "nan",
+    "true",
+    '""',
+    '"x"',
+    '"\\u0000"',
+    "[]",
+    "[1, [2]]",
+    "{}",
+    '{ env = "NOPE" }',
+    '{ file = "/" }',
+    '{ file = "${X}" }',
+    "{ env = 1 }",
+    "1979-05-27T07:32:00Z",
+    "07:32:00",
+    '"htp://x"',
+    '"5m"',
+    '"-5m"',
+    '"999999999d"',
+]
+
+
+def _mutations(seed: int, base: bytes) -> Iterator[bytes]:
+    """Seeded mutations of a valid config: byte edits, cut files, and keys given odd values."""
+    import random
+
+    rng = random.Random(seed)
+    lines = base.split(b"\n")
+    for _ in range(300):
+        kind = rng.randrange(4)
+        if kind == 0:  # a random byte somewhere
+            data = bytearray(base)
+            data[rng.randrange(len(data))] = rng.randrange(256)
+            yield bytes(data)
+        elif kind == 1:  # cut short
+            yield base[: rng.randrange(len(base))]
+        else:  # one assignment gets another value
+            out = list(lines)
+            i = rng.randrange(len(out))
+            key, sep, _ = out[i].partition(b"=")
+            if sep and not key.lstrip().startswith(b"#"):
+                out[i] = key + b"= " + rng.choice(_VALUES).encode()
+            yield b"\n".join(out)
+
+
+def test_any_mutation_of_the_example_is_a_config_or_a_config_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    example = (REPO / "config.example.toml").read_bytes()
+    for var in re.findall(rb'env = "(\w+)"', example):
+        name = var.decode()
+        monkeypatch.setenv(name, "d2hzZWNfZXhhbXBsZQ==" if "SECRET" in name else "value")
+    path = tmp_path / "config.toml"
+    outcomes = {"ok": 0, "error": 0}
+    for data in _mutations(17, example):
+        path.write_bytes(data)
+        try:
+            load_settings(path)
+        except ConfigError as exc:
+            outcomes["error"] += 1
+            # One line per problem, each naming the file; never another exception.
+            assert all(str(path) in line for line in str(exc).split("\n")), str(exc)
+        else:
+            outcomes["ok"] += 1
+    assert outcomes["error"] > 50 and outcomes["ok"] > 10, outcomes

@@ -96,11 +96,15 @@ def _resolve_secret(value: Any) -> Any:
         return value
     if isinstance(value, dict) and len(value) == 1 and "env" in value:
         name = value["env"]
+        if not isinstance(name, str) or not name:
+            raise ValueError('{ env = "VAR" } takes the name of a variable, as a string')
         if name not in os.environ:
             raise ValueError(f"environment variable {name} is not set")
         return os.environ[name]
     if isinstance(value, dict) and len(value) == 1 and "file" in value:
-        path, note = _expand_file_path(str(value["file"]))
+        if not isinstance(value["file"], str) or not value["file"]:
+            raise ValueError('{ file = "/path" } takes a path, as a string')
+        path, note = _expand_file_path(value["file"])
         try:
             return path.read_text(encoding="utf-8").rstrip("\r\n")
         except OSError as exc:
@@ -443,7 +447,7 @@ def _provider_options(
     tables = data.get("sources")
     if not isinstance(tables, list):
         return {}, []
-    providers = {t.get("provider") for t in tables if isinstance(t, dict)}
+    providers = [t.get("provider") for t in tables if isinstance(t, dict)]
     wanted = {p for p in providers if isinstance(p, str)} if named_plugins else ()
     registry = load_plugins(providers=wanted)
     common = tuple(SourceConfig.model_fields)
