@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import tomli_w
 from click.testing import CliRunner, Result
 from logd_fleetit import FleetITSimulator
 
@@ -403,8 +402,12 @@ def test_a_second_daemon_on_one_database_is_refused_naming_the_pid(tmp_path: Pat
             assert first.proc.wait(DEADLINE) == 0
         finally:
             first.close()
-        # The lock went with the daemon: the next one starts.
-        config.write_text(tomli_w.dumps({"database": str(tmp_path / "logd.db"), "sources": []}))
+        # The lock went with the daemon: the next one may take it.
+        from logd.instance_lock import InstanceLock
+
+        lock = InstanceLock(tmp_path / "logd.db")
+        lock.acquire()
+        lock.release()
 
 
 def test_run_with_no_enabled_source_is_refused_like_sync(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import tomllib
 from pathlib import Path
 
@@ -128,3 +129,20 @@ def test_an_unknown_provider_is_exit_2_listing_the_installed() -> None:
     assert result.exit_code == 2
     assert "no simulator for provider 'nope'; installed: " in result.output
     assert "fleetit" in result.output
+
+
+def test_tick_grows_each_simulator_between_polls() -> None:
+    from logd_fleetit import FleetITSimulator
+
+    from logd.simulate import produce
+
+    with FleetITSimulator(records=3) as sim:
+        stop = threading.Event()
+        produce({"fleetit": sim}, 0.05, stop)
+        try:
+            end = time.monotonic() + DEADLINE
+            while sum(len(f.records) for f in sim.fleets.values()) <= 3:
+                assert time.monotonic() < end, "no tick within the deadline"
+                time.sleep(0.02)
+        finally:
+            stop.set()

@@ -404,7 +404,15 @@ def demo(directory: Path, keep_running: bool) -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write the config to this file instead of stdout.",
 )
-def simulate(providers: tuple[str, ...], port_base: int, config_out: Path | None) -> None:
+@click.option(
+    "--tick",
+    type=click.FloatRange(min=0),
+    default=0,
+    help="Add a few new records to every simulator this often, in seconds (default: never).",
+)
+def simulate(
+    providers: tuple[str, ...], port_base: int, config_out: Path | None, tick: float
+) -> None:
     """Serve the installed simulators (or the named ones) on fixed ports until Ctrl-C.
 
     Prints a ready config whose sources point at them: save it and run
@@ -412,7 +420,7 @@ def simulate(providers: tuple[str, ...], port_base: int, config_out: Path | None
     """
     from .simulate import serve
 
-    serve(providers, port_base, config_out)
+    serve(providers, port_base, config_out, tick)
 
 
 cli.add_command(webhooks)

@@ -118,8 +118,27 @@ def write_config_file(path: Path, text: str) -> None:
     path.chmod(0o600)
 
 
-def serve(providers: Sequence[str], port_base: int, config_out: Path | None) -> None:
-    """`logd simulate`: start, hand out the config (stdout or a file), serve until a signal."""
+def produce(sims: dict[str, Simulator], every: float, stop: threading.Event) -> threading.Thread:
+    """A thread that has each simulator grow (`tick`) every `every` seconds until `stop`."""
+
+    def run() -> None:
+        while not stop.wait(every):
+            for sim in sims.values():
+                sim.tick()
+
+    thread = threading.Thread(target=run, name="simulate-tick", daemon=True)
+    thread.start()
+    return thread
+
+
+def serve(
+    providers: Sequence[str], port_base: int, config_out: Path | None, tick: float = 0.0
+) -> None:
+    """`logd simulate`: start, hand out the config (stdout or a file), serve until a signal.
+
+    `tick` > 0: every simulator produces a few new records that often, as a live API would,
+    so a daemon pointed at them has something new to poll.
+    """
     with StopSignals() as signals:
         sims = start_on_fixed_ports(providers, port_base)
         try:
@@ -132,6 +151,9 @@ def serve(providers: Sequence[str], port_base: int, config_out: Path | None) -> 
                 sys.stdout.flush()
             for name, sim in sims.items():
                 click.echo(f"{name:<12} {sim.base_url}", err=True)
+            if tick > 0:
+                produce(sims, tick, signals.stop)
+                click.echo(f"each simulator adds a few records every {tick:g}s", err=True)
             click.echo("simulators ready; Ctrl-C stops them", err=True)
             signals.wait()
         finally:
