@@ -42,17 +42,21 @@ clean:
 	rm -rf $(VENV) logd-demo .pytest_cache .mypy_cache .ruff_cache bench/.venv-dlt
 
 # Install logd as a systemd service (as root): a venv under /opt/logd with logd and every
-# plugin, the unit, /etc/logd with the example config (never overwritten) and a root-only
-# credentials directory. Step by step, and what to do next: docs/deploy.md.
+# plugin, `logd` on PATH (a symlink in /usr/local/bin), the unit, /etc/logd with the example
+# config (never overwritten) and a root-only credentials directory. Step by step, and what
+# to do next: docs/deploy.md.
 SERVICE_PREFIX ?= /opt/logd
 SERVICE_ETC ?= /etc/logd
 SERVICE_UNITDIR ?= /etc/systemd/system
+SERVICE_BINDIR ?= /usr/local/bin
 .PHONY: install-service
 install-service:
 	@test "$$(id -u)" -eq 0 || { echo "error: run as root: sudo make install-service" >&2; exit 1; }
 	test -x $(SERVICE_PREFIX)/venv/bin/python || $(PYTHON) -m venv $(SERVICE_PREFIX)/venv
 	$(SERVICE_PREFIX)/venv/bin/python -m pip install --quiet --upgrade pip
 	$(SERVICE_PREFIX)/venv/bin/python -m pip install --quiet . $(foreach p,$(PLUGINS),./$(p))
+	install -d -m 0755 $(SERVICE_BINDIR)
+	ln -sfn $(SERVICE_PREFIX)/venv/bin/logd $(SERVICE_BINDIR)/logd
 	install -d -m 0755 $(SERVICE_ETC)
 	install -d -m 0700 $(SERVICE_ETC)/credentials
 	test -e $(SERVICE_ETC)/config.toml || install -m 0644 config.example.toml $(SERVICE_ETC)/config.toml
@@ -60,5 +64,7 @@ install-service:
 		> $(SERVICE_UNITDIR)/logd.service
 	chmod 0644 $(SERVICE_UNITDIR)/logd.service
 	if [ -d /run/systemd/system ]; then systemctl daemon-reload; fi
-	@echo "installed. Next: edit $(SERVICE_ETC)/config.toml, add credentials, then"
-	@echo "  systemctl enable --now logd    (see docs/deploy.md)"
+	@echo "installed; logd is on PATH as $(SERVICE_BINDIR)/logd. Next: edit $(SERVICE_ETC)/config.toml,"
+	@echo "add credentials to $(SERVICE_ETC)/credentials, check with"
+	@echo "  logd check-config -c $(SERVICE_ETC)/config.toml --credentials-dir $(SERVICE_ETC)/credentials"
+	@echo "then: systemctl enable --now logd    (see docs/deploy.md)"

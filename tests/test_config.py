@@ -119,7 +119,7 @@ def test_environment_overrides_database_and_log_level(
 def test_default_database_follows_state_directory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    path = write(tmp_path, "")
+    path = write(tmp_path, "# every key at its default\n")
     assert load_settings(path).database == Path("/var/lib/logd/logd.db")
     monkeypatch.setenv("STATE_DIRECTORY", "/var/lib/private/logd")
     assert load_settings(path).database == Path("/var/lib/private/logd/logd.db")

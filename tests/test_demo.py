@@ -20,6 +20,7 @@ def test_demo_syncs_every_simulator_and_verifies_deliveries(tmp_path: Path) -> N
         assert f"{name}: " in result.output and f"error: {name}" not in result.output
     assert "signature verified" in result.output and "INVALID" not in result.output
     assert "newest failures" in result.output and 'query "timeout" --failed' in result.output
+    assert "logd.db and config.toml are replaced on every run" in result.output  # never silent
     with Store(tmp_path / "demo" / "logd.db", create=False) as store:
         sources = {row["source"] for row in store.source_stats() if row["entries"]}
         pending = store.db.execute(

@@ -8,7 +8,6 @@ is a bug and keeps its traceback.
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -128,15 +127,22 @@ class QueryCommand(click.Command):
 @click.pass_context
 def cli(ctx: click.Context, log_level: str | None) -> None:
     """logd: integration logs from vendor APIs in one searchable SQLite file."""
+    from .paths import env_log_level
+
     ctx.ensure_object(dict)
     ctx.obj["log_level"] = log_level
-    configure_logging(log_level or os.environ.get("LOGD_LOG_LEVEL", "warning"))
+    # An invalid LOGD_LOG_LEVEL is one line for every command, not a traceback from logging.
+    configure_logging(log_level or env_log_level() or "warning")
 
 
 def _settings(config: Path | None, *, named_plugins: bool = False) -> Any:
+    """The validated config; its warnings (a literal secret others can read) on stderr."""
     from .config import load_settings
 
-    return load_settings(config, named_plugins=named_plugins)
+    settings = load_settings(config, named_plugins=named_plugins)
+    for line in settings.warnings:
+        click.secho(f"warning: {line}", err=True, fg="yellow")
+    return settings
 
 
 def _open_store(config: Path | None, db: Path | None) -> Reader:
@@ -156,10 +162,19 @@ def _open_store(config: Path | None, db: Path | None) -> Reader:
 
 @cli.command("check-config")
 @config_option
-def check_config(config: Path | None) -> None:
-    """Validate the config file; exit 0 when valid, 2 when not."""
-    settings = _settings(config)
-    from .config import config_path
+@click.option(
+    "--credentials-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Resolve ${CREDENTIALS_DIRECTORY} here when it is unset, as the systemd unit "
+    "would (default: /etc/logd/credentials, where install-service puts them).",
+)
+def check_config(config: Path | None, credentials_dir: Path | None) -> None:
+    """Validate the config file, reporting every problem at once; exit 0 when valid, 2 when not."""
+    from .config import DEFAULT_CREDENTIALS_DIR, config_path, credentials_directory
+
+    with credentials_directory(credentials_dir or DEFAULT_CREDENTIALS_DIR):
+        settings = _settings(config)
 
     click.echo(f"{config_path(config)}: ok")
     click.echo(f"  database: {settings.database}")
@@ -181,7 +196,9 @@ def sync(ctx: click.Context, config: Path | None, names: tuple[str, ...], quiet:
 
     settings = _settings(config, named_plugins=True)
     if ctx.obj.get("log_level") is None:
-        configure_logging(os.environ.get("LOGD_LOG_LEVEL") or settings.log_level)
+        from .paths import env_log_level
+
+        configure_logging(env_log_level() or settings.log_level)
     reports = run_sync(settings, names, quiet=quiet)
     if any(not r.ok for r in reports):
         ctx.exit(1)
@@ -246,7 +263,7 @@ def query(
     unless --local. A search TEXT starting with `-` goes after `--`: logd query -- -x.
     """
     from .output import write_rows
-    from .queries import build_filters, follow_rows
+    from .queries import build_filters, check_names, follow_rows
 
     if limit < 0:
         raise click.BadParameter("must be 0 (all) or more", param_hint="--limit")
@@ -261,6 +278,7 @@ def query(
         local=local,
     )
     with _open_store(config, db) as store:
+        check_names(store, sources=sources, providers=providers, config=config)
         color = sys.stdout.isatty()
         if follow:
             follow_rows(
@@ -355,8 +373,9 @@ def status(config: Path | None, db: Path | None, fmt: str, local: bool) -> None:
 def run(ctx: click.Context, config: Path | None, run_log_level: str | None) -> None:
     """Run the daemon: poll each enabled source on its interval until SIGTERM (docs/deploy.md)."""
     from .daemon import run_daemon
+    from .paths import env_log_level
 
-    level = run_log_level or ctx.obj.get("log_level") or os.environ.get("LOGD_LOG_LEVEL")
+    level = run_log_level or ctx.obj.get("log_level") or env_log_level()
     ctx.exit(run_daemon(config, log_level=level))
 
 
@@ -478,6 +497,39 @@ def demo(directory: Path, keep_running: bool) -> None:
     from .demo import run_demo
 
     run_demo(directory, keep_running=keep_running)
+
+
+@cli.command()
+@click.argument("providers", nargs=-1)
+@click.option(
+    "--port-base",
+    type=int,
+    default=8700,
+    show_default=True,
+    help="First port; each provider gets port-base + its place in name order.",
+)
+@click.option(
+    "--config-out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the config to this file instead of stdout.",
+)
+@click.option(
+    "--tick",
+    type=click.FloatRange(min=0),
+    default=0,
+    help="Add a few new records to every simulator this often, in seconds (default: never).",
+)
+def simulate(
+    providers: tuple[str, ...], port_base: int, config_out: Path | None, tick: float
+) -> None:
+    """Serve the installed simulators (or the named ones) on fixed ports until Ctrl-C.
+
+    Prints a ready config whose sources point at them: save it and run
+    `logd sync -c FILE`, `logd run -c FILE` or your own plugin against it.
+    """
+    from .simulate import serve
+
+    serve(providers, port_base, config_out, tick)
 
 
 cli.add_command(webhooks)

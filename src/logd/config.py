@@ -8,8 +8,13 @@ the file and the key path (`sources[2].token`).
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
+import types
+import typing
+from collections.abc import Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -25,12 +30,12 @@ from pydantic import (
     SecretStr,
     ValidationError,
 )
+from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
-    TomlConfigSettingsSource,
 )
 
 from .errors import ConfigError, PluginError
@@ -38,7 +43,15 @@ from .errors import ConfigError, PluginError
 # The path rules live in .paths, which the read commands import without pydantic; the
 # names stay importable from here.
 from .paths import DEFAULT_CONFIG as DEFAULT_CONFIG
-from .paths import beside, default_database, missing_config, read_toml
+from .paths import (
+    LOG_LEVELS,
+    beside,
+    config_exists,
+    default_database,
+    env_log_level,
+    missing_config,
+    read_toml,
+)
 from .paths import config_path as config_path
 from .paths import database_path as database_path
 from .provider import ProviderOptions
@@ -47,25 +60,57 @@ from .timeparse import parse_duration
 LogLevel = Literal["debug", "info", "warning", "error"]
 
 
+#: Where `${CREDENTIALS_DIRECTORY}` points when systemd did not set it (`check-config
+#: --credentials-dir`): the unit's credentials are copies of the files in that directory.
+_credentials_dir: ContextVar[Path | None] = ContextVar("credentials_dir", default=None)
+#: Where install-service puts the credential files (`make install-service`, docs/deploy.md).
+DEFAULT_CREDENTIALS_DIR = Path("/etc/logd/credentials")
+_VAR = re.compile(r"\$(?:\{(\w+)\}|(\w+))")
+
+
+def _expand_file_path(raw: str) -> tuple[Path, str]:
+    """`raw` with `$VARS` expanded, and a note saying where a stand-in value came from."""
+    env = dict(os.environ)
+    note = ""
+    fallback = _credentials_dir.get()
+    if "CREDENTIALS_DIRECTORY" not in env and fallback is not None:
+        env["CREDENTIALS_DIRECTORY"] = str(fallback)
+        if "CREDENTIALS_DIRECTORY" in raw:
+            note = f" (${{CREDENTIALS_DIRECTORY}} taken as {fallback}; --credentials-dir DIR)"
+    for match in _VAR.finditer(raw):
+        var = match.group(1) or match.group(2)
+        if var not in env:
+            hint = (
+                " (systemd sets it for the unit; `logd check-config --credentials-dir DIR` "
+                "reads the credential files from DIR)"
+                if var == "CREDENTIALS_DIRECTORY"
+                else ""
+            )
+            raise ValueError(f"file path {raw!r} uses ${{{var}}}, which is not set{hint}")
+    return Path(_VAR.sub(lambda m: env[m.group(1) or m.group(2)], raw)), note
+
+
 def _resolve_secret(value: Any) -> Any:
     """A literal string, `{ env = "VAR" }` or `{ file = "/path" }` (with `$VARS` expanded)."""
     if isinstance(value, SecretStr | str):
         return value
     if isinstance(value, dict) and len(value) == 1 and "env" in value:
         name = value["env"]
+        if not isinstance(name, str) or not name:
+            raise ValueError('{ env = "VAR" } takes the name of a variable, as a string')
         if name not in os.environ:
             raise ValueError(f"environment variable {name} is not set")
         return os.environ[name]
     if isinstance(value, dict) and len(value) == 1 and "file" in value:
-        raw = str(value["file"])
-        for var in re.findall(r"\$\{?(\w+)\}?", raw):
-            if var not in os.environ:
-                raise ValueError(f"file path {raw!r} uses ${{{var}}}, which is not set")
-        path = Path(os.path.expandvars(raw))
+        if not isinstance(value["file"], str) or not value["file"]:
+            raise ValueError('{ file = "/path" } takes a path, as a string')
+        path, note = _expand_file_path(value["file"])
         try:
-            return path.read_text().rstrip("\r\n")
+            return path.read_text(encoding="utf-8").rstrip("\r\n")
         except OSError as exc:
-            raise ValueError(f"cannot read secret file {path}: {exc.strerror}") from None
+            raise ValueError(f"cannot read secret file {path}: {exc.strerror}{note}") from None
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"secret file {path} is not UTF-8 (byte {exc.start})") from None
     raise ValueError('expected a string, { env = "VAR" } or { file = "/path" }')
 
 
@@ -171,15 +216,35 @@ class WebhookConfig(BaseModel):
         return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
 
 
-_toml_path: ContextVar[Path] = ContextVar("toml_path")
+_toml_data: ContextVar[dict[str, Any]] = ContextVar("toml_data")
 
 
 class _OverrideEnv(EnvSettingsSource):
-    """Only `LOGD_DATABASE` and `LOGD_LOG_LEVEL` come from the environment."""
+    """Only `LOGD_DATABASE` and `LOGD_LOG_LEVEL` come from the environment.
+
+    A `LOGD_LOG_LEVEL` that is no level is left out here: `load_settings` reports it under
+    the variable's name, not as the file's `log_level`.
+    """
 
     def __call__(self) -> dict[str, Any]:
         values = super().__call__()
-        return {k: v for k, v in values.items() if k in ("database", "log_level")}
+        out = {k: v for k, v in values.items() if k in ("database", "log_level")}
+        if "log_level" in out:
+            level = str(out.pop("log_level")).strip().lower()
+            if level in LOG_LEVELS:
+                out["log_level"] = level
+        return out
+
+
+class _ParsedToml(PydanticBaseSettingsSource):
+    """The file as `read_toml` parsed it: read once, so every decoding error is one line."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        """Unused: `__call__` hands over the whole table."""
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(_toml_data.get())
 
 
 class Settings(BaseSettings):
@@ -206,6 +271,13 @@ class Settings(BaseSettings):
         default_factory=list, description="Where new failures are sent."
     )
 
+    _warnings: list[str] = PrivateAttr(default_factory=list)
+
+    @property
+    def warnings(self) -> list[str]:
+        """What is valid but unsafe (a literal secret in a file others can read), one line each."""
+        return self._warnings
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -216,8 +288,7 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         """Init values, then `LOGD_DATABASE`/`LOGD_LOG_LEVEL`, then the TOML file."""
-        toml = TomlConfigSettingsSource(settings_cls, toml_file=_toml_path.get())
-        return (init_settings, _OverrideEnv(settings_cls), toml)
+        return (init_settings, _OverrideEnv(settings_cls), _ParsedToml(settings_cls))
 
     def source(self, name: str) -> SourceConfig:
         """The source called `name`, or a `ConfigError` listing the configured ones."""
@@ -239,69 +310,236 @@ def format_loc(loc: tuple[int | str, ...], prefix: str = "") -> str:
     return out
 
 
-def _problems(exc: ValidationError, prefix: str = "") -> list[str]:
+def _model_at(model: type[BaseModel], path: tuple[int | str, ...]) -> type[BaseModel] | None:
+    """The model whose keys sit at `path` below `model` (`("sources", 0)` → SourceConfig)."""
+    for part in path:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part)
+        found = _model_in(field.annotation) if field is not None else None
+        if found is None:
+            return None
+        model = found
+    return model
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The model inside an annotation such as `list[X]`, `X | None` or `dict[str, X]`."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    if typing.get_origin(annotation) is Annotated:
+        return _model_in(typing.get_args(annotation)[0])
+    for arg in typing.get_args(annotation):
+        if arg is not type(None) and not isinstance(arg, types.EllipsisType):
+            found = _model_in(arg)
+            if found is not None:
+                return found
+    return None
+
+
+def did_you_mean(key: str, known: Iterator[str] | list[str] | set[str]) -> str:
+    """`"; did you mean `database`?"` for a close known key, else an empty string."""
+    close = difflib.get_close_matches(key, sorted(known), n=1)
+    return f"; did you mean `{close[0]}`?" if close else ""
+
+
+def _problems(
+    exc: ValidationError,
+    model: type[BaseModel],
+    prefix: str = "",
+    also_known: tuple[str, ...] = (),
+) -> list[str]:
+    """One line per error; an unknown key gets the closest known key of its table."""
     lines = []
     for err in exc.errors(include_url=False):
+        loc = tuple(err["loc"])
         msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            msg = "unknown key"
+        if err["type"] == "extra_forbidden" and loc and isinstance(loc[-1], str):
+            parent = _model_at(model, loc[:-1])
+            known = set(parent.model_fields) if parent is not None else set()
+            if len(loc) == 1:
+                known |= set(also_known)
+            msg = "unknown key" + did_you_mean(loc[-1], known)
         elif err["type"] == "missing":
             msg = "required key is missing"
-        lines.append(f"{format_loc(tuple(err['loc']), prefix)}: {msg}")
+        lines.append(f"{format_loc(loc, prefix)}: {msg}")
     return lines
+
+
+def _order(line: str) -> tuple[int, int]:
+    """Sort key: top-level keys first, then each source, then each webhook, by index."""
+    match = re.match(r"(sources|webhooks)\[(\d+)\]", line)
+    if match is None:
+        return (0, 0)
+    return (1 if match.group(1) == "sources" else 2, int(match.group(2)))
+
+
+@contextmanager
+def credentials_directory(directory: Path | None) -> Iterator[None]:
+    """Resolve `${CREDENTIALS_DIRECTORY}` as `directory` while it is unset (`check-config`)."""
+    token = _credentials_dir.set(directory)
+    try:
+        yield
+    finally:
+        _credentials_dir.reset(token)
 
 
 def load_settings(path: str | Path | None = None, *, named_plugins: bool = False) -> Settings:
     """Read and validate the config file, provider options included (plugins are loaded).
 
-    `named_plugins`: load only the plugins named after the configured providers when they
-    are enough (`load_plugins(providers=…)`); `logd sync` starts faster for it.
+    Every problem of the file is reported at once, one line each, in one `ConfigError`
+    (`.problems`): the top-level keys, each source's common and provider keys and each
+    webhook are validated whether or not another part failed. `named_plugins`: load only
+    the plugins named after the configured providers (`load_plugins(providers=…)`); `logd
+    sync` starts faster for it.
     """
-    from .plugins import load_plugins
-
     file = config_path(path)
-    if not file.is_file():
+    if not config_exists(file):
         raise missing_config(file)
-    read_toml(file)  # for a syntax error that names the line
+    data = read_toml(file)  # one line for any file that is not UTF-8 TOML
 
-    token = _toml_path.set(file)
+    problems: list[str] = []
+    try:
+        env_log_level()
+    except ConfigError as exc:
+        problems.append(str(exc))
+    token = _toml_data.set(data)
+    settings: Settings | None
     try:
         settings = Settings()
     except ValidationError as exc:
-        raise _config_error(file, _problems(exc)) from None
+        settings = None
+        problems.extend(_problems(exc, Settings))
     finally:
-        _toml_path.reset(token)
-    object.__setattr__(settings, "database", beside(file, settings.database))
+        _toml_data.reset(token)
 
-    wanted = {src.provider for src in settings.sources} if named_plugins else ()
+    options, source_problems = _provider_options(data, named_plugins=named_plugins)
+    problems.extend(source_problems)
+
+    from .webhook_config import hook_problems
+
+    if settings is not None:
+        problems.extend(hook_problems(settings.webhooks, {s.name for s in settings.sources}))
+    else:
+        hooks, names = _valid_parts(data)
+        problems.extend(hook_problems(hooks, names))
+    if problems or settings is None:
+        problems = sorted(dict.fromkeys(problems), key=_order)
+        raise _config_error(file, problems)
+
+    object.__setattr__(settings, "database", beside(file, settings.database))
+    for i, src in enumerate(settings.sources):
+        src._options = options[i]
+        # The raw keys may hold a literal secret; from here on only the validated options
+        # (secrets as SecretStr) remain, so no repr, dump or log line can show it.
+        object.__setattr__(src, "__pydantic_extra__", {})
+    settings._warnings.extend(_mode_warnings(file, data, settings))
+    return settings
+
+
+def _provider_options(
+    data: dict[str, Any], *, named_plugins: bool
+) -> tuple[dict[int, ProviderOptions], list[str]]:
+    """Each `[[sources]]` table's provider keys, validated from the raw tables.
+
+    Run whether or not the common keys validated, so a typo there does not hide one here.
+    """
+    from .plugins import load_plugins
+
+    tables = data.get("sources")
+    if not isinstance(tables, list):
+        return {}, []
+    providers = [t.get("provider") for t in tables if isinstance(t, dict)]
+    wanted = {p for p in providers if isinstance(p, str)} if named_plugins else ()
     registry = load_plugins(providers=wanted)
+    common = tuple(SourceConfig.model_fields)
+    options: dict[int, ProviderOptions] = {}
     problems: list[str] = []
     seen: dict[str, int] = {}
-    for i, src in enumerate(settings.sources):
-        if src.name in seen:
-            problems.append(
-                f"sources[{i}].name: {src.name!r} is already used by sources[{seen[src.name]}]"
-            )
-        seen[src.name] = i
+    for i, table in enumerate(tables):
+        if not isinstance(table, dict):
+            continue  # the Settings stage names it
+        name = table.get("name")
+        if isinstance(name, str):
+            if name in seen:
+                problems.append(
+                    f"sources[{i}].name: {name!r} is already used by sources[{seen[name]}]"
+                )
+            seen.setdefault(name, i)
+        provider_name = table.get("provider")
+        if not isinstance(provider_name, str):
+            continue  # missing or not a string: the Settings stage names it
         try:
-            provider = registry.provider(src.provider)
+            provider = registry.provider(provider_name)
         except PluginError as exc:
             problems.append(f"sources[{i}].provider: {exc}")
             continue
+        keys = {k: v for k, v in table.items() if k not in common}
         try:
-            src._options = provider.Options.model_validate(src.provider_keys())
+            options[i] = provider.Options.model_validate(keys)
         except ValidationError as exc:
-            problems.extend(_problems(exc, f"sources[{i}]"))
-        else:
-            # The raw keys may hold a literal secret; from here on only the validated options
-            # (secrets as SecretStr) remain, so no repr, dump or log line can show it.
-            object.__setattr__(src, "__pydantic_extra__", {})
-    from .webhook_config import webhook_problems
+            problems.extend(_problems(exc, provider.Options, f"sources[{i}]", common))
+    return options, problems
 
-    problems.extend(webhook_problems(settings))
-    if problems:
-        raise _config_error(file, problems)
-    return settings
+
+def _valid_parts(data: dict[str, Any]) -> tuple[list[WebhookConfig | None], set[str]]:
+    """Each webhook that validates on its own (None where not), and the source names."""
+    hooks: list[WebhookConfig | None] = []
+    raw = data.get("webhooks")
+    for table in raw if isinstance(raw, list) else ():
+        try:
+            hooks.append(WebhookConfig.model_validate(table))
+        except ValidationError:
+            hooks.append(None)  # already reported by the Settings stage
+    tables = data.get("sources")
+    names = {
+        t["name"]
+        for t in (tables if isinstance(tables, list) else ())
+        if isinstance(t, dict) and isinstance(t.get("name"), str)
+    }
+    return hooks, names
+
+
+#: Header names that carry credentials; other header values (a team name) are not secrets.
+_CREDENTIAL_HEADER = re.compile(r"auth|token|key|secret|sig|cookie|pass", re.IGNORECASE)
+
+
+def literal_secrets(data: dict[str, Any], settings: Settings) -> list[str]:
+    """Key paths of secrets written in the file itself (not `{ env }` or `{ file }`)."""
+    found = []
+    tables = data.get("sources") or []
+    for i, src in enumerate(settings.sources):
+        for name in type(src.options).model_fields:
+            if isinstance(getattr(src.options, name), SecretStr) and isinstance(
+                tables[i].get(name), str
+            ):
+                found.append(f"sources[{i}].{name}")
+    for i, table in enumerate(data.get("webhooks") or []):
+        if isinstance(table.get("secret"), str):
+            found.append(f"webhooks[{i}].secret")
+        for header, value in (table.get("headers") or {}).items():
+            if isinstance(value, str) and _CREDENTIAL_HEADER.search(header):
+                found.append(f"webhooks[{i}].headers.{header}")
+    return found
+
+
+def _mode_warnings(file: Path, data: dict[str, Any], settings: Settings) -> list[str]:
+    """A warning when others may read the file and it holds a literal secret (never shown)."""
+    try:
+        mode = file.stat().st_mode & 0o777
+    except OSError:
+        return []
+    if not mode & 0o044:
+        return []
+    keys = literal_secrets(data, settings)
+    if not keys:
+        return []
+    where = ", ".join(keys[:3]) + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")
+    return [
+        f"{file} is readable by other users (mode {mode:04o}) and holds a literal secret "
+        f'({where}): run `chmod 600 {file}`, or move the secret to {{ env = "VAR" }} or '
+        f'{{ file = "/path" }}'
+    ]
 
 
 def _config_error(file: Path, problems: list[str]) -> ConfigError:

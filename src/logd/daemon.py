@@ -50,8 +50,9 @@ from apscheduler.triggers.interval import IntervalTrigger
 from . import heap
 from .config import Settings, SourceConfig, load_settings
 from .engine import Engine, SourceReport
-from .errors import LogdError, StoreError
+from .errors import ConfigError, LogdError, StoreError
 from .health import Heartbeat, Watchdog
+from .instance_lock import InstanceLock
 from .logs import setup as setup_logging
 from .metrics import Metrics
 from .notify import Notifier, watchdog_interval
@@ -133,6 +134,7 @@ class Daemon:
         self.metrics: Metrics
         self.heartbeat: Heartbeat
         self.watchdog: Watchdog | None = None
+        self.instance_lock: InstanceLock | None = None
 
     # -- the main thread ------------------------------------------------------------------
 
@@ -188,6 +190,12 @@ class Daemon:
         """Load the config, open the store, schedule every job, then tell systemd READY=1."""
         self.settings = load_settings(self.config)
         self._apply_log_level(self.settings)
+        for line in self.settings.warnings:
+            log.warning("%s", line)
+        _require_enabled(self.settings)
+        # Before the store opens: a second daemon must not even migrate it.
+        self.instance_lock = InstanceLock(self.settings.database)
+        self.instance_lock.acquire()
         self.store = Store(self.settings.database)
         self.registry = load_plugins()
         self.heartbeat = Heartbeat(stale_after=max(3 * self.heartbeat_every, 1.0))
@@ -317,10 +325,14 @@ class Daemon:
         log.info("reloading %s", self.config or "the config")
         try:
             new = load_settings(self.config)
-        except LogdError as exc:
-            log.error("reload failed; keeping the running config: %s", str(exc).replace("\n", "; "))
+            _require_enabled(new)
+        except Exception as exc:  # any failure to load keeps the daemon on its running config
+            text = str(exc) if isinstance(exc, LogdError) else f"{type(exc).__name__}: {exc}"
+            log.error("reload failed; keeping the running config: %s", text.replace("\n", "; "))
             self.notifier.ready(status="reload failed, running config kept | " + self.summary())
             return False
+        for line in new.warnings:
+            log.warning("%s", line)
         with self._lock:
             if new.database != self.settings.database:
                 log.warning(
@@ -347,6 +359,11 @@ class Daemon:
     def shutdown(self) -> None:
         """Stop scheduling, let running jobs finish their batch (bounded), close; idempotent."""
         if self.stop.is_set():
+            return
+        if not hasattr(self, "store"):  # start failed before the store opened: nothing ran
+            self.stop.set()
+            if self.instance_lock is not None:
+                self.instance_lock.release()
             return
         log.info("stopping: waiting up to %gs for running polls to commit", self.shutdown_timeout)
         self.notifier.stopping()
@@ -383,6 +400,8 @@ class Daemon:
                 self.store.close()
             except StoreError as exc:
                 log.error("closing the store: %s", exc)
+        if self.instance_lock is not None:
+            self.instance_lock.release()
         log.info("stopped")
 
     def _apply_log_level(self, settings: Settings) -> None:
@@ -548,6 +567,15 @@ class Daemon:
                 f"{last.failures} failures" + (" (error)" if last.error else "")
             )
         return line
+
+
+def _require_enabled(settings: Settings) -> None:
+    """A daemon with nothing to poll is a mistake in the config, as it is for `logd sync`."""
+    if not any(src.enabled for src in settings.sources):
+        raise ConfigError(
+            "no enabled sources to run",
+            hint="add a [[sources]] table, or set enabled = true on one",
+        )
 
 
 def run_daemon(config: Path | None, *, log_level: str | None = None) -> int:

@@ -59,6 +59,7 @@ def write_demo_config(
         "# Written by `logd demo`: every source points at a simulator on 127.0.0.1.\n"
         + tomli_w.dumps(doc)
     )
+    path.chmod(0o600)  # the simulators' credentials are literal secrets
     return path
 
 
@@ -82,7 +83,11 @@ def run_demo(directory: Path, *, keep_running: bool = False) -> None:
         for name, sim in sims.items():
             click.echo(f"  {name:<12} {sim.base_url}")
         click.echo(f"webhook receiver: {receiver.url} (verifies every signature)")
-        click.echo(f"config: {config}\n")
+        click.echo(f"config: {config}")
+        click.echo(
+            f"note: {directory}/ belongs to the demo: its logd.db and config.toml are "
+            "replaced on every run\n"
+        )
         settings = load_settings(config)
         run_sync(settings)
         _print_deliveries(received)

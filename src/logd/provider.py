@@ -25,8 +25,9 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
 
 from .entries import Batch
 
@@ -44,6 +45,31 @@ class ProviderOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     base_url: str
+
+    @field_validator("base_url", check_fields=False)
+    @classmethod
+    def _check_base_url(cls, value: str) -> str:
+        """An http(s) URL with a host, checked at load time (a subclass's field included)."""
+        return check_base_url(value)
+
+
+def check_base_url(value: str) -> str:
+    """`value` when it is an http:// or https:// URL with a host, else a `ValueError`.
+
+    Without this a `base_url` of `127.0.0.1:8080` or `htp://x` passed `check-config` and
+    every request then failed on the transport, retried until the attempts ran out.
+    """
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError on a port that is not a number
+    except ValueError as exc:
+        raise ValueError(f"{value!r} is not a valid URL: {exc}") from None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        raise ValueError(
+            f"{value!r} is not an http:// or https:// URL with a host "
+            "(such as https://api.example.com)"
+        )
+    return value
 
 
 OptionsT = TypeVar("OptionsT", bound=ProviderOptions)

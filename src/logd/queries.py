@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import difflib
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from .errors import QueryError
@@ -43,6 +45,61 @@ def build_filters(
         since=since_at,
         until=until_at,
     )
+
+
+# The distinct values of an indexed column, one index seek each (a skip scan): a store of
+# millions of entries and a handful of sources answers at once.
+_DISTINCT = """
+WITH RECURSIVE v(x) AS (
+    SELECT min({col}) FROM entries
+    UNION ALL SELECT (SELECT min({col}) FROM entries WHERE {col} > v.x) FROM v WHERE v.x IS NOT NULL
+) SELECT x FROM v WHERE x IS NOT NULL
+"""
+
+
+def check_names(
+    store: Store, *, sources: Sequence[str], providers: Sequence[str], config: Path | None
+) -> None:
+    """A `QueryError` (exit 2) for a `--source`/`--provider` name neither stored nor configured.
+
+    A typo would otherwise match nothing and look like "no entries". Known names are those in
+    the store (entries, poll runs, cursors) plus, when the config file can be read, those it
+    configures; the config is read as TOML only (no pydantic, no plugins).
+    """
+    from .paths import configured_names
+
+    wanted = {"source": tuple(dict.fromkeys(sources)), "provider": tuple(dict.fromkeys(providers))}
+    if not any(wanted.values()):
+        return
+    configured = configured_names(config)
+    with store.lock:
+        for column, names in wanted.items():
+            for name in names:
+                if name in configured[column] or _stored(store, column, name):
+                    continue
+                known = set(configured[column])
+                known.update(r[0] for r in store.db.execute(_DISTINCT.format(col=column)))
+                if column == "source":
+                    for table in ("poll_runs", "cursors"):
+                        known.update(r[0] for r in store.db.execute(f"SELECT source FROM {table}"))
+                listed = ", ".join(sorted(known)) or "none yet"
+                close = difflib.get_close_matches(name, sorted(known), n=1)
+                raise QueryError(
+                    f"no {column} named {name!r} in the store or the config; known: {listed}",
+                    hint=f"did you mean --{column} {close[0]}?" if close else None,
+                )
+
+
+def _stored(store: Store, column: str, name: str) -> bool:
+    """Whether `name` appears in the store as a source (entries, runs, cursors) or provider."""
+    if store.db.execute(f"SELECT 1 FROM entries WHERE {column} = ? LIMIT 1", [name]).fetchone():
+        return True
+    if column != "source":
+        return False
+    for table in ("poll_runs", "cursors"):
+        if store.db.execute(f"SELECT 1 FROM {table} WHERE source = ? LIMIT 1", [name]).fetchone():
+            return True
+    return False
 
 
 def follow_rows(

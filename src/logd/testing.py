@@ -30,6 +30,7 @@ def write_config(directory: Path, sources: Sequence[dict[str, Any]], **top: Any)
     doc = {"database": str(directory / "logd.db"), **top, "sources": list(sources)}
     path = directory / "config.toml"
     path.write_text(tomli_w.dumps(doc))
+    path.chmod(0o600)  # it holds literal secrets: logd warns about a file others can read
     return path
 
 

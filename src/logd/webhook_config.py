@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import ipaddress
 import sqlite3
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from .signing import RESERVED_HEADERS, standard_secret_bytes
 
 if TYPE_CHECKING:
-    from .config import Settings
+    from .config import Settings, WebhookConfig
 
 
 def is_loopback(host: str) -> bool:
@@ -61,10 +62,16 @@ def match_problem(match: str) -> str | None:
 
 def webhook_problems(settings: Settings) -> list[str]:
     """Every problem with the `[[webhooks]]` tables, one line each."""
+    return hook_problems(settings.webhooks, {s.name for s in settings.sources})
+
+
+def hook_problems(hooks: Sequence[WebhookConfig | None], source_names: set[str]) -> list[str]:
+    """The cross-key problems of each webhook that validated (None: one that did not)."""
     problems: list[str] = []
     seen: dict[str, int] = {}
-    source_names = {s.name for s in settings.sources}
-    for i, hook in enumerate(settings.webhooks):
+    for i, hook in enumerate(hooks):
+        if hook is None:
+            continue
         key = f"webhooks[{i}]"
         if hook.name in seen:
             first = seen[hook.name]
