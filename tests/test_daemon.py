@@ -234,11 +234,13 @@ def test_polls_on_schedule_survives_a_failing_source_and_notifies_systemd(
 
         # First start on an empty store backfills everything.
         wait_until(lambda: d.count("fleet") == 120, what="backfill")
-        # Polls on schedule: three successful polls about a second apart, not back to back.
+        # Polls on schedule: three successful polls, not back to back. A first poll that ran
+        # late (a loaded machine) shortens the gap to the next planned run, so the bound is
+        # well under the interval; back to back would be a few milliseconds.
         wait_until(lambda: len(d.runs("fleet", ok=True)) >= 3, what="three polls of fleet")
         starts = [datetime.fromisoformat(r[0]) for r in d.runs("fleet", ok=True)]
         gaps = [(b - a).total_seconds() for a, b in pairwise(starts)]
-        assert all(gap >= 0.8 for gap in gaps), gaps
+        assert all(gap >= 0.3 for gap in gaps), gaps
         sim.add_records(5)
         wait_until(lambda: d.count("fleet") == 125, what="new records on a later poll")
 
