@@ -7,10 +7,12 @@ time range is a key range, and FTS5 hands matches back already in that order.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from .query_language import And, Column, Node, Or, Term, parse
 
 SLOTS = 1000  # entries that can share one microsecond
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -87,6 +89,8 @@ class Row:
 class Filters:
     """What `logd query` narrows by; all optional."""
 
+    #: Words to search for: plain words and "phrases", or with `fts` the expression language
+    #: of `logd.query_language` (AND, OR, NOT, prefix*, columns).
     text: str | None = None
     fts: bool = False
     sources: Sequence[str] = ()
@@ -96,19 +100,55 @@ class Filters:
     until: datetime | None = None
 
 
-def search_sql(
-    f: Filters, quote_fts: Callable[[str], str]
-) -> tuple[str, list[str], list[Any], str]:
+def fts5_match(node: Node) -> str:
+    """The FTS5 MATCH text of a parsed query (`logd.query_language`).
+
+    Every word is a quoted FTS5 string, so nothing a user typed is read as FTS5 syntax
+    (`POL-358`, `a:b`, `^`, `+`, `NEAR`); the tree's operators are written out with their own
+    parentheses, so FTS5's precedence never decides. Words arrive folded (`fold`), as the
+    index holds them.
+    """
+    if isinstance(node, Term):
+        quoted = '"' + node.text.replace('"', '""') + '"'
+        return quoted + "*" if node.prefix else quoted
+    if isinstance(node, Column):
+        return f"{node.name} : {_group(node.expr)}"
+    if isinstance(node, And):
+        return " AND ".join(map(_group, node.parts))
+    if isinstance(node, Or):
+        return " OR ".join(map(_group, node.parts))
+    return " NOT ".join(map(_group, (node.keep, *node.drop)))
+
+
+def _group(node: Node) -> str:
+    text = fts5_match(node)
+    return text if isinstance(node, Term) else f"({text})"
+
+
+def text_match(f: Filters) -> str | None:
+    """The FTS5 MATCH text for `f.text` (plain words, or the `--fts` language), or None.
+
+    None when the text has no word to search for: the query then matches every entry.
+    Raises `QueryError` for an `--fts` expression that is not valid.
+    """
+    if not f.text:
+        return None
+    node = parse(f.text, plain=not f.fts)
+    return None if node is None else fts5_match(node)
+
+
+def search_sql(f: Filters) -> tuple[str, list[str], list[Any], str]:
     """The SELECT, its WHERE terms and parameters, and the key column to order by."""
     where: list[str] = []
     params: list[Any] = []
     columns = ", ".join(f"entries.{c.strip()}" for c in ENTRY_COLUMNS.split(","))
-    if f.text:
+    match = text_match(f)
+    if match is not None:
         # FTS5 walks its matches in rowid order, and rowid is time order: no sort needed.
         key_col = "entries_fts.rowid"
         sql = f"SELECT {columns} FROM entries_fts JOIN entries ON entries.id = entries_fts.rowid"
         where.append("entries_fts MATCH ?")
-        params.append(f.text if f.fts else quote_fts(f.text))
+        params.append(match)
     else:
         key_col = "entries.id"
         sql = f"SELECT {columns} FROM entries"
