@@ -58,11 +58,12 @@ def ids(db: Path, *args: str) -> list[str]:
 
 
 def vocabulary(store: Store) -> set[str]:
-    """Every word the FTS index holds (what FTS5 itself stored, not the content table)."""
+    """Every word the FTS index holds (what FTS5 itself stored), tag words aside."""
     store.db.execute(
         "CREATE VIRTUAL TABLE IF NOT EXISTS temp.vocab USING fts5vocab(main, entries_fts, row)"
     )
-    return {r[0] for r in store.db.execute("SELECT term FROM temp.vocab").fetchall()}
+    rows = store.db.execute("SELECT term FROM temp.vocab WHERE term NOT LIKE 'logdtag%'")
+    return {r[0] for r in rows.fetchall()}
 
 
 # -- the parser -------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ transaction that records it, so a crash leaves the store at the previous version
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -199,41 +200,29 @@ def m005_drop_updated_index(db: sqlite_utils.Database) -> None:
 
 
 @migration
-def m006_fold_fts(db: sqlite_utils.Database) -> None:
-    """Index entries' text folded (case and accents beyond ASCII); the store keeps FTS in step.
+def m006_fold_and_tag_fts(db: sqlite_utils.Database) -> None:
+    """Index entries' words folded and their tags; the store keeps the FTS index in step.
 
-    `fold` (Turkish dotless i, Greek accents, final sigma, ß) runs in Python, which a trigger cannot
-    call, so the update and delete triggers go and the store takes rows out of the index
-    itself. Rows whose text is all ASCII fold to themselves and keep their index entries; the
-    others are taken out with the values the triggers indexed and put back folded.
+    `fold` (case and accents beyond ASCII: Turkish dotless i, Greek accents, final sigma, ß)
+    runs in Python, which a trigger cannot call, so the update and delete triggers go and the
+    store indexes and un-indexes rows itself (`search.index_text`). Every row is indexed again,
+    now with the tag words that let a search skip other statuses and sources in FTS5.
     """
-    from .query_language import fold
+    from .search import index_text
 
     db.execute("DROP TRIGGER IF EXISTS entries_au")
     db.execute("DROP TRIGGER IF EXISTS entries_ad")
+    db.execute("INSERT INTO entries_fts (entries_fts) VALUES ('delete-all')")
     last = -1
     while True:
-        # In key order, a thousand rows at a time: a large store is never held in memory.
-        rows = db.execute(
-            "SELECT id, message, error, search_text FROM entries WHERE id > ? AND NOT ("
-            "length(CAST(message AS BLOB)) = length(message) "
-            "AND ifnull(length(CAST(error AS BLOB)) = length(error), 1) "
-            "AND ifnull(length(CAST(search_text AS BLOB)) = length(search_text), 1)) "
-            "ORDER BY id LIMIT 1000",
+        # In key order, 5,000 rows at a time: a large store is never held in memory.
+        (found,) = db.execute(
+            "SELECT json_group_array(id) FROM "
+            "(SELECT id FROM entries WHERE id > ? ORDER BY id LIMIT 5000)",
             [last],
-        ).fetchall()
-        if not rows:
+        ).fetchone()
+        keys = json.loads(found)
+        if not keys:
             break
-        last = rows[-1][0]
-        db.conn.executemany(
-            "INSERT INTO entries_fts (entries_fts, rowid, message, error, search_text) "
-            "VALUES ('delete', ?, ?, ?, ?)",
-            rows,
-        )
-        db.conn.executemany(
-            "INSERT INTO entries_fts (rowid, message, error, search_text) VALUES (?, ?, ?, ?)",
-            [
-                (key, fold(m), None if e is None else fold(e), None if t is None else fold(t))
-                for key, m, e, t in rows
-            ],
-        )
+        index_text(db, keys)
+        last = keys[-1]

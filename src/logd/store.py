@@ -24,9 +24,17 @@ import orjson
 from .entries import Entry, Status, searchable_text
 from .errors import QueryError, StoreError
 from .migrations import migrate
-from .query_language import fold
 from .rows import Prepared, prepare
-from .search import ENTRY_COLUMNS, SLOTS, Filters, Row, search_sql, time_key
+from .search import (
+    ENTRY_COLUMNS,
+    SLOTS,
+    Filters,
+    Row,
+    Texts,
+    index_text,
+    search_sql,
+    time_key,
+)
 
 if TYPE_CHECKING:  # imported in Store.__init__: logd.reader opens stores without it
     import sqlite_utils
@@ -68,70 +76,9 @@ def _insert_rows_sql(n: int) -> str:
 ROW_VALUES = 14
 
 
-#: An entry's indexed text: message, error, search_text.
-Texts = tuple[str, str | None, str | None]
-
-
-def _index_text(
-    db: sqlite_utils.Database,
-    keys: list[int],
-    texts: Sequence[Texts] | None = None,
-    *,
-    delete: bool = False,
-) -> None:
-    """Add these stored entries to the FTS index, or with `delete` take them out of it.
-
-    The index holds each entry's text folded (`query_language.fold`: case and accents beyond
-    ASCII), which no SQL trigger can compute, so the store keeps it in step itself: on insert
-    here, on update and delete through `unindex_text` before the row changes (m006 dropped
-    the triggers). FTS5 can only take a row out given the values it indexed, so both ways fold
-    the same. `texts` are the entries' stored texts in `keys` order when the caller has them,
-    else they are read back. ASCII text folds to itself: those rows are indexed straight from
-    the table, in one statement, as before folding existed.
-    """
-    if not keys:
-        return
-    if texts is None:
-        (found,) = db.execute(
-            "SELECT json_group_array(json_array(id, message, error, search_text)) "
-            "FROM entries WHERE id IN (SELECT value FROM json_each(?))",
-            [orjson.dumps(keys).decode()],
-        ).fetchone()
-        rows = orjson.loads(found)
-        keys = [row[0] for row in rows]
-        texts = [(row[1], row[2], row[3]) for row in rows]
-    plain: list[int] = []
-    folded: list[list[Any]] = []
-    for key, (message, error, text) in zip(keys, texts, strict=True):
-        # isascii() reads a flag CPython keeps on each string: free for the common case.
-        if message.isascii() and (error is None or error.isascii()) and (text or "").isascii():
-            plain.append(key)
-        else:
-            folded.append(
-                [key, fold(message), None if error is None else fold(error), text and fold(text)]
-            )
-    columns = "rowid, message, error, search_text"
-    if delete:  # FTS5's delete command: the table's own name as a column, then the values
-        columns = "entries_fts, " + columns
-    command = "'delete', " if delete else ""
-    if plain:
-        db.execute(
-            f"INSERT INTO entries_fts ({columns}) SELECT {command}id, message, error, "
-            "search_text FROM entries WHERE id IN (SELECT value FROM json_each(?))",
-            [orjson.dumps(plain).decode()],
-        )
-    if folded:
-        db.execute(
-            f"INSERT INTO entries_fts ({columns}) SELECT {command}json_extract(value, '$[0]'), "
-            "json_extract(value, '$[1]'), json_extract(value, '$[2]'), "
-            "json_extract(value, '$[3]') FROM json_each(?)",
-            [orjson.dumps(folded).decode()],
-        )
-
-
 def unindex_text(db: sqlite_utils.Database, keys: list[int]) -> None:
     """Take these stored entries out of the FTS index; call before changing or deleting them."""
-    _index_text(db, keys, delete=True)
+    index_text(db, keys, delete=True)
 
 
 @dataclass
@@ -322,7 +269,7 @@ class Store:
                 "details_hash=?, updated_at=? WHERE id=?",
                 [*values, now, key],
             )
-            _index_text(db, [key], [(entry.message, entry.error, prep.text)])
+            index_text(db, [key], [(entry.message, entry.error, prep.text)])
         else:  # the time moved, so the key moves with it
             db.execute("DELETE FROM entries WHERE id = ?", [key])
             key = self._insert(db, entry, values, first_seen, now)
@@ -380,7 +327,7 @@ class Store:
             n = min(per, len(keys) - start)
             chunk = values[start * ROW_VALUES : (start + n) * ROW_VALUES]
             db.execute(_insert_rows_sql(n), [source, now, *chunk])
-        _index_text(db, keys, texts)
+        index_text(db, keys, texts)
         for entry, columns in crowded:
             self._insert(db, entry, columns, now, now)
 
@@ -398,7 +345,7 @@ class Store:
                 break
             key += SLOTS  # this microsecond is full: take the next one
         db.execute(INSERT_ENTRY, [key, entry.source, entry.native_id, *values, first_seen, now])
-        _index_text(db, [key])
+        index_text(db, [key])
         return key
 
     def start_run(self, source: str) -> int:
