@@ -17,6 +17,7 @@ from common import Figure, timed_ms
 from logd.output import write_rows
 from logd.queries import build_filters
 from logd.reader import Reader
+from logd.search import Filters, text_match
 
 ROW = "2 search"
 TERMS = {
@@ -42,7 +43,7 @@ def run(quick: bool, db: Path) -> list[Figure]:
     figures = []
     for label, (text, fts) in TERMS.items():
         text = text or rare
-        match = text if fts else reader.db.quote_fts(text)
+        match = text_match(Filters(text=text, fts=fts))
         hits = raw.execute(
             "SELECT count(*) FROM entries_fts WHERE entries_fts MATCH ?", [match]
         ).fetchone()[0]

@@ -2,7 +2,7 @@
 
     python bench/run.py [--quick] [--only 1,2] [--out FILE]
 
-Rows: 1 backfill, 2 search, 3 CLI, 4 memory, 5 idle, 6 webhooks (one module each,
+Rows: 1 backfill, 2 search, 3 CLI, 4 memory, 5 idle, 6 webhooks, 7 search grid (one module each,
 `rowN_*.py`, each `run(quick) -> list[Figure]`). Prints one table and writes
 bench/results.json: figures, targets, pass/fail, the machine and the versions.
 `--quick` runs reduced sizes (under a minute), for the test that keeps this from rotting.
@@ -32,6 +32,7 @@ import row3_cli
 import row4_memory
 import row5_idle
 import row6_webhooks
+import row7_search_grid
 from common import HERE, Figure
 
 CORPUS = 1_000_000
@@ -102,7 +103,7 @@ def main() -> int:
     """Run the rows asked for; print the table; write the results file."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="reduced sizes, under a minute")
-    parser.add_argument("--only", default="1,2,3,4,5,6", help="rows to run, e.g. 1,3")
+    parser.add_argument("--only", default="1,2,3,4,5,6,7", help="rows to run, e.g. 1,3")
     parser.add_argument("--out", type=Path, default=HERE / "results.json")
     args = parser.parse_args()
     only = {r.strip() for r in args.only.split(",")}
@@ -110,7 +111,7 @@ def main() -> int:
     figures: list[Figure] = []
     with tempfile.TemporaryDirectory(prefix="logd-bench-") as tmp:
         store = Path(tmp) / "corpus.db"
-        if only & {"2", "3"}:
+        if only & {"2", "3", "7"}:
             size = QUICK_CORPUS if args.quick else CORPUS
             t = time.perf_counter()
             print(f"bench: writing the {size:,}-entry search corpus…", file=sys.stderr, flush=True)
@@ -123,6 +124,7 @@ def main() -> int:
             "4": ("4 memory", lambda: row4_memory.run(args.quick)),
             "5": ("5 idle", lambda: row5_idle.run(args.quick)),
             "6": ("6 webhooks", lambda: row6_webhooks.run(args.quick)),
+            "7": ("7 search grid", lambda: row7_search_grid.run(args.quick, store)),
         }
         for key, (label, fn) in rows.items():
             if key in only:

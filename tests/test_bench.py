@@ -26,12 +26,22 @@ def test_quick_bench_produces_every_row(tmp_path: Path) -> None:
     results = json.loads(out.read_text())
     figures = results["figures"]
     rows = {f["row"] for f in figures}
-    assert rows == {"1 backfill", "2 search", "3 CLI", "4 memory", "5 idle", "6 webhooks"}
+    assert rows == {
+        "1 backfill",
+        "2 search",
+        "3 CLI",
+        "4 memory",
+        "5 idle",
+        "6 webhooks",
+        "7 search grid",
+    }
     assert not [f for f in figures if f["name"] == "row did not complete"], figures
     for f in figures:
         # A figure without a value must say why (the dlt peer before `make bench` installs it).
         assert f["value"] is not None or f["note"], f
     assert len([f for f in figures if f["row"] == "2 search"]) == 12
+    # The worst and the median cell, at two sizes.
+    assert len([f for f in figures if f["row"] == "7 search grid"]) == 4
     assert {"python", "sqlite", "logd"} <= set(results["versions"])
     assert results["machine"]["cores"]
     assert "1 backfill" in done.stdout and "6 webhooks" in done.stdout  # the printed table

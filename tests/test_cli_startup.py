@@ -21,7 +21,7 @@ import sqlite_utils
 from logd import Entry, Status
 from logd.entrypoints import enabled_entry_points, may_add_commands
 from logd.errors import StoreError
-from logd.reader import Reader, quote_fts
+from logd.reader import Reader
 from logd.search import Filters
 from logd.store import Store
 
@@ -236,14 +236,6 @@ def test_reader_reads_what_store_reads_and_writes_nothing(db: Path, tmp_path: Pa
     sqlite_utils.Database(other)["t"].insert({"a": 1})
     with pytest.raises(StoreError, match="not a logd database"):
         Reader(other)
-
-
-@pytest.mark.parametrize(
-    "text",
-    ["timeout", "a OR b", 'say "hi there" now', 'un"balanced', "  spaced   out ", '""', "x*"],
-)
-def test_quote_fts_is_sqlite_utils_quote_fts(text: str) -> None:
-    assert quote_fts(text) == sqlite_utils.Database(memory=True).quote_fts(text)
 
 
 def test_sync_imports_only_the_plugins_of_its_providers(tmp_path: Path) -> None:

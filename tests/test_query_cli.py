@@ -111,7 +111,7 @@ def test_plain_words_and_fts(db: Path) -> None:
 def test_bad_input_is_one_line_exit_2(db: Path) -> None:
     runner = CliRunner()
     for args, expected in [
-        (["AND (", "--fts"], "not valid FTS5 syntax"),
+        (["AND (", "--fts"], "'AND' at position 1 needs a word before it"),
         (["--since", "yesterday"], "cannot read 'yesterday' as a time"),
         (["--status", "broken"], "Invalid value for '--status'"),
     ]:

@@ -209,7 +209,9 @@ def sync(ctx: click.Context, config: Path | None, names: tuple[str, ...], quiet:
 @config_option
 @db_option
 @click.option(
-    "--fts", is_flag=True, help='TEXT is an FTS5 query (AND, OR, NOT, "phrases", prefix*).'
+    "--fts",
+    is_flag=True,
+    help='TEXT is an expression: AND, OR, NOT, "phrases", prefix*, ( ), message:, error:.',
 )
 @click.option("--source", "-s", "sources", multiple=True, help="Only this source (repeatable).")
 @click.option(

@@ -189,7 +189,9 @@ class WebhookConfig(BaseModel):
     url: str = Field(description="https:// endpoint (http:// only for loopback or allow_insecure).")
     secret: Secret = Field(description="HMAC key; for standard-webhooks a base64 `whsec_…` key.")
     sources: list[str] | None = Field(None, description="Only these sources (default: all).")
-    match: str | None = Field(None, description="FTS5 query an entry must match to be sent.")
+    match: str | None = Field(
+        None, description="Search (`logd query --fts` language) an entry must match to be sent."
+    )
     max_age: Duration | None = Field(
         None, gt=0, description="Failures older than this (by entry time) are never sent."
     )

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from .errors import QueryError
 from .output import write_csv, write_rows, write_table
+from .query_language import parse
 from .search import Filters, Row
 from .timeparse import parse_time
 
@@ -36,6 +37,8 @@ def build_filters(
         raise QueryError(str(exc)) from None
     if text is not None and not text.strip():
         text = None
+    if text is not None and fts:
+        parse(text)  # a mistake in the expression is reported before any store is opened
     return Filters(
         text=text,
         fts=fts,

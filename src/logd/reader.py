@@ -9,7 +9,6 @@ the store's read methods only run SQL. `Reader` is a `Store` whose `db` is the s
 
 from __future__ import annotations
 
-import re
 import sqlite3
 import threading
 from collections.abc import Sequence
@@ -22,21 +21,6 @@ from .store import Store, store_errors
 
 if TYPE_CHECKING:
     import sqlite_utils
-
-# The same pattern as sqlite_utils' `Database.quote_fts`, so plain-word queries match alike.
-_QUOTE_FTS = re.compile(r'\s+|(".*?")')
-
-
-def quote_fts(query: str) -> str:
-    """Quote each word of `query` so FTS5 reads AND, OR, NOT and `*` as plain words.
-
-    A copy of sqlite_utils' `Database.quote_fts` (tests compare the two): an unbalanced `"`
-    is closed at the end, and each token not already quoted is wrapped in double quotes.
-    """
-    if query.count('"') % 2:
-        query += '"'
-    bits = [b for b in _QUOTE_FTS.split(query) if b and b != '""']
-    return " ".join(f'"{bit}"' if not bit.startswith('"') else bit for bit in bits)
 
 
 class _Table:
@@ -64,10 +48,6 @@ class ReadDatabase:
         if parameters is None:
             return self.conn.execute(sql)
         return self.conn.execute(sql, parameters)
-
-    def quote_fts(self, query: str) -> str:
-        """See `quote_fts`."""
-        return quote_fts(query)
 
     def __getitem__(self, name: str) -> _Table:
         return _Table(self.conn, name)

@@ -1,9 +1,10 @@
 """Retention: entries older than `retention` are deleted, and the file gives the space back.
 
 Entries are keyed by time, so "older than" is a range at the bottom of the primary key: each
-chunk is a short transaction (polls commit between chunks), and the FTS5 index follows through
-the delete triggers. The store is created with `auto_vacuum = INCREMENTAL`, so the freed pages
-can be handed back to the file system with `PRAGMA incremental_vacuum`, also in small steps.
+chunk is a short transaction (polls commit between chunks) that also takes the chunk out of the
+FTS5 index (`unindex_text`: the index holds folded text, which no trigger computes). The store
+is created with `auto_vacuum = INCREMENTAL`, so the freed pages can be handed back to the file
+system with `PRAGMA incremental_vacuum`, also in small steps.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from .store import Store, time_key
+import orjson
+
+from .store import Store, time_key, unindex_text
 
 CHUNK = 5_000  # entries per delete transaction: short enough that a poll never waits long
 VACUUM_PAGES = 2_000  # pages returned per incremental_vacuum step
@@ -44,12 +47,16 @@ def apply_retention(
     key = time_key(cutoff)
     while stop is None or not stop.is_set():
         with store.transaction() as db:
-            cur = db.execute(
-                "DELETE FROM entries WHERE id IN "
+            (found,) = db.execute(
+                "SELECT json_group_array(id) FROM "
                 "(SELECT id FROM entries WHERE id < ? ORDER BY id LIMIT ?)",
                 [key, chunk],
-            )
-            deleted = cur.rowcount
+            ).fetchone()
+            keys = orjson.loads(found)
+            unindex_text(db, keys)  # with the values it indexed: see Store's FTS upkeep
+            deleted = db.execute(
+                "DELETE FROM entries WHERE id IN (SELECT value FROM json_each(?))", [found]
+            ).rowcount
         result.entries += deleted
         if deleted < chunk:
             break

@@ -25,7 +25,16 @@ from .entries import Entry, Status, searchable_text
 from .errors import QueryError, StoreError
 from .migrations import migrate
 from .rows import Prepared, prepare
-from .search import ENTRY_COLUMNS, SLOTS, Filters, Row, search_sql, time_key
+from .search import (
+    ENTRY_COLUMNS,
+    SLOTS,
+    Filters,
+    Row,
+    Texts,
+    index_text,
+    search_sql,
+    time_key,
+)
 
 if TYPE_CHECKING:  # imported in Store.__init__: logd.reader opens stores without it
     import sqlite_utils
@@ -296,14 +305,9 @@ def _insert_rows_sql(n: int) -> str:
 ROW_VALUES = 14
 
 
-def _index_text(db: sqlite_utils.Database, keys: list[int]) -> None:
-    """Add these new entries to the FTS index (migration m004: no insert trigger does it)."""
-    if keys:
-        db.execute(
-            "INSERT INTO entries_fts (rowid, message, error, search_text) SELECT id, message, "
-            "error, search_text FROM entries WHERE id IN (SELECT value FROM json_each(?))",
-            [orjson.dumps(keys).decode()],
-        )
+def unindex_text(db: sqlite_utils.Database, keys: list[int]) -> None:
+    """Take these stored entries out of the FTS index; call before changing or deleting them."""
+    index_text(db, keys, delete=True)
 
 
 @dataclass
@@ -498,6 +502,7 @@ class Store:
             )
             prep = replace(prep, details=details, details_hash=old_details_hash, text=text)
         values = prep.columns(entry)
+        unindex_text(db, [key])  # before the row changes: FTS5 needs the indexed values
         if old_ts == prep.timestamp:
             db.execute(
                 "UPDATE entries SET provider=?, timestamp=?, status=?, message=?, error=?, "
@@ -505,6 +510,7 @@ class Store:
                 "details_hash=?, updated_at=? WHERE id=?",
                 [*values, now, key],
             )
+            index_text(db, [key], [(entry.message, entry.error, prep.text)])
         else:  # the time moved, so the key moves with it
             db.execute("DELETE FROM entries WHERE id = ?", [key])
             key = self._insert(db, entry, values, first_seen, now)
@@ -536,6 +542,7 @@ class Store:
         ).fetchone()
         taken: dict[int, int | None] = {start: top for start, top in orjson.loads(found)}
         keys: list[int] = []
+        texts: list[Texts] = []  # what the FTS index gets of each row in `keys`
         values: list[Any] = []  # ROW_VALUES per new row, in _insert_rows_sql's order
         crowded: list[tuple[Entry, list[Any]]] = []
         for entry, prep in fresh:
@@ -547,6 +554,7 @@ class Store:
                 continue
             taken[start] = key
             keys.append(key)
+            texts.append((entry.message, entry.error, prep.text))
             values.append(key)
             values.append(entry.native_id)
             values += prep.columns(entry)
@@ -560,7 +568,7 @@ class Store:
             n = min(per, len(keys) - start)
             chunk = values[start * ROW_VALUES : (start + n) * ROW_VALUES]
             db.execute(_insert_rows_sql(n), [source, now, *chunk])
-        _index_text(db, keys)
+        index_text(db, keys, texts)
         for entry, columns in crowded:
             self._insert(db, entry, columns, now, now)
 
@@ -578,7 +586,7 @@ class Store:
                 break
             key += SLOTS  # this microsecond is full: take the next one
         db.execute(INSERT_ENTRY, [key, entry.source, entry.native_id, *values, first_seen, now])
-        _index_text(db, [key])
+        index_text(db, [key])
         return key
 
     def start_run(self, source: str) -> int:
@@ -686,7 +694,7 @@ class Store:
         return [(r[0], Row.from_sql(r[1:])) for r in self._run_query(sql, params, filters)]
 
     def _where(self, f: Filters) -> tuple[str, list[str], list[Any], str]:
-        return search_sql(f, self.db.quote_fts)
+        return search_sql(f)
 
     def _run_query(self, sql: str, params: list[Any], f: Filters) -> list[Any]:
         try:

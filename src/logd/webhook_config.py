@@ -6,11 +6,12 @@ Each problem is one line naming its key path (`webhooks[0].url`), like every con
 from __future__ import annotations
 
 import ipaddress
-import sqlite3
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+from .errors import QueryError
+from .query_language import parse
 from .signing import RESERVED_HEADERS, standard_secret_bytes
 
 if TYPE_CHECKING:
@@ -47,16 +48,13 @@ def url_problem(url: str, allow_insecure: bool) -> str | None:
 
 
 def match_problem(match: str) -> str | None:
-    """Why `match` is not a valid FTS5 query over the entries index, or None."""
-    conn = sqlite3.connect(":memory:")
+    """Why `match` is not a search expression (`logd query --fts`'s language), or None."""
     try:
-        # Same columns as entries_fts, so column filters (`error:timeout`) are checked too.
-        conn.execute("CREATE VIRTUAL TABLE t USING fts5(message, error, search_text)")
-        conn.execute("SELECT rowid FROM t WHERE t MATCH ?", [match]).fetchall()
-    except sqlite3.OperationalError as exc:
-        return f"not valid FTS5 syntax: {exc}"
-    finally:
-        conn.close()
+        node = parse(match)
+    except QueryError as exc:
+        return str(exc)
+    if node is None:  # it would send every failure: say so rather than guess
+        return "has no word to search for (a letter or a digit); leave `match` out to send all"
     return None
 
 
