@@ -115,7 +115,9 @@ def write_table(
     lines = render(columns, cells, terminal_width(), color=use_color(out, color))
     for line in lines if header else lines[1:]:
         out.write(line + "\n")
-    if header and any(row.timestamp_observed for row in rows):
+    # The mark's note, when the time column is shown (a narrow terminal leaves it out).
+    shown = bool(lines) and lines[0].startswith("time")
+    if header and shown and any(row.timestamp_observed for row in rows):
         out.write(f"{OBSERVED_MARK.strip()} {OBSERVED_NOTE}\n")
 
 
