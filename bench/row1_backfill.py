@@ -41,6 +41,7 @@ COLUMNS = (
     "search_text",
     "hash",
     "details_hash",
+    "timestamp_observed",
 )
 
 

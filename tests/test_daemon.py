@@ -404,6 +404,8 @@ def test_metrics_webhook_delivery_and_retention_in_the_daemon(
                         "name": "ops",
                         "url": f"http://127.0.0.1:{receiver.server_port}/hook",
                         "secret": "s3cret-value",
+                        # The first poll is a backfill: this test counts its deliveries.
+                        "alert_backfill": True,
                     }
                 ],
             )

@@ -415,7 +415,8 @@ def test_the_daemon_sends_a_batchs_failures_once_it_commits_not_at_the_tick_or_p
     with Receiver("s3cret-value") as rx, HeldAfterFirstPage(records=150) as sim:
         sim.latency = 0.3  # page 1 commits well after the round at start
         fleet = {**sim.demo_source("fleet"), "interval": 3600, "timeout": 60}
-        hook = {"name": "ops", "url": rx.url, "secret": "s3cret-value"}
+        # The first poll is a backfill, whose failures are sent only on request.
+        hook = {"name": "ops", "url": rx.url, "secret": "s3cret-value", "alert_backfill": True}
         config = write_config(tmp_path, [fleet], webhooks=[hook])
         daemon = daemon_module.Daemon(config, notifier=_Recorder())
         daemon.start()

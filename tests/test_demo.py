@@ -21,6 +21,8 @@ def test_demo_syncs_every_simulator_and_verifies_deliveries(tmp_path: Path) -> N
     assert "signature verified" in result.output and "INVALID" not in result.output
     assert "newest failures" in result.output and 'query "timeout" --failed' in result.output
     assert "logd.db and config.toml are replaced on every run" in result.output  # never silent
+    # Elastic Path records without a vendor time are the newest: marked as seen, not dated.
+    assert "~ time first seen by logd: the vendor gives none" in result.output
     with Store(tmp_path / "demo" / "logd.db", create=False) as store:
         sources = {row["source"] for row in store.source_stats() if row["entries"]}
         pending = store.db.execute(

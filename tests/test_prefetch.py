@@ -154,3 +154,27 @@ def test_groups_stop_at_the_limit_and_merge_keeps_order_and_the_last_cursor() ->
     assert prepared[0] == "0-0" and prepared[-1] == "1-9"
     assert merged.cursor == {"page": 1} and merged.pages == 2
     assert merge(groups[1] + groups[2])[0].cursor == {"page": 3}  # a None cursor moves nothing
+
+
+def test_groups_past_the_deadline_raise_unless_everything_was_handed_over() -> None:
+    import time
+
+    from logd.prefetch import PollTimeout
+
+    def endless() -> Iterator[Batch]:
+        n = 0
+        while True:
+            n += 1
+            yield Batch([], cursor={"n": n})
+
+    # A provider that never stops yielding: the deadline still ends the walk.
+    fetch = Prefetch(endless(), name="t").start()
+    with pytest.raises(PollTimeout):
+        for _ in fetch.groups(1, deadline=time.monotonic()):
+            pass
+    assert fetch.close(timeout=5)
+    # Past the deadline with the provider finished and everything handed over: the walk is
+    # complete, not timed out.
+    fetch = Prefetch(iter([]), name="t").start()
+    assert fetch.close(timeout=5)
+    assert list(fetch.groups(1, deadline=time.monotonic() - 1)) == []

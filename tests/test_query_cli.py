@@ -139,6 +139,7 @@ def test_formats(db: Path) -> None:
         "entity_id",
         "raw",
         "details",
+        "timestamp_observed",
     }
     assert obj["raw"] == {"nested": {"deep": "needle-in-raw"}}
     nd = runner.invoke(cli, ["query", "--db", str(db), "-f", "ndjson"]).output.splitlines()

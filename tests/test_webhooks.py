@@ -60,6 +60,7 @@ def settings_for(tmp_path: Path, *webhooks: dict[str, Any]) -> Settings:
 
 
 def hook(url: str, **kw: Any) -> dict[str, Any]:
+    # Tests that deliver what a first sync finds set alert_backfill: that sync is a backfill.
     return {"name": "ops", "url": url, "secret": SECRET, **kw}
 
 
@@ -655,8 +656,8 @@ def test_sync_with_a_slow_webhook_exits_and_says_what_stays_pending(
             tmp_path,
             [sim.demo_source("fleet")],
             webhooks=[
-                hook(drip.url, name="slow", timeout="1s"),
-                hook(rx.url, name="healthy"),
+                hook(drip.url, name="slow", alert_backfill=True, timeout="1s"),
+                hook(rx.url, name="healthy", alert_backfill=True),
             ],
         )
         done: list[Any] = []
@@ -716,8 +717,10 @@ def test_under_logd_run_a_slow_webhook_does_not_hold_up_another_webhooks_rounds(
             tmp_path,
             [fleet],
             webhooks=[
-                hook(drip.url, name="slow", timeout="60s"),  # stuck for the whole test
-                hook(rx.url, name="healthy"),
+                hook(
+                    drip.url, name="slow", alert_backfill=True, timeout="60s"
+                ),  # stuck for the whole test
+                hook(rx.url, name="healthy", alert_backfill=True),
             ],
         )
         daemon = Daemon(config, shutdown_timeout=10)

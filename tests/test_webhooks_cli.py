@@ -46,7 +46,9 @@ def fleet(sim: FleetITSimulator) -> dict[str, Any]:
 
 
 def config_with(tmp_path: Path, webhook: dict[str, Any], sources: list[dict[str, Any]]) -> Path:
-    return write_config(tmp_path, sources, webhooks=[{"name": "ops", "secret": SECRET, **webhook}])
+    # Most tests here deliver what a first sync finds, which is a backfill: opt in.
+    hook = {"name": "ops", "secret": SECRET, "alert_backfill": True, **webhook}
+    return write_config(tmp_path, sources, webhooks=[hook])
 
 
 OFFLINE = {"name": "fleet", "provider": "fleetit", "base_url": "http://127.0.0.1:9", "token": "t"}

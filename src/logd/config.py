@@ -163,6 +163,18 @@ class SourceConfig(BaseModel):
     enabled: bool = Field(True, description="Disabled sources are neither synced nor scheduled.")
     timeout: Duration = Field(30.0, gt=0, description="Per-request HTTP timeout.")
     retry: RetryConfig = Field(default_factory=RetryConfig, description="Retry policy.")
+    max_pages: int = Field(
+        100_000,
+        ge=1,
+        description="Most pages one poll may walk: a ceiling for paging that never ends "
+        "(100,000 pages of 100 is a 10M-record backfill).",
+    )
+    poll_timeout: Duration | None = Field(
+        None,
+        gt=0,
+        description="Longest a poll may run before it is stopped and recorded as failed; "
+        "default: 1 hour, or 4 intervals when that is longer.",
+    )
 
     _options: ProviderOptions | None = PrivateAttr(default=None)
 
@@ -172,6 +184,17 @@ class SourceConfig(BaseModel):
         if self._options is None:
             raise RuntimeError(f"source {self.name}: options not validated")
         return self._options
+
+    @property
+    def poll_deadline(self) -> float:
+        """Seconds a poll may run: `poll_timeout`, else max(1 h, 4 intervals).
+
+        An hour lets a first backfill of ~1M records at 100 a page finish at 3 requests/s,
+        while a stuck poll ends well before it could miss many of its own intervals.
+        """
+        if self.poll_timeout is not None:
+            return self.poll_timeout
+        return max(3600.0, 4 * self.interval)
 
     def provider_keys(self) -> dict[str, Any]:
         """The keys of this table that are not common keys (the provider's own)."""
@@ -194,6 +217,11 @@ class WebhookConfig(BaseModel):
     )
     max_age: Duration | None = Field(
         None, gt=0, description="Failures older than this (by entry time) are never sent."
+    )
+    alert_backfill: bool = Field(
+        False,
+        description="Also send failures found by a source's first poll (its backfill of "
+        "history); by default those are stored, not sent.",
     )
     max_entries: int = Field(100, ge=1, le=10_000, description="Entries per delivery.")
     headers: dict[str, Secret] = Field(

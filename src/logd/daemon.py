@@ -198,8 +198,15 @@ class Daemon:
         self.instance_lock.acquire()
         self.store = Store(self.settings.database)
         self.registry = load_plugins()
-        self.heartbeat = Heartbeat(stale_after=max(3 * self.heartbeat_every, 1.0))
-        self.metrics = Metrics(self.store, healthy=lambda: self.heartbeat.healthy())
+        self.heartbeat = Heartbeat(
+            stale_after=max(3 * self.heartbeat_every, 1.0), stuck=lambda: self._stuck()
+        )
+        self.metrics = Metrics(
+            self.store,
+            healthy=lambda: self.heartbeat.healthy(),
+            running=lambda: self.engine.running() if hasattr(self, "engine") else 0,
+            stuck=lambda: len(self._stuck()),
+        )
         self.metrics.seed(self.store.source_stats())
         self.scheduler = BackgroundScheduler(
             timezone=UTC,
@@ -425,6 +432,9 @@ class Daemon:
             with self._idle:
                 self._active -= 1
                 self._idle.notify_all()
+
+    def _stuck(self) -> list[str]:
+        return self.engine.stuck() if hasattr(self, "engine") else []
 
     def _sleep(self, seconds: float) -> None:
         # Retry waits end early on shutdown, so a stopping poll is not held by a backoff.

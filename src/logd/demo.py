@@ -51,8 +51,16 @@ def write_demo_config(
         "sources": sources,
     }
     if receiver_url:
+        # A first sync is a backfill, whose failures webhooks do not send by default; the
+        # demo opts in so that there are deliveries to verify.
         doc["webhooks"] = [
-            {"name": "demo", "url": receiver_url, "secret": DEMO_SECRET, "max_entries": 100}
+            {
+                "name": "demo",
+                "url": receiver_url,
+                "secret": DEMO_SECRET,
+                "max_entries": 100,
+                "alert_backfill": True,
+            }
         ]
     path = directory / "config.toml"
     path.write_text(

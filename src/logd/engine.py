@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -23,8 +24,9 @@ from .config import Settings, SourceConfig
 from .entries import Batch
 from .errors import LogdError, SourceError, StoreError
 from .http import RetryPolicy, SourceClient
+from .paging import PagingGuard
 from .plugins import Registry
-from .prefetch import GROUP, Prefetch, merge
+from .prefetch import GROUP, PollTimeout, Prefetch, merge
 from .provider import PollContext, Provider
 from .rows import Prepared
 from .rows import prepare as prepare_row
@@ -54,6 +56,8 @@ class SourceReport:
     #: "waiting on the vendor": an export being prepared); None once the next batch is in.
     waiting_since: float | None = None
     waiting: str | None = None
+    #: The poll was stopped by its `poll_timeout`.
+    timed_out: bool = False
 
     @property
     def ok(self) -> bool:
@@ -94,6 +98,8 @@ class Engine:
         transport: Callable[[SourceConfig], httpx.BaseTransport | None] | None = None,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
         group: int = GROUP,
+        stop_grace: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -104,10 +110,20 @@ class Engine:
         self.now = now
         #: Most bytes of rows per transaction when fetched batches pile up (1: each alone).
         self.group = group
+        #: Seconds a provider has, beyond its source's request `timeout`, to wind down once
+        #: its poll's deadline passed (the request in flight ends within `timeout`).
+        self.stop_grace = STOP_GRACE if stop_grace is None else stop_grace
+        #: Seconds, monotonic: what poll deadlines are measured on (tests move it).
+        self.clock = clock
         # One provider instance per source, kept while its options stay the same (a reload
         # with new options gets a fresh one), so session state survives between polls.
         self._providers: dict[str, tuple[Any, Provider[Any]]] = {}
         self._providers_lock = threading.Lock()
+        self._running_lock = threading.Lock()
+        #: Source → monotonic start of each poll running now.
+        self._running: dict[str, float] = {}
+        #: Source → the fetch of a poll whose provider would not stop (see `stuck`).
+        self._stuck: dict[str, Prefetch] = {}
 
     def provider_for(self, src: SourceConfig) -> Provider[Any]:
         """The provider instance polling `src`, made on first use."""
@@ -149,9 +165,25 @@ class Engine:
         progress: Progress | None = None,
         stop: threading.Event | None = None,
     ) -> SourceReport:
-        """Poll one source; errors are recorded in the report and the store, never raised."""
+        """Poll one source; errors are recorded in the report and the store, never raised.
+
+        The poll ends by `src.poll_deadline` seconds after it started: the provider is asked to
+        stop (`ctx.stopping()`), its client is closed so a request in flight aborts, and the
+        poll is recorded as failed. A provider thread that still runs `timeout` +
+        `stop_grace` seconds later is left behind and reported by `stuck()`: the daemon then
+        declares itself unhealthy, so that systemd restarts it.
+        """
         report = SourceReport(src.name)
         started = time.monotonic()
+        clock = self.clock
+        deadline = clock() + src.poll_deadline
+        left_behind = self._left_behind(src.name)
+        if left_behind is not None:
+            report.error = left_behind
+            report.done = True
+            with suppress(StoreError):  # shown in status when the store takes it
+                self.store.finish_run(self.store.start_run(src.name), error=report.error)
+            return report
 
         def waiting(why: str) -> Callable[[float], None]:
             # A poll that waits says so (on the progress display) until its next batch.
@@ -161,13 +193,16 @@ class Engine:
                     if progress:
                         report.duration = time.monotonic() - started
                         progress(report)
-                self.sleep(seconds)
+                # No wait outlasts the poll's deadline: a provider waiting on an export
+                # wakes up in time to see `stopping()`.
+                self.sleep(max(0.0, min(seconds, deadline - clock())))
 
             return sleep
 
         provider = self.provider_for(src)
         provider_cls = type(provider)
         options = src.options
+
         client = SourceClient(
             src.name,
             options.base_url,
@@ -189,6 +224,18 @@ class Engine:
             if progress:
                 progress(report)
             return report
+        guard = PagingGuard(
+            max_pages=src.max_pages,
+            last_request=lambda: mask(client.last_request, secrets),
+            gets=lambda: client.gets,
+        )
+
+        def known_ids(ids: list[str]) -> set[str]:
+            # Batches fetched ahead count as stored: the provider sees what a serial poll would.
+            found = self.store.known_ids(src.name, ids) | fetched.known(ids)
+            guard.consulted += len(found)
+            return found
+
         ctx: PollContext[Any] = PollContext(
             source=src.name,
             options=options,
@@ -196,14 +243,17 @@ class Engine:
             cursor=cursor,
             log=logging.getLogger(f"logd.source.{src.name}"),
             now=self.now,
-            # Batches fetched ahead count as stored: the provider sees what a serial poll would.
-            known_ids=lambda ids: self.store.known_ids(src.name, ids) | fetched.known(ids),
+            known_ids=known_ids,
             pending_ids=lambda: self.store.pending_ids(src.name),
             sleep=waiting("waiting on the vendor"),
             secrets=provider.secrets(options),
-            stopping=lambda: fetched.cancelled or (stop is not None and stop.is_set()),
+            stopping=lambda: (
+                fetched.cancelled or (stop is not None and stop.is_set()) or clock() >= deadline
+            ),
         )
         secrets = ctx.secrets  # grows when the provider logs in: masking follows it
+        # No stored cursor: this poll is the source's backfill (webhooks hold its failures).
+        backfill = cursor is None
 
         def count_run(db: sqlite_utils.Database, source: str, result: BatchResult) -> None:
             # Poll-run counters commit with the batch they count.
@@ -217,15 +267,19 @@ class Engine:
 
         # The next pages are fetched while the store commits (prefetch.py: what stays true).
         def prepare(batch: Batch) -> list[Prepared]:
+            guard.check(batch)  # before anything of the batch is kept (paging.py)
             for entry in batch.entries:
                 entry.source = src.name
                 entry.provider = provider_cls.name
             return [prepare_row(e) for e in batch.entries]
 
         fetched = Prefetch(provider.poll(ctx), name=src.name, prepare=prepare, size=_weight)
+        with self._running_lock:
+            self._running[src.name] = started
+        timed_out = False
         try:
             fetched.start()
-            for group in fetched.groups(self.group):
+            for group in fetched.groups(self.group, deadline=deadline, clock=clock):
                 batch, prepared = merge(group)
                 pages = batch.pages
                 result = self.store.commit_batch(
@@ -234,6 +288,7 @@ class Engine:
                     batch.cursor,
                     hooks=[count_run, *self.batch_hooks],
                     prepared=prepared,
+                    backfill=backfill,
                 )
                 fetched.committed(batch)
                 report.waiting_since = report.waiting = None
@@ -254,6 +309,14 @@ class Engine:
                 if stop is not None and stop.is_set():
                     log.info("%s: stopping after a committed batch", src.name)
                     break
+        except PollTimeout:
+            timed_out = True
+            report.timed_out = True
+            report.error = (
+                f"poll exceeded poll_timeout ({format_seconds(src.poll_deadline)}) and was "
+                f"stopped; last request {mask(client.last_request, secrets)}; what it stored is "
+                "kept (raise `poll_timeout` if this source needs longer)"
+            )
         except SourceError as exc:
             report.error = mask(str(exc), secrets)
         except StoreError as exc:
@@ -266,8 +329,16 @@ class Engine:
             report.error = mask(f"internal error in provider {provider_cls.name}: {exc!r}", secrets)
             log.error("%s: %s", src.name, report.error, exc_info=True)
         finally:
-            fetched.close()  # stops the provider (its finally blocks run) and waits for it
+            if timed_out:
+                client.close()  # a request in flight aborts, so the provider can wind down
+            # Stops the provider (its finally blocks run) and waits for it, a bounded time
+            # once the deadline has passed.
+            grace = src.timeout + self.stop_grace if timed_out else None
+            if not fetched.close(timeout=grace):
+                self._leave_behind(src.name, fetched, grace or 0.0)
             client.close()
+            with self._running_lock:
+                self._running.pop(src.name, None)
             report.requests = client.requests
             report.retries = client.retries
             report.duration = time.monotonic() - started
@@ -280,6 +351,54 @@ class Engine:
             if progress:
                 progress(report)
         return report
+
+    # -- polls that would not stop ---------------------------------------------------------
+
+    def running(self) -> int:
+        """Polls running now."""
+        with self._running_lock:
+            return len(self._running)
+
+    def stuck(self) -> list[str]:
+        """Sources whose provider thread outlived its poll's deadline and grace, still running."""
+        with self._running_lock:
+            for name in [n for n, f in self._stuck.items() if not f.alive]:
+                del self._stuck[name]
+            return sorted(self._stuck)
+
+    def _leave_behind(self, source: str, fetched: Prefetch, grace: float) -> None:
+        log.error(
+            "%s: the provider did not stop within %gs of its poll_timeout; its thread is left "
+            "running and logd reports itself unhealthy",
+            source,
+            grace,
+        )
+        with self._running_lock:
+            self._stuck[source] = fetched
+        with self._providers_lock:
+            self._providers.pop(source, None)  # its state is the stuck thread's
+
+    def _left_behind(self, source: str) -> str | None:
+        """The error for a poll of a source whose last provider thread still runs, if so."""
+        if source not in self.stuck():
+            return None
+        return (
+            "the previous poll's provider is still running past its poll_timeout; not polling "
+            "again until it ends (logd reports itself unhealthy: restart it)"
+        )
+
+
+#: Seconds a provider has to wind down once its poll's deadline passed, beyond the request
+#: `timeout` of its source.
+STOP_GRACE = 10.0
+
+
+def format_seconds(seconds: float) -> str:
+    """`3600` → `1h`, `90` → `90s`: a duration as the config would write it."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
 
 
 def _weight(batch: Batch, prepared: list[Prepared]) -> int:

@@ -84,6 +84,10 @@ class Batch:
     total: int | None = None
     # Free-form notes that reach the poll log (e.g. a download that will be retried).
     warnings: list[str] = field(default_factory=list)
+    #: Whether the vendor says its listing goes on after this page (a `next` link, a pointer
+    #: other than the last); None when the provider does not say. Empty pages that keep
+    #: saying so stop the poll (logd.paging).
+    more: bool | None = None
 
 
 def parse_timestamp(value: str | int | float, *, default_tz: Any = UTC) -> datetime:

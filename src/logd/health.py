@@ -3,7 +3,9 @@
 The scheduler runs a tiny job every few seconds on an executor of its own (so long polls never
 delay it) that calls `Heartbeat.beat()`. A separate thread, outside the scheduler, sends
 systemd's `WATCHDOG=1` only while the last beat is recent. If the scheduler's loop dies or
-wedges, the beats stop, the pings stop, and systemd restarts the service.
+wedges, the beats stop, the pings stop, and systemd restarts the service. The same happens
+while a poll is stuck: its provider thread outlived the poll's deadline and cannot be taken back
+from inside the process (`Engine.stuck`), so only a restart frees it.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ log = logging.getLogger("logd.health")
 
 
 class Heartbeat:
-    """The time of the scheduler's last proof of life."""
+    """The time of the scheduler's last proof of life, and what else makes the daemon unwell."""
 
     def __init__(
         self,
@@ -27,10 +29,14 @@ class Heartbeat:
         *,
         clock: Callable[[], float] = time.monotonic,
         alive: Callable[[], bool] = lambda: True,
+        stuck: Callable[[], list[str]] = lambda: [],
     ) -> None:
         self.stale_after = stale_after
         self.clock = clock
         self.alive = alive
+        #: Sources whose poll would not stop after its deadline (`Engine.stuck`): a thread
+        #: the process cannot take back, so only a restart frees it.
+        self.stuck = stuck
         self._last = clock()  # start-up counts as a beat: the scheduler gets one period
 
     def beat(self) -> None:
@@ -42,8 +48,20 @@ class Heartbeat:
         return self.clock() - self._last
 
     def healthy(self) -> bool:
-        """True while beats are recent and the scheduler says it is running."""
-        return self.age() <= self.stale_after and self.alive()
+        """True while beats are recent, the scheduler runs and no poll is stuck."""
+        return self.problem() is None
+
+    def problem(self) -> str | None:
+        """Why the daemon is unhealthy, in a few words; None when it is healthy."""
+        if not self.alive():
+            return "the scheduler is not running"
+        age = self.age()
+        if age > self.stale_after:
+            return f"the scheduler has not beaten for {age:.0f}s"
+        stuck = self.stuck()
+        if stuck:
+            return f"a poll would not stop after its poll_timeout ({', '.join(stuck)})"
+        return None
 
 
 class Watchdog:
@@ -60,16 +78,13 @@ class Watchdog:
 
     def tick(self) -> bool:
         """Ping if healthy; return whether it pinged. Logs each change of health once."""
-        healthy = self.heartbeat.healthy()
+        problem = self.heartbeat.problem()
+        healthy = problem is None
         if healthy != self._was_healthy:
             if healthy:
-                log.warning("scheduler is beating again; watchdog pings resume")
+                log.warning("healthy again; watchdog pings resume")
             else:
-                log.error(
-                    "scheduler has not beaten for %.0fs; withholding watchdog pings so that "
-                    "systemd restarts logd",
-                    self.heartbeat.age(),
-                )
+                log.error("%s; withholding watchdog pings so that systemd restarts logd", problem)
             self._was_healthy = healthy
         if healthy:
             self.notifier.watchdog()

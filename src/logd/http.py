@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import httpx
 import orjson
@@ -33,9 +33,14 @@ import tenacity
 
 from .__about__ import __version__
 from .errors import AuthError, HTTPStatusError, ProtocolError, TransportError
+from .paging import PagingError
 
 RETRY_STATUSES = frozenset({408, 429}) | frozenset(range(500, 600))
 MAX_REDIRECTS = 5
+#: The same GET (method, URL, parameters) asked this many times in one poll is refused: the
+#: vendor's paging is going round in circles. Legitimate re-fetches stay well below it (Pegasus
+#: finding its place again reads offset 0 up to three times; an Akinon follow-up once a poll).
+REPEAT_LIMIT = 5
 DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 
 _DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
@@ -140,8 +145,15 @@ class SourceClient:
         sleep: Callable[[float], None] = time.sleep,
         transport: httpx.BaseTransport | None = None,
         on_retry: Callable[[], None] | None = None,
+        repeat_limit: int = REPEAT_LIMIT,
     ) -> None:
         self.source = source
+        self.repeat_limit = repeat_limit
+        #: GET requests asked for (retries not counted) and the last request, for the
+        #: engine's paging checks (paging.py); the client lives for one poll.
+        self.gets = 0
+        self.last_request = "none"
+        self._asked: dict[int, int] = {}
         self.base_url = base_url.rstrip("/")
         self.retry = retry or RetryPolicy()
         self.max_response_bytes = max_response_bytes
@@ -219,6 +231,7 @@ class SourceClient:
         """Send a request with retries; raise `HTTPStatusError` unless 2xx or in `allow_status`."""
         allowed = set(allow_status)
         url = self.url(path)
+        self._count(method, url, params)
 
         def attempt() -> httpx.Response:
             response = self._send(method, url, params, json, data, headers, credentials)
@@ -272,6 +285,26 @@ class SourceClient:
         if response.is_success or response.status_code in allowed:
             return response
         raise self._status_error(response, gave_up=False)
+
+    def _count(self, method: str, url: str, params: Mapping[str, Any] | None) -> None:
+        """Count a request of this poll; the `repeat_limit`-th identical GET is a `PagingError`."""
+        shown = redact_url(url)
+        if params:
+            shown += ("&" if "?" in shown else "?") + urlencode(
+                [(k, str(v)) for k, v in params.items()]
+            )
+        self.last_request = f"{method} {shown}"
+        if method != "GET":
+            return  # POSTs repeat by design (an export's status, asked until it is ready)
+        self.gets += 1
+        key = hash((url, tuple(sorted((str(k), str(v)) for k, v in (params or {}).items()))))
+        seen = self._asked.get(key, 0) + 1
+        self._asked[key] = seen
+        if seen >= self.repeat_limit:
+            raise PagingError(
+                f"paging does not advance: {self.last_request} asked {seen} times in one poll; "
+                "the poll stopped and what it stored is kept"
+            )
 
     def get_json(self, path: str, **kwargs: Any) -> Any:
         """GET and decode JSON; invalid JSON is a `ProtocolError` naming the URL."""

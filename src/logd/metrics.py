@@ -4,6 +4,9 @@ Series (all prefixed `logd_`):
 
     polls_total{source,outcome}              polls finished, outcome "ok" or "error"
     poll_errors_total{source}                polls that ended in an error
+    poll_timeouts_total{source}              of which stopped by their poll_timeout
+    polls_running                            polls running now
+    polls_stuck                              polls whose provider would not stop (unhealthy)
     poll_duration_seconds{source}            how long polls take (histogram)
     entries_stored_total{source,kind}        entries written, kind "new" or "updated"
     http_requests_total{source}              requests sent to the vendor
@@ -11,7 +14,8 @@ Series (all prefixed `logd_`):
     last_success_timestamp_seconds{source}   end of the last poll without an error
     webhook_attempts_total{webhook,outcome}  delivery attempts: delivered, retrying, dead
     webhook_deliveries{source,state}         outbox rows now: pending, dead, done (read at scrape)
-    scheduler_healthy                        1 while the scheduler's heartbeat is recent
+    scheduler_healthy                        1 while the scheduler's heartbeat is recent and
+                                             no poll is stuck (what the watchdog pings on)
 
 A registry of its own keeps the process collectors and anything else imported out of it.
 """
@@ -63,7 +67,14 @@ class _OutboxCollector(Collector):
 class Metrics:
     """The daemon's counters and gauges, and the HTTP endpoint that serves them."""
 
-    def __init__(self, store: Store, *, healthy: Callable[[], bool] = lambda: True) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        healthy: Callable[[], bool] = lambda: True,
+        running: Callable[[], int] = lambda: 0,
+        stuck: Callable[[], int] = lambda: 0,
+    ) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
         self.polls = Counter(
@@ -75,6 +86,20 @@ class Metrics:
         self.poll_errors = Counter(
             "logd_poll_errors", "Polls that ended in an error.", ["source"], registry=r
         )
+        self.poll_timeouts = Counter(
+            "logd_poll_timeouts",
+            "Polls stopped because they ran past their poll_timeout.",
+            ["source"],
+            registry=r,
+        )
+        running_gauge = Gauge("logd_polls_running", "Polls running now.", registry=r)
+        running_gauge.set_function(lambda: float(running()))
+        stuck_gauge = Gauge(
+            "logd_polls_stuck",
+            "Polls whose provider did not stop after their poll_timeout (the daemon is unhealthy).",
+            registry=r,
+        )
+        stuck_gauge.set_function(lambda: float(stuck()))
         self.poll_duration = Histogram(
             "logd_poll_duration_seconds",
             "Poll duration.",
@@ -107,7 +132,9 @@ class Metrics:
             registry=r,
         )
         healthy_gauge = Gauge(
-            "logd_scheduler_healthy", "1 while the scheduler's heartbeat is recent.", registry=r
+            "logd_scheduler_healthy",
+            "1 while the scheduler's heartbeat is recent and no poll is stuck.",
+            registry=r,
         )
         healthy_gauge.set_function(lambda: 1.0 if healthy() else 0.0)
         r.register(_OutboxCollector(store))
@@ -128,8 +155,11 @@ class Metrics:
         self.polls.labels(src, "ok" if report.ok else "error").inc()
         # Touched even at zero: a series that exists from the start makes rate() and alerts work.
         errors = self.poll_errors.labels(src)
+        timeouts = self.poll_timeouts.labels(src)
         if not report.ok:
             errors.inc()
+        if report.timed_out:
+            timeouts.inc()
         self.poll_duration.labels(src).observe(report.duration)
         self.entries.labels(src, "new").inc(report.new)
         self.entries.labels(src, "updated").inc(report.updated)

@@ -226,3 +226,20 @@ def m006_fold_and_tag_fts(db: sqlite_utils.Database) -> None:
             break
         index_text(db, keys)
         last = keys[-1]
+
+
+@migration
+def m007_observed_time(db: sqlite_utils.Database) -> None:
+    """`entries.timestamp_observed`: 1 when the time is when logd first saw the record."""
+    # Some vendors give no time (Elastic Path logs without `created_at`): such an entry's time
+    # is its first sighting, which readers and webhooks must not take for when it happened.
+    # Entries stored before this migration stay 0: their providers' records are not re-read.
+    db.execute("ALTER TABLE entries ADD COLUMN timestamp_observed INTEGER NOT NULL DEFAULT 0")
+
+
+@migration
+def m008_poll_run_pid(db: sqlite_utils.Database) -> None:
+    """`poll_runs.pid`: the process running the poll, so `status` can tell running from dead."""
+    # A run with no `finished` is "polling" only while its process lives; one left by a process
+    # that was killed would otherwise look like a poll running forever.
+    db.execute("ALTER TABLE poll_runs ADD COLUMN pid INTEGER")

@@ -103,9 +103,10 @@ def write_table(
         text = row.message
         if row.error and row.error not in text:
             text = f"{text}: {row.error}" if text else row.error
+        when = show_time(row.timestamp, local=local)
         cells.append(
             [
-                (show_time(row.timestamp, local=local), ""),
+                (f"{when}{OBSERVED_MARK}" if row.timestamp_observed else when, ""),
                 (one_line(row.id), ""),
                 (row.status, STATUS_STYLE.get(row.status, "")),
                 (one_line(text), ""),
@@ -114,6 +115,15 @@ def write_table(
     lines = render(columns, cells, terminal_width(), color=use_color(out, color))
     for line in lines if header else lines[1:]:
         out.write(line + "\n")
+    # The mark's note, when the time column is shown (a narrow terminal leaves it out).
+    shown = bool(lines) and lines[0].startswith("time")
+    if header and shown and any(row.timestamp_observed for row in rows):
+        out.write(f"{OBSERVED_MARK.strip()} {OBSERVED_NOTE}\n")
+
+
+#: Marks a time that is logd's first sighting of the record, not the vendor's time.
+OBSERVED_MARK = " ~"
+OBSERVED_NOTE = "time first seen by logd: the vendor gives none, so not when it happened"
 
 
 def write_entry(row: Row, out: TextIO, *, color: bool = False, local: bool = False) -> None:
@@ -128,6 +138,8 @@ def write_entry(row: Row, out: TextIO, *, color: bool = False, local: bool = Fal
         value = data[key]
         if key == "timestamp" and local:
             value = f"{value}  ({show_time(value, local=True)} {zone_name(local=True)})"
+        if key == "timestamp" and row.timestamp_observed:
+            value = f"{value}; {OBSERVED_NOTE}"
         # Vendor text is text: "[/api]" in an error is not rich markup.
         shown = "-" if value is None else escape(str(value))
         if key == "status":

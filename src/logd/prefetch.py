@@ -21,6 +21,7 @@ What stays true, so that a provider cannot tell the difference:
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -33,6 +34,10 @@ from .entries import Batch, Entry
 AHEAD = 2 * 2**20
 #: Per transaction, at most, when batches that piled up are committed together (same units).
 GROUP = 2 * 2**20
+
+
+class PollTimeout(Exception):
+    """The poll's deadline passed while waiting for the provider (the engine records it)."""
 
 
 class Prefetch:
@@ -101,16 +106,32 @@ class Prefetch:
         for group in self.groups(1):
             yield group[0]
 
-    def groups(self, limit: int) -> Iterator[list[tuple[Batch, Any]]]:
+    def groups(
+        self,
+        limit: int,
+        *,
+        deadline: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> Iterator[list[tuple[Batch, Any]]]:
         """Every batch ready when the store asks, up to `limit` in size (at least one batch).
 
         While the store keeps up, that is one batch; while it lags (a backfill), the pages
-        that piled up meanwhile, to commit in one larger transaction.
+        that piled up meanwhile, to commit in one larger transaction. Asking for a batch
+        past `deadline` (a `clock()` value), or waiting for one until then, raises
+        `PollTimeout`, unless the provider has finished and everything was handed over.
         """
         while True:
             with self._cond:
-                while not self._ready and not self._done:
-                    self._cond.wait()
+                while True:
+                    late = deadline is not None and clock() >= deadline
+                    if late and (self._ready or not self._done):
+                        raise PollTimeout()
+                    if self._ready or self._done:
+                        break
+                    if deadline is None:
+                        self._cond.wait()
+                    else:  # in slices: `clock` is not bound to the condition's own timer
+                        self._cond.wait(min(deadline - clock(), 1.0))
                 if not self._ready:
                     if self._error is not None:
                         raise self._error
@@ -135,16 +156,23 @@ class Prefetch:
         with self._cond:
             self.in_flight.difference_update(e.native_id for e in batch.entries)
 
-    def close(self) -> None:
-        """Stop fetching, drop what is queued, and wait for the provider to wind down."""
+    @property
+    def alive(self) -> bool:
+        """True while the provider's thread runs."""
+        return self._thread.is_alive()
+
+    def close(self, timeout: float | None = None) -> bool:
+        """Stop fetching, drop what is queued, wait for the provider to wind down (at most
+        `timeout` seconds; None: as long as it takes); return whether it did."""
         if not self._thread.is_alive() and not self._done:
-            return  # never started
+            return True  # never started
         with self._cond:
             self._cancelled = True
             self._ready.clear()
             self._queued = 0
             self._cond.notify_all()
-        self._thread.join()
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
 
 
 def merge(group: Sequence[tuple[Batch, Any]]) -> tuple[Batch, list[Any]]:
@@ -163,4 +191,5 @@ def merge(group: Sequence[tuple[Batch, Any]]) -> tuple[Batch, list[Any]]:
         warnings.extend(batch.warnings)
     pages = sum(b.pages for b, _ in group)
     requests = sum(b.requests for b, _ in group)
-    return Batch(entries, cursor, pages, requests, total, warnings), prepared
+    more = group[-1][0].more
+    return Batch(entries, cursor, pages, requests, total, warnings, more), prepared

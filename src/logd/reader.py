@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 from . import store as _store
 from .errors import StoreError
+from .search import LEGACY_ENTRY_COLUMNS
 from .store import Store, store_errors
 
 if TYPE_CHECKING:
@@ -83,6 +84,9 @@ class Reader(Store):
                 conn.close()
                 raise StoreError(f"{self.path} is not a logd database (no entries table)")
             conn.execute("PRAGMA cache_size = -32000")  # as Store: keeps index pages hot
+            columns = {row[1] for row in conn.execute("PRAGMA table_info(entries)")}
+            if "timestamp_observed" not in columns:  # not migrated yet: readers never migrate
+                self.entry_columns = LEGACY_ENTRY_COLUMNS
 
     def transaction(self) -> NoReturn:
         """Every write goes through here; a reader has none."""

@@ -31,7 +31,7 @@ class Prepared:
     text: str  # the flattened values of raw and details, for the FTS index
 
     def columns(self, entry: Entry) -> list[Any]:
-        """The entry's stored columns from `provider` to `details_hash` (see INSERT_ENTRY)."""
+        """The entry's stored columns from `provider` to `timestamp_observed` (INSERT_ENTRY)."""
         return [
             entry.provider,
             self.timestamp,
@@ -45,6 +45,7 @@ class Prepared:
             self.text,
             self.hash,
             self.details_hash,
+            entry.timestamp_observed,
         ]
 
 

@@ -30,8 +30,10 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MICROSECOND = timedelta(microseconds=1)
 ENTRY_COLUMNS = (
     "id, source, provider, native_id, timestamp, status, message, error, entity_type, "
-    "entity_id, raw, details"
+    "entity_id, raw, details, timestamp_observed"
 )
+#: ENTRY_COLUMNS for a store that predates migration m007 (read without migrating).
+LEGACY_ENTRY_COLUMNS = ENTRY_COLUMNS.replace("timestamp_observed", "0 AS timestamp_observed")
 
 
 def time_key(when: datetime) -> int:
@@ -58,6 +60,8 @@ class Row:
     entity_id: str | None
     raw: Any
     details: Any
+    #: The vendor gave no time: `timestamp` is when logd first saw the record.
+    timestamp_observed: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON form used by `query --format json` and webhook bodies."""
@@ -74,12 +78,15 @@ class Row:
             "entity_id": self.entity_id,
             "raw": self.raw,
             "details": self.details,
+            "timestamp_observed": self.timestamp_observed,
         }
 
     @classmethod
     def from_sql(cls, row: Sequence[Any]) -> Row:
         """Build from a `SELECT {ENTRY_COLUMNS}` row."""
-        (_, source, provider, native_id, ts, status, message, error, etype, eid, raw, details) = row
+        (_, source, provider, native_id, ts, status, message, error, etype, eid, raw, details) = (
+            row[:12]
+        )
         return cls(
             id=f"{source}:{native_id}",
             source=source,
@@ -93,6 +100,7 @@ class Row:
             entity_id=eid,
             raw=json.loads(raw) if raw is not None else None,
             details=json.loads(details) if details is not None else None,
+            timestamp_observed=bool(row[12]) if len(row) > 12 else False,
         )
 
 
@@ -254,11 +262,15 @@ def index_text(
         )
 
 
-def search_sql(f: Filters) -> tuple[str, list[str], list[Any], str]:
+def search_sql(
+    f: Filters, entry_columns: str = ENTRY_COLUMNS
+) -> tuple[str, list[str], list[Any], str]:
     """The SELECT, its WHERE terms and parameters, and the key column to order by."""
     where: list[str] = []
     params: list[Any] = []
-    columns = ", ".join(f"entries.{c.strip()}" for c in ENTRY_COLUMNS.split(","))
+    columns = ", ".join(
+        c if " " in c else f"entries.{c}" for c in (c.strip() for c in entry_columns.split(","))
+    )
     match = text_match(f)
     if match is not None:
         tags = tag_match(f)

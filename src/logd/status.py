@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -17,10 +18,16 @@ def collect_status(store: Store, config: Path | None = None) -> list[dict[str, A
     """Per source: state, last poll, last success, last error, counts, cursor."""
     rows = store.source_stats()
     deliveries = outbox_counts(store)
+    # A poll without an end is running while its process lives; a killed one's row is not.
+    running = {
+        source: started
+        for source, (started, pid) in store.unfinished_runs().items()
+        if pid is not None and process_alive(pid)
+    }
     # A running daemon records when it polls each source next (empty when none runs).
     schedule = store.schedule()
     known = {row["source"] for row in rows}
-    for source in sorted(set(schedule) - known):  # scheduled, not polled yet
+    for source in sorted((set(schedule) | set(running)) - known):  # not polled to an end yet
         rows.append(_never_polled(source))
     rows.sort(key=lambda r: r["source"])
     for row in rows:
@@ -32,7 +39,10 @@ def collect_status(store: Store, config: Path | None = None) -> list[dict[str, A
         if deliveries:
             counts = deliveries.get(row["source"], {})
             row["webhooks"] = {"pending": counts.get("pending", 0), "dead": counts.get("dead", 0)}
-        if row["last_error_at"] and (
+        row["polling_since"] = running.get(row["source"])
+        if row["polling_since"]:
+            row["state"] = "polling"
+        elif row["last_error_at"] and (
             not row["last_success"] or row["last_error_at"] > row["last_success"]
         ):
             row["state"] = "failing"
@@ -41,6 +51,19 @@ def collect_status(store: Store, config: Path | None = None) -> list[dict[str, A
         else:
             row["state"] = "never polled"
     return rows
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process `pid` exists (on this host: the store is a local file)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # the daemon runs as another user
+        return True
+    except OSError:
+        return False
+    return True
 
 
 def _never_polled(source: str) -> dict[str, Any]:
@@ -70,7 +93,11 @@ def write_status(rows: list[dict[str, Any]], fmt: str, out: TextIO, *, local: bo
     for row in rows:
         line: dict[str, Any] = {
             "source": row["source"],
-            "state": row["state"],
+            "state": (
+                f"polling since {short_time(row['polling_since'], local=local)}"
+                if row.get("polling_since")
+                else row["state"]
+            ),
             f"last success ({zone})": short_time(row["last_success"], local=local),
         }
         if scheduled:

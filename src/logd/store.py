@@ -57,8 +57,8 @@ BUSY_TIMEOUT_MS = 10_000
 WAL_CHECKPOINT_BYTES = 40 * 2**20
 INSERT_ENTRY = (
     "INSERT INTO entries (id, source, native_id, provider, timestamp, status, message, error, "
-    "entity_type, entity_id, raw, details, search_text, hash, details_hash, first_seen, "
-    "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "entity_type, entity_id, raw, details, search_text, hash, details_hash, timestamp_observed, "
+    "first_seen, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -295,14 +295,14 @@ def _insert_rows_sql(n: int) -> str:
     rows = []
     for i in range(n):
         own = [f"?{3 + i * ROW_VALUES + j}" for j in range(ROW_VALUES)]
-        # Column order of INSERT_ENTRY: id, source, native_id, …, details_hash, first_seen,
-        # updated_at.
+        # Column order of INSERT_ENTRY: id, source, native_id, …, details_hash,
+        # timestamp_observed, first_seen, updated_at.
         rows.append(f"({own[0]}, ?1, {', '.join(own[1:])}, ?2, ?2)")
     return INSERT_ENTRY.split(" VALUES ")[0] + " VALUES " + ", ".join(rows)
 
 
 #: Values bound per row by `_insert_rows_sql`: id, native_id and `Prepared.columns`.
-ROW_VALUES = 14
+ROW_VALUES = 15
 
 
 def unindex_text(db: sqlite_utils.Database, keys: list[int]) -> None:
@@ -319,6 +319,9 @@ class BatchResult:
     unchanged: int = 0
     #: Entries that are failures now and were not before (new failures, pending → failure).
     new_failures: list[Entry] = field(default_factory=list)
+    #: The batch belongs to a source's first poll (no stored cursor before it): a backfill of
+    #: history, whose failures are not news. Set by the engine.
+    backfill: bool = False
 
 
 #: Called inside the batch's transaction with what the batch changed, so that work depending
@@ -328,6 +331,9 @@ BatchHook = Callable[["sqlite_utils.Database", str, BatchResult], None]
 
 class Store:
     """One logd database file."""
+
+    #: The columns read into a `Row` (a reader of a store not yet migrated reads fewer).
+    entry_columns = ENTRY_COLUMNS
 
     def __init__(
         self, path: str | Path, *, create: bool = True, busy_timeout: float | None = None
@@ -423,13 +429,15 @@ class Store:
         *,
         hooks: Sequence[BatchHook] = (),
         prepared: Sequence[Prepared] | None = None,
+        backfill: bool = False,
     ) -> BatchResult:
         """Store entries and their cursor in one transaction; unchanged rows are left alone.
 
         `prepared` is `prepare(entry)` for each entry, when the caller made it ahead (in the
-        fetching thread), so that the transaction does only SQL.
+        fetching thread), so that the transaction does only SQL. `backfill` is handed to the
+        hooks in `BatchResult.backfill`.
         """
-        result = BatchResult()
+        result = BatchResult(backfill=backfill)
         for entry in entries:
             if entry.source != source:  # lookups and inserts must agree on the source
                 raise ValueError(f"entry {entry.id!r} committed under source {source!r}")
@@ -507,7 +515,7 @@ class Store:
             db.execute(
                 "UPDATE entries SET provider=?, timestamp=?, status=?, message=?, error=?, "
                 "entity_type=?, entity_id=?, raw=?, details=?, search_text=?, hash=?, "
-                "details_hash=?, updated_at=? WHERE id=?",
+                "details_hash=?, timestamp_observed=?, updated_at=? WHERE id=?",
                 [*values, now, key],
             )
             index_text(db, [key], [(entry.message, entry.error, prep.text)])
@@ -593,7 +601,8 @@ class Store:
         """Record the start of a poll; returns its run id."""
         with self.transaction() as db:
             cur = db.execute(
-                "INSERT INTO poll_runs (source, started) VALUES (?, ?)", [source, _now()]
+                "INSERT INTO poll_runs (source, started, pid) VALUES (?, ?, ?)",
+                [source, _now(), os.getpid()],
             )
             return int(cur.lastrowid or 0)
 
@@ -638,7 +647,7 @@ class Store:
             raise QueryError(f"entry id {entry_id!r} should look like SOURCE:NATIVE_ID")
         with self.reading():
             row = self.db.execute(
-                f"SELECT {ENTRY_COLUMNS} FROM entries WHERE source = ? AND native_id = ?",
+                f"SELECT {self.entry_columns} FROM entries WHERE source = ? AND native_id = ?",
                 [source, native_id],
             ).fetchone()
         return Row.from_sql(row) if row else None
@@ -694,7 +703,7 @@ class Store:
         return [(r[0], Row.from_sql(r[1:])) for r in self._run_query(sql, params, filters)]
 
     def _where(self, f: Filters) -> tuple[str, list[str], list[Any], str]:
-        return search_sql(f)
+        return search_sql(f, self.entry_columns)
 
     def _run_query(self, sql: str, params: list[Any], f: Filters) -> list[Any]:
         try:
@@ -758,6 +767,17 @@ class Store:
                 }
             )
         return out
+
+    def unfinished_runs(self) -> dict[str, tuple[str, int | None]]:
+        """Per source whose latest poll run has no end: (started, pid of its process)."""
+        with self.reading():
+            columns = {row[1] for row in self.db.execute("PRAGMA table_info(poll_runs)")}
+            pid = "pid" if "pid" in columns else "NULL"  # a store not migrated yet (m008)
+            rows = self.db.execute(
+                f"SELECT source, started, {pid} FROM poll_runs WHERE id IN "
+                "(SELECT max(id) FROM poll_runs GROUP BY source) AND finished IS NULL"
+            ).fetchall()
+        return {r[0]: (r[1], r[2]) for r in rows}
 
     # -- the daemon's schedule (table `daemon_schedule`, written by `logd run`) ---------------
 

@@ -92,8 +92,10 @@ def outbox_hook(
 
     Runs inside the batch's transaction: the entries are already written, so the `match` filter
     runs against the same FTS5 index `logd query --fts` uses, and the bodies carry entries in
-    the query's JSON shape. `on_queued` is called (still inside the transaction: it should only
-    set a flag) when the batch queued at least one delivery.
+    the query's JSON shape. A backfill batch (`BatchResult.backfill`: the source's first poll)
+    queues nothing, except for webhooks with `alert_backfill`. `on_queued` is called (still
+    inside the transaction: it should only set a flag) when the batch queued at least one
+    delivery.
     """
     webhooks = list(settings.webhooks)
     # Compiled once: check-config validated each expression with the same parser.
@@ -101,6 +103,8 @@ def outbox_hook(
 
     def hook(db: sqlite_utils.Database, source: str, result: BatchResult) -> None:
         targets = [w for w in webhooks if w.sources is None or source in w.sources]
+        if result.backfill:  # a first poll's failures are history, not news
+            targets = [w for w in targets if w.alert_backfill]
         if not result.new_failures or not targets:
             return
         rows = _stored_rows(db, source, [e.native_id for e in result.new_failures])

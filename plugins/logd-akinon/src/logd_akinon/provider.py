@@ -180,6 +180,7 @@ class Akinon(Provider[AkinonOptions]):
                 pages=1,
                 requests=ctx.client.requests - spent,
                 warnings=warnings,
+                more=not done,
             )
             if done:
                 return

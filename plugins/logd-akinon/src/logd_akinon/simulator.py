@@ -80,6 +80,8 @@ class AkinonSimulator(LogBook, Simulator):
         self.next_base: str | None = None
         #: Serve oldest first, breaking the inferred order a client relies on to stop early.
         self.oldest_first = False
+        #: A paging fault: True answers the first page whatever `page` asks for.
+        self.ignore_page = False
         self.logs: dict[tuple[str, int], list[dict[str, Any]]] = {
             (f, t): [] for f in self.flows for t in (MAIN, SUB, LINE)
         }
@@ -195,7 +197,8 @@ class AkinonSimulator(LogBook, Simulator):
             if request.arg(name):
                 rows = [r for r in rows if r.get(name) == request.arg(name)]
         rows.sort(key=lambda r: (_sort_key(r["created"]), r["id"]), reverse=not self.oldest_first)
-        chunk = rows[(page - 1) * limit : page * limit]
+        served = 1 if self.ignore_page else page
+        chunk = rows[(served - 1) * limit : served * limit]
         if not chunk:
             return SimResponse.json({"detail": "No logs found."}, 404)
         return SimResponse.json(

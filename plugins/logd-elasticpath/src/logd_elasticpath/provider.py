@@ -193,9 +193,9 @@ class ElasticPath(Provider[ElasticPathOptions]):
                 # The walk is complete: only now may the scope's total move. The first page's
                 # total is kept, so records added during the walk force a re-walk next time.
                 totals[scope.key] = first_total
-                yield Batch(entries, cursor=_cursor(totals), requests=cost)
+                yield Batch(entries, cursor=_cursor(totals), requests=cost, more=False)
                 return
-            yield Batch(entries, cursor=_cursor(totals), requests=cost)
+            yield Batch(entries, cursor=_cursor(totals), requests=cost, more=True)
 
 
 def _scopes(opts: ElasticPathOptions) -> list[_Scope]:

@@ -89,6 +89,8 @@ class ElasticPathSimulator(Simulator):
         #: More requests than this in one second of `clock` get a 429 (None: no limit).
         self.rate_limit = rate_limit
         self.clock = clock
+        #: A paging fault: True answers the first page whatever `page[offset]` asks for.
+        self.ignore_offset = False
         #: Status codes answered by the API itself (fault switches not included).
         self.served: Counter[int] = Counter()
         self.rng = random.Random(seed)
@@ -248,9 +250,10 @@ class ElasticPathSimulator(Simulator):
                 jsonapi_error(400, "Bad Request", "page[limit] must be 1 to 100"), 400
             )
         rows = self.all_records(integration)
+        served = 0 if self.ignore_offset else offset
         return SimResponse.json(
             {
-                "data": rows[offset : offset + limit],
+                "data": rows[served : served + limit],
                 "meta": {
                     "limit": limit,
                     "offset": offset,

@@ -86,9 +86,13 @@ class FleetIT(Provider[FleetITOptions]):
             next_url = body.get("next")
             if not next_url:
                 # Only a completed walk moves the watermark: a walk cut short is walked again.
-                yield Batch(entries, cursor={"watermark": newest}, requests=1, total=total)
+                yield Batch(
+                    entries, cursor={"watermark": newest}, requests=1, total=total, more=False
+                )
                 return
-            yield Batch(entries, cursor={"watermark": watermark}, requests=1, total=total)
+            yield Batch(
+                entries, cursor={"watermark": watermark}, requests=1, total=total, more=True
+            )
             # The vendor's `next` is an http:// URL on an HTTPS API: keep only its paging.
             paging = ctx.client.query_params(next_url, keep=("offset", "limit"))
             if "offset" not in paging:

@@ -4,7 +4,8 @@ Faithful to the vendor page and SOURCES.md: Bearer token and `Fleet-Id` checks w
 `{"detail": …}` errors, `limit` capped at 100, `offset`, `next`/`previous` links that say
 `http://` whatever the scheme (or point at `next_base` when set), `timestamp_after` /
 `timestamp_before` as inclusive dates in the server's zone (UTC-4 here), and an order that is
-by integration, not time, so a client that stops early misses records.
+by integration, not time, so a client that stops early misses records. `paging` switches on a
+paging fault (a stuck `next`, an ignored offset, endless empty pages).
 """
 
 from __future__ import annotations
@@ -55,6 +56,12 @@ class FleetITSimulator(Simulator):
         self.rng = random.Random(seed)
         self.now = now or datetime.now(UTC)
         self.next_base: str | None = None
+        #: A paging fault to serve: "stuck" (`next` keeps pointing at the offset asked for),
+        #: "ignored" (every offset answers the first page) or "empty" (no results, yet a
+        #: `next` link, forever); None: the vendor's paging.
+        self.paging: str | None = None
+        #: Records added (sorting first) before each list request, as a busy log grows.
+        self.grow = 0
         self._next_id = 100_000
         self._ids = threading.Lock()
         self.fleets = {fid: _Fleet(fid, []) for fid in fleets}
@@ -163,13 +170,22 @@ class FleetITSimulator(Simulator):
                     errors[name] = ["Enter a valid date."]
         if errors:
             return SimResponse.json(errors, 400)
+        for _ in range(self.grow):
+            record = self.make_record(self.now, failed=False)
+            record["integration"] = 0  # sorts first: every page shifts by one
+            with self.lock:
+                fleet.records.append(record)
         rows = self._view(fleet, request)
-        page = rows[offset : offset + limit]
+        served = 0 if self.paging == "ignored" else offset
+        page = [] if self.paging == "empty" else rows[served : served + limit]
+        following = offset + limit
+        if self.paging == "stuck" and offset:
+            following = offset
         return SimResponse.json(
             {
                 "count": len(rows),
-                "next": self._link(request, offset + limit, limit)
-                if offset + limit < len(rows)
+                "next": self._link(request, following, limit)
+                if following < len(rows) or self.paging == "empty"
                 else None,
                 "previous": self._link(request, max(0, offset - limit), limit)
                 if offset > 0

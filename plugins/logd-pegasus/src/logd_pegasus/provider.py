@@ -334,7 +334,9 @@ class _ChangelogWalk:
                     "low": _iso(low),
                     "top": _iso(top),
                 }
-            yield Batch(fresh, cursor=self.cursor.dump(), requests=client.requests - before)
+            yield Batch(
+                fresh, cursor=self.cursor.dump(), requests=client.requests - before, more=not done
+            )
             if done:
                 return
             before = client.requests
@@ -389,7 +391,13 @@ def _walk_modifications(
             entries = [e for native_id, e in page.items() if native_id not in known]
             if next_pointer == -1 and section >= sections:
                 cursor.modifications[item.key] = _iso(to, "seconds")
-            yield Batch(entries, cursor=cursor.dump(), requests=ctx.client.requests - before)
+            # An empty section is not an empty page: `more` speaks of this section's pointers.
+            yield Batch(
+                entries,
+                cursor=cursor.dump(),
+                requests=ctx.client.requests - before,
+                more=next_pointer != -1,
+            )
             before = ctx.client.requests
             if next_pointer == -1:
                 break

@@ -73,6 +73,8 @@ class PegasusSimulator(Simulator):
         self.sessions: dict[str, int | None] = {}
         self.session_uses: int | None = None
         self.insert_per_page = 0
+        #: A paging fault: modification pages come back empty while `next_pointer` moves on.
+        self.empty_modification_pages = False
         self.changelogs: list[dict[str, Any]] = []
         self.add_changelogs(records, at=now, spread=timedelta(days=10))
 
@@ -319,6 +321,8 @@ class PegasusSimulator(Simulator):
                     break
         # A full page points at its own last item: the next page starts with it again.
         next_pointer = last if len(items) >= limit else -1
+        if self.empty_modification_pages:
+            items, next_pointer = [], pointer + limit
         query = {
             "resource": resource,
             "pointer": pointer,
