@@ -24,6 +24,7 @@ from pydantic import (
     AfterValidator,
     BaseModel,
     BeforeValidator,
+    ByteSize,
     ConfigDict,
     Field,
     PrivateAttr,
@@ -161,7 +162,20 @@ class SourceConfig(BaseModel):
     provider: str = Field(description="Provider plugin that reads this source (`logd plugins`).")
     interval: Duration = Field(300.0, gt=0, description="Seconds between polls in the daemon.")
     enabled: bool = Field(True, description="Disabled sources are neither synced nor scheduled.")
-    timeout: Duration = Field(30.0, gt=0, description="Per-request HTTP timeout.")
+    timeout: Duration = Field(
+        30.0, gt=0, description="Longest one HTTP request may take, body included."
+    )
+    max_response_size: ByteSize = Field(
+        ByteSize(4 * 1024 * 1024),  # logd.http.DEFAULT_MAX_RESPONSE_BYTES
+        gt=0,
+        description='Largest response body, decoded ("4MiB", "512KiB"); a bigger one is an error.',
+    )
+    download_timeout: Duration = Field(
+        3600.0,  # logd.http.DEFAULT_DOWNLOAD_TIMEOUT
+        gt=0,
+        description="Longest one file download (an export part) may take; each wait for data "
+        "is bounded by `timeout`.",
+    )
     retry: RetryConfig = Field(default_factory=RetryConfig, description="Retry policy.")
     max_pages: int = Field(
         100_000,

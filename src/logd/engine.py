@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import sqlite_utils
 
+from . import redact
 from .config import Settings, SourceConfig
 from .entries import Batch
 from .errors import LogdError, SourceError, StoreError
@@ -77,11 +78,8 @@ Progress = Callable[[SourceReport], None]
 
 
 def mask(text: str, secrets: Sequence[str]) -> str:
-    """Replace every secret value in `text` with `***`."""
-    for secret in secrets:
-        if len(secret) >= 3:
-            text = text.replace(secret, "***")
-    return text
+    """Replace every secret value in `text` with `***` (`logd.redact.mask`)."""
+    return redact.mask(text, secrets)
 
 
 class Engine:
@@ -202,14 +200,20 @@ class Engine:
         provider = self.provider_for(src)
         provider_cls = type(provider)
         options = src.options
-
+        # One list for the client and the context: it grows when the provider logs in, and
+        # the client masks vendor error text with it before cutting that text short.
+        secrets = provider.secrets(options)
+        redact.register(*secrets)
         client = SourceClient(
             src.name,
             options.base_url,
             timeout=src.timeout,
             retry=RetryPolicy(attempts=src.retry.attempts, max_wait=src.retry.max_wait),
+            max_response_bytes=int(src.max_response_size),
+            download_timeout=src.download_timeout,
             sleep=waiting("retrying"),
             transport=self.transport(src) if self.transport else None,
+            secrets=secrets,
         )
         try:
             # The store failing here (locked, full, damaged) fails this poll, not the sync.
@@ -246,12 +250,11 @@ class Engine:
             known_ids=known_ids,
             pending_ids=lambda: self.store.pending_ids(src.name),
             sleep=waiting("waiting on the vendor"),
-            secrets=provider.secrets(options),
+            secrets=secrets,
             stopping=lambda: (
                 fetched.cancelled or (stop is not None and stop.is_set()) or clock() >= deadline
             ),
         )
-        secrets = ctx.secrets  # grows when the provider logs in: masking follows it
         # No stored cursor: this poll is the source's backfill (webhooks hold its failures).
         backfill = cursor is None
 

@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
+from . import redact
 from .entries import Batch
 
 if TYPE_CHECKING:
@@ -104,6 +105,7 @@ class PollContext(Generic[OptionsT]):
         """Mask a credential obtained during the poll (a session token) in errors and logs."""
         if value and value not in self.secrets:
             self.secrets.append(value)
+        redact.register(value)  # and in every log line, whoever writes it
 
 
 class Provider(ABC, Generic[OptionsT]):

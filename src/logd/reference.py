@@ -11,7 +11,7 @@ import typing
 from collections.abc import Iterator
 from typing import Any
 
-from pydantic import BaseModel, SecretStr
+from pydantic import BaseModel, ByteSize, SecretStr
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
@@ -35,6 +35,8 @@ def _type_name(annotation: Any) -> str:
         return "table"
     if annotation is SecretStr:
         return "secret"
+    if annotation is ByteSize:
+        return "size"
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return "table"
     if annotation is float:
@@ -70,7 +72,17 @@ def _default(field: FieldInfo) -> str:
         return f"`{format_duration(value)}`"
     if isinstance(value, bool):
         return f"`{str(value).lower()}`"
+    if isinstance(value, ByteSize):
+        return f"`{_format_size(value)}`"
     return f"`{value}`"
+
+
+def _format_size(size: int) -> str:
+    """`4194304` → `4MiB`: the largest binary unit that divides the size."""
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if size % scale == 0:
+            return f"{size // scale}{unit}"
+    return f"{size}B"
 
 
 def fields_of(
@@ -136,6 +148,7 @@ def render() -> str:
         "Generated from the configuration models by `logd config-reference`; do not edit.",
         "Durations take seconds or `30s`, `5m`, `1h`, `1d`. Secrets take a string,",
         '`{ env = "VAR" }` or `{ file = "/path" }` (with `${CREDENTIALS_DIRECTORY}` expanded).',
+        "Sizes take bytes or `512KiB`, `4MiB`, `1GiB` (`4MB` is 4,000,000 bytes).",
     ]
     for heading, model, skip in models():
         parts += ["", f"## {heading}", "", *_table(model, skip)]
