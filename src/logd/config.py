@@ -56,6 +56,7 @@ from .paths import (
 from .paths import config_path as config_path
 from .paths import database_path as database_path
 from .provider import ProviderOptions
+from .ratelimit import parse_rate
 from .timeparse import parse_duration
 
 LogLevel = Literal["debug", "info", "warning", "error"]
@@ -119,6 +120,8 @@ def _resolve_secret(value: Any) -> Any:
 Secret = Annotated[SecretStr, BeforeValidator(_resolve_secret)]
 #: Seconds, from an int or a string such as "30s", "5m", "1h", "1d".
 Duration = Annotated[float, BeforeValidator(parse_duration)]
+#: Requests per second, from a number or a string such as "10/s", "600/m", "3600/h".
+Rate = Annotated[float, BeforeValidator(parse_rate)]
 
 
 def parse_listen(value: str) -> tuple[str, int]:
@@ -188,6 +191,17 @@ class SourceConfig(BaseModel):
         gt=0,
         description="Longest a poll may run before it is stopped and recorded as failed; "
         "default: 1 hour, or 4 intervals when that is longer.",
+    )
+    max_rate: Rate | None = Field(
+        None,
+        description='Most requests sent, as "10/s", "600/m" or "3600/h", evenly spaced; '
+        '"off" for none; default: the provider\'s (Elastic Path: 20/s), else none.',
+    )
+    rate_group: str | None = Field(
+        None,
+        min_length=1,
+        description="Sources naming the same group share one request budget, the lowest "
+        "max_rate of theirs, within one daemon or sync; default: the source's own.",
     )
 
     _options: ProviderOptions | None = PrivateAttr(default=None)

@@ -27,6 +27,11 @@ Credentials are pinned to the configured base URL's scheme, host and port, on ev
   JSON that is itself a credential) is re-sent only to the origin it was first sent to: a
   redirect taking it elsewhere is a `ProtocolError` naming both origins.
 
+Rate: with a `budget` (ratelimit.py, the source's rate group), every request first waits for
+its place under `max_rate` and the vendor's `RateLimit-*`/`X-RateLimit-*` counters; a 429 or
+503 with `Retry-After` pauses the whole group. The wait is the source's interruptible sleep and
+comes before the request's deadline starts.
+
 A provider whose credential is a login session registers its login with `set_login()`: a 401
 then means one fresh login and one more try. Vendor error text is masked (`logd.redact`) with
 the poll's secrets and the credential headers BEFORE it is cut short; no error, repr or log
@@ -59,8 +64,9 @@ import tenacity
 
 from . import redact
 from .__about__ import __version__
-from .errors import AuthError, HTTPStatusError, ProtocolError, TransportError
+from .errors import AuthError, HTTPStatusError, ProtocolError, SourceError, TransportError
 from .paging import PagingError
+from .ratelimit import Budget
 
 RETRY_STATUSES = frozenset({408, 429}) | frozenset(range(500, 600))
 MAX_REDIRECTS = 5
@@ -364,6 +370,9 @@ class SourceClient:
         on_retry: Callable[[], None] | None = None,
         repeat_limit: int = REPEAT_LIMIT,
         secrets: list[str] | None = None,
+        budget: Budget | None = None,
+        stopping: Callable[[], bool] = lambda: False,
+        on_wait: Callable[[float], None] | None = None,
     ) -> None:
         self.source = source
         self.repeat_limit = repeat_limit
@@ -379,6 +388,12 @@ class SourceClient:
         self.download_timeout = download_timeout
         self.requests = 0
         self.retries = 0
+        #: The rate group's budget every request waits on (ratelimit.py); None: no waiting.
+        self.budget = budget
+        #: Seconds this client's requests waited on the budget, in all.
+        self.rate_waited = 0.0
+        self._stopping = stopping
+        self._on_wait = on_wait
         #: How to read an error body; a provider may replace it for an unusual error format.
         #: It is given the response with every secret already masked.
         self.error_text: Callable[[httpx.Response], str] = vendor_error_text
@@ -592,6 +607,8 @@ class SourceClient:
         finish_by = time.monotonic() + self.download_timeout
 
         def attempt() -> httpx.Response:
+            if self.budget is not None:
+                self._wait_for_budget("GET", full)
             until = min(finish_by, time.monotonic() + self.timeout)
             response = self._open("GET", full, credentials=credentials, until=until)
             if response.status_code in RETRY_STATUSES or not response.is_success:
@@ -680,7 +697,7 @@ class SourceClient:
         first = url
         has_body = json_body is not None or data is not None
         self._deadline_hit = False
-        for _ in range(MAX_REDIRECTS + 1):
+        for hop in range(MAX_REDIRECTS + 1):
             same = self.same_origin(url)
             hop_headers = dict(headers or {})
             if credentials and same:
@@ -695,6 +712,8 @@ class SourceClient:
                 ) from None
             if same and self._cookies.jar:
                 self._cookies.set_cookie_header(request)
+            if self.budget is not None and hop:  # the first hop waited before its deadline
+                self._wait_for_budget(method, url)
             self.requests += 1
             self._deadline.at = until
             try:
@@ -706,6 +725,8 @@ class SourceClient:
                 self._deadline.at = None
             if same and "set-cookie" in response.headers:
                 self._keep_cookies(response)
+            if self.budget is not None:
+                self._heed_limits(response)
             if not response.is_redirect:
                 return response
             response.close()
@@ -735,6 +756,39 @@ class SourceClient:
         raise httpx.TooManyRedirects(
             f"more than {MAX_REDIRECTS} redirects from {redact_url(first)}", request=request
         )
+
+    def _wait_for_budget(self, method: str, url: str) -> None:
+        """Wait for the rate group's next free place (interruptible by shutdown)."""
+        assert self.budget is not None
+        wait = self.budget.reserve(by=self)
+        if wait <= 0:
+            return
+        self.rate_waited += wait
+        self.budget.waited += wait
+        if wait >= 1:
+            log.info(
+                "%s: rate limited (group %s), resuming in %.0f s",
+                self.source,
+                self.budget.name,
+                wait,
+            )
+        if self._on_wait is not None:
+            self._on_wait(wait)
+        self._sleep(wait)
+        if self._stopping():
+            raise SourceError(
+                f"{method} {redact_url(url)}: stopped while waiting on the rate budget"
+            )
+
+    def _heed_limits(self, response: httpx.Response) -> None:
+        """Let the vendor's counters and a 429/503 `Retry-After` slow the whole group down."""
+        assert self.budget is not None
+        headers = response.headers
+        self.budget.observe(headers)
+        if response.status_code in (429, 503):
+            asked = retry_after_seconds(response)
+            if asked is not None:
+                self.budget.pause(min(asked, self.retry.max_wait), by=self)
 
     def _keep_cookies(self, response: httpx.Response) -> None:
         """Store the configured origin's cookies; long values are credentials to mask."""
@@ -824,6 +878,8 @@ class SourceClient:
         headers: Mapping[str, str] | None,
         credentials: bool,
     ) -> httpx.Response:
+        if self.budget is not None:
+            self._wait_for_budget(method, url)
         until = time.monotonic() + self.timeout  # one whole attempt, body included
         response = self._open(
             method,

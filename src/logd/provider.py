@@ -119,6 +119,8 @@ class Provider(ABC, Generic[OptionsT]):
     Options: ClassVar[type[ProviderOptions]]
     #: One line for `logd plugins`.
     description: ClassVar[str] = ""
+    #: The vendor's documented request budget ("20/s"), the default of a source's `max_rate`.
+    max_rate: ClassVar[str | None] = None
 
     @abstractmethod
     def poll(self, ctx: PollContext[OptionsT]) -> Iterator[Batch]:

@@ -16,6 +16,7 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
 from .config import RetryConfig, Settings, SourceConfig
+from .ratelimit import format_rate, parse_rate
 from .timeparse import format_duration, parse_duration
 
 
@@ -45,11 +46,15 @@ def _type_name(annotation: Any) -> str:
 
 
 def _is_duration(field: FieldInfo) -> bool:
+    return _parsed_by(field, parse_duration)
+
+
+def _parsed_by(field: FieldInfo, parser: Any) -> bool:
     annotated = [field.annotation, *typing.get_args(field.annotation)]
     metadata = list(field.metadata)
     for item in annotated:
         metadata += list(getattr(item, "__metadata__", ()))
-    return any(getattr(m, "func", None) is parse_duration for m in metadata)
+    return any(getattr(m, "func", None) is parser for m in metadata)
 
 
 def _default(field: FieldInfo) -> str:
@@ -70,6 +75,8 @@ def _default(field: FieldInfo) -> str:
         return "empty"
     if _is_duration(field) and isinstance(value, int | float):
         return f"`{format_duration(value)}`"
+    if _parsed_by(field, parse_rate) and isinstance(value, int | float):
+        return f"`{format_rate(value)}`"
     if isinstance(value, bool):
         return f"`{str(value).lower()}`"
     if isinstance(value, ByteSize):
@@ -99,7 +106,9 @@ def _table(model: type[BaseModel], skip: tuple[str, ...] = ()) -> list[str]:
     for name, field in fields_of(model, skip):
         desc = (field.description or "").replace("\n", " ")
         kind = "duration" if _is_duration(field) else _type_name(field.annotation)
-        if _is_duration(field) and "optional" in _type_name(field.annotation):
+        if _parsed_by(field, parse_rate):
+            kind = "rate"
+        if kind in ("duration", "rate") and "optional" in _type_name(field.annotation):
             kind += " (optional)"
         lines.append(f"| `{name}` | {kind} | {_default(field)} | {desc} |")
     return lines
