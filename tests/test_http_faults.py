@@ -483,3 +483,20 @@ def test_a_header_value_that_cannot_be_sent_is_not_quoted_in_the_error(
     with pytest.raises(TransportError) as info:
         c.get_json("/x")
     assert "leaky" not in str(info.value)
+
+
+def test_only_credential_headers_are_masked_not_ids_sent_with_them() -> None:
+    handler, _ = recording(lambda r: httpx.Response(400, text="fleet 1234 has no key k-99"))
+    c = make_client(handler)
+    c.set_credentials({"Authorization": "Bearer k-99", "Fleet-Id": "1234"})
+    with pytest.raises(HTTPStatusError) as info:
+        c.get_json("/x")
+    assert info.value.vendor_text == "fleet 1234 has no key ***"
+
+
+def test_the_log_filter_keeps_the_newest_credentials_when_it_is_full() -> None:
+    redact.register("first-credential")
+    for n in range(redact.MAX_REGISTERED):
+        redact.register(f"rotated-token-{n:04d}")
+    assert "first-credential" not in redact.registered()
+    assert redact.registered()[-1] == f"rotated-token-{redact.MAX_REGISTERED - 1:04d}"

@@ -45,6 +45,7 @@ import functools
 import json
 import logging
 import random
+import re
 import ssl
 import threading
 import time
@@ -87,6 +88,8 @@ ACCEPT_ENCODING = "gzip, deflate"
 
 _DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
 _LONG_DIGITS = b"0" * 19
+#: Credential headers by name: their values are masked (an id such as `Fleet-Id: 12` is not).
+_SECRET_HEADER = re.compile(r"auth|token|key|secret|session|cookie|password|signature", re.I)
 #: Cookies are credentials of the configured origin; values this long are masked in logs.
 _SESSION_COOKIE_LENGTH = 16
 
@@ -430,10 +433,16 @@ class SourceClient:
     # -- credentials ------------------------------------------------------------------------
 
     def set_credentials(self, headers: Mapping[str, str]) -> None:
-        """Headers sent only to the base URL's origin (replaces earlier ones); masked everywhere."""
+        """Headers sent only to the base URL's origin (replaces earlier ones).
+
+        Values of headers named like a credential (`Authorization`, `X-Api-Key`, …) are masked
+        in every error and log line; others (a `Fleet-Id`) only travel with them.
+        """
         self._credentials = dict(headers)
         values: list[str] = []
-        for value in headers.values():
+        for name, value in headers.items():
+            if not _SECRET_HEADER.search(name):
+                continue
             values.append(value)
             _scheme, sep, token = value.partition(" ")
             if sep and token:  # `Bearer <token>`: the token alone is the secret too

@@ -21,8 +21,9 @@ from urllib.parse import quote, quote_plus
 
 #: Shorter values are not masked: they would blank out ordinary words and digits.
 MIN_LENGTH = 3
-#: Registered values kept for the log filter; the oldest go first (tokens rotate).
-MAX_REGISTERED = 4096
+#: Registered values kept for the log filter; the oldest go first (session tokens rotate, and
+#: one long expired is no longer worth a scan of every log line).
+MAX_REGISTERED = 256
 
 _registered: dict[str, None] = {}
 _lock = threading.Lock()
