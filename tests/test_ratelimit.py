@@ -60,6 +60,8 @@ def test_max_rate_spaces_requests_evenly_and_queues_waiters_in_order() -> None:
     assert waits == pytest.approx([0.0, 0.1, 0.2, 0.3])
     assert budget.reserve(now=101.0) == 0.0  # idle time refills one request, not a burst
     assert budget.reserve(now=101.0) == pytest.approx(0.1)
+    budget.sent(now=101.15)  # that one went out late: the next keeps its distance from it
+    assert budget.reserve(now=101.15) == pytest.approx(0.1)
 
 
 def test_a_group_keeps_to_the_lowest_rate_of_its_sources() -> None:

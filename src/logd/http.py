@@ -771,6 +771,7 @@ class SourceClient:
         assert self.budget is not None
         wait = self.budget.reserve(by=self)
         if wait <= 0:
+            self.budget.sent()
             return
         self.rate_waited += wait
         self.budget.waited += wait
@@ -788,6 +789,7 @@ class SourceClient:
             raise SourceError(
                 f"{method} {redact_url(url)}: stopped while waiting on the rate budget"
             )
+        self.budget.sent()
 
     def _heed_limits(self, response: httpx.Response) -> None:
         """Let the vendor's counters and a 429/503 `Retry-After` slow the whole group down."""

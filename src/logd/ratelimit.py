@@ -88,8 +88,9 @@ class Budget:
         self._lock = threading.Lock()
         self._rates: dict[str, float] = {}  # source -> its max_rate
         self.rate: float | None = None
-        self._tokens = 0.0
-        self._updated: float | None = None  # when the tokens were counted; None: full
+        #: The earliest the next request may go under `rate` (monotonic): a bucket of one
+        #: token, kept as the moment it is full again.
+        self._next_slot = 0.0
         #: No request of the group before this (monotonic): a Retry-After or an empty budget.
         self.paused_until = 0.0
         self._paused_by: object = None  # the client whose 429 paused the group
@@ -109,10 +110,7 @@ class Budget:
             lowest = min(self._rates.values(), default=None)
             if lowest != self.rate:
                 self.rate = lowest
-                self._tokens, self._updated = self._burst(), None
-
-    def _burst(self) -> float:
-        return 1.0
+                self._next_slot = 0.0
 
     def reserve(self, by: object = None, now: float | None = None) -> float:
         """Take one request's place; seconds to wait before sending it (0: send now).
@@ -128,15 +126,23 @@ class Budget:
             if self._pace:
                 self._paced_until = start + self._pace
             if self.rate is not None:
-                # Tokens may go negative: each is a reservation, so waiters queue in order.
-                if self._updated is not None:
-                    refill = (now - self._updated) * self.rate
-                    self._tokens = min(self._burst(), self._tokens + refill)
-                self._updated = now
-                self._tokens -= 1
-                if self._tokens < 0:
-                    start = max(start, now - self._tokens / self.rate)
+                # Each caller takes the next slot, so waiters queue in order.
+                start = max(start, self._next_slot)
+                self._next_slot = start + 1 / self.rate
             return start - now
+
+    def sent(self, now: float | None = None) -> None:
+        """A request went out now: the next one keeps its distance from this, not its slot.
+
+        A sleep ends a little late, never early; spacing from the slot alone would let two
+        requests come closer than `1/rate`, and a vendor's window see one too many.
+        """
+        if self.rate is None:
+            return
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            if self.rate is not None:
+                self._next_slot = max(self._next_slot, now + 1 / self.rate)
 
     def pause(self, seconds: float, by: object = None, now: float | None = None) -> None:
         """No request of the group for `seconds` (a Retry-After `by` a client's request)."""
