@@ -675,19 +675,21 @@ class SourceClient:
         if isinstance(exc, _RetryableStatus):
             what = f"HTTP {exc.response.status_code}"
         elif isinstance(exc, httpx.RequestError):
-            what = self._describe(exc)
+            what = self._describe(exc, kind=False)  # a retry is not an error yet
         else:
             what = self.mask(str(exc))
         wait = state.next_action.sleep if state.next_action else 0
         log.info("%s: %s, retry %d in %.1fs", self.source, what, state.attempt_number, wait)
 
-    def _describe(self, exc: httpx.RequestError) -> str:
-        """What went wrong, in words that never carry a header value."""
+    def _describe(self, exc: httpx.RequestError, *, kind: bool = True) -> str:
+        """What went wrong, in words that never carry a header value; `kind`: the class too."""
         if isinstance(exc, httpx.LocalProtocolError):
             # h11 quotes the offending header (a credential, often) in its message.
             return "the request could not be sent as written (a header with a control character?)"
         if isinstance(exc, httpx.TimeoutException) and self._deadline_hit:
             return f"no complete answer within the source's timeout ({self.timeout:g}s)"
+        if not kind and str(exc):
+            return self.mask(str(exc))
         return self.mask(f"{type(exc).__name__}: {exc or 'no answer'}")
 
     def _open(
