@@ -5,6 +5,7 @@ through `SourceClient`."""
 from __future__ import annotations
 
 import gzip
+import io
 import logging
 import socket
 import subprocess
@@ -500,3 +501,16 @@ def test_the_log_filter_keeps_the_newest_credentials_when_it_is_full() -> None:
         redact.register(f"rotated-token-{n:04d}")
     assert "first-credential" not in redact.registered()
     assert redact.registered()[-1] == f"rotated-token-{redact.MAX_REGISTERED - 1:04d}"
+
+
+def test_log_lines_through_the_live_display_are_masked_too(
+    log_setup: Callable[[str], None],
+) -> None:
+    from rich.console import Console
+
+    log_setup("info")
+    redact.register("z8-display-credential")
+    out = io.StringIO()
+    with logs.through(Console(file=out, width=200)):
+        logging.getLogger("logd.source.src").info("got z8-display-credential back")
+    assert "got *** back" in out.getvalue() and "z8-display" not in out.getvalue()
