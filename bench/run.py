@@ -2,8 +2,8 @@
 
     python bench/run.py [--quick] [--only 1,2] [--out FILE]
 
-Rows: 1 backfill, 2 search, 3 CLI, 4 memory, 5 idle, 6 webhooks, 7 search grid (one module each,
-`rowN_*.py`, each `run(quick) -> list[Figure]`). Prints one table and writes
+Rows: 1 backfill, 2 search, 3 CLI, 4 memory, 5 idle, 6 webhooks, 7 search grid, 8 rate limits
+(one module each, `rowN_*.py`, each `run(quick) -> list[Figure]`). Prints one table and writes
 bench/results.json: figures, targets, pass/fail, the machine and the versions.
 `--quick` runs reduced sizes (under a minute), for the test that keeps this from rotting.
 """
@@ -33,6 +33,7 @@ import row4_memory
 import row5_idle
 import row6_webhooks
 import row7_search_grid
+import row8_ratelimit
 from common import HERE, Figure
 
 CORPUS = 1_000_000
@@ -103,7 +104,7 @@ def main() -> int:
     """Run the rows asked for; print the table; write the results file."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="reduced sizes, under a minute")
-    parser.add_argument("--only", default="1,2,3,4,5,6,7", help="rows to run, e.g. 1,3")
+    parser.add_argument("--only", default="1,2,3,4,5,6,7,8", help="rows to run, e.g. 1,3")
     parser.add_argument("--out", type=Path, default=HERE / "results.json")
     args = parser.parse_args()
     only = {r.strip() for r in args.only.split(",")}
@@ -125,6 +126,7 @@ def main() -> int:
             "5": ("5 idle", lambda: row5_idle.run(args.quick)),
             "6": ("6 webhooks", lambda: row6_webhooks.run(args.quick)),
             "7": ("7 search grid", lambda: row7_search_grid.run(args.quick, store)),
+            "8": ("8 rate limits", lambda: row8_ratelimit.run(args.quick)),
         }
         for key, (label, fn) in rows.items():
             if key in only:

@@ -174,7 +174,9 @@ def test_user_agent_and_response_size_cap() -> None:
         seen.append(request)
         return httpx.Response(200, content=json.dumps(["x" * 2000]).encode())
 
-    with pytest.raises(ProtocolError, match="larger than 1000 bytes"):
+    with pytest.raises(
+        ProtocolError, match="over the limit of 1000 bytes; raise max_response_size"
+    ):
         client(handler, [], max_response_bytes=1000).get_json("/big")
     assert seen[0].headers["User-Agent"].startswith("logd/")
 

@@ -24,6 +24,7 @@ from pydantic import (
     AfterValidator,
     BaseModel,
     BeforeValidator,
+    ByteSize,
     ConfigDict,
     Field,
     PrivateAttr,
@@ -55,6 +56,7 @@ from .paths import (
 from .paths import config_path as config_path
 from .paths import database_path as database_path
 from .provider import ProviderOptions
+from .ratelimit import parse_rate
 from .timeparse import parse_duration
 
 LogLevel = Literal["debug", "info", "warning", "error"]
@@ -118,6 +120,8 @@ def _resolve_secret(value: Any) -> Any:
 Secret = Annotated[SecretStr, BeforeValidator(_resolve_secret)]
 #: Seconds, from an int or a string such as "30s", "5m", "1h", "1d".
 Duration = Annotated[float, BeforeValidator(parse_duration)]
+#: Requests per second, from a number or a string such as "10/s", "600/m", "3600/h".
+Rate = Annotated[float, BeforeValidator(parse_rate)]
 
 
 def parse_listen(value: str) -> tuple[str, int]:
@@ -161,7 +165,20 @@ class SourceConfig(BaseModel):
     provider: str = Field(description="Provider plugin that reads this source (`logd plugins`).")
     interval: Duration = Field(300.0, gt=0, description="Seconds between polls in the daemon.")
     enabled: bool = Field(True, description="Disabled sources are neither synced nor scheduled.")
-    timeout: Duration = Field(30.0, gt=0, description="Per-request HTTP timeout.")
+    timeout: Duration = Field(
+        30.0, gt=0, description="Longest one HTTP request may take, body included."
+    )
+    max_response_size: ByteSize = Field(
+        ByteSize(4 * 1024 * 1024),  # logd.http.DEFAULT_MAX_RESPONSE_BYTES
+        gt=0,
+        description='Largest response body, decoded ("4MiB", "512KiB"); a bigger one is an error.',
+    )
+    download_timeout: Duration = Field(
+        3600.0,  # logd.http.DEFAULT_DOWNLOAD_TIMEOUT
+        gt=0,
+        description="Longest one file download (an export part) may take; each wait for data "
+        "is bounded by `timeout`.",
+    )
     retry: RetryConfig = Field(default_factory=RetryConfig, description="Retry policy.")
     max_pages: int = Field(
         100_000,
@@ -174,6 +191,17 @@ class SourceConfig(BaseModel):
         gt=0,
         description="Longest a poll may run before it is stopped and recorded as failed; "
         "default: 1 hour, or 4 intervals when that is longer.",
+    )
+    max_rate: Rate | None = Field(
+        None,
+        description='Most requests sent, as "10/s", "600/m" or "3600/h", evenly spaced; '
+        '"off" for none; default: the provider\'s (Elastic Path: 20/s), else none.',
+    )
+    rate_group: str | None = Field(
+        None,
+        min_length=1,
+        description="Sources naming the same group share one request budget, the lowest "
+        "max_rate of theirs, within one daemon or sync; default: the source's own.",
     )
 
     _options: ProviderOptions | None = PrivateAttr(default=None)

@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import sqlite_utils
 
+from . import ratelimit, redact
 from .config import Settings, SourceConfig
 from .entries import Batch
 from .errors import LogdError, SourceError, StoreError
@@ -58,6 +59,10 @@ class SourceReport:
     waiting: str | None = None
     #: The poll was stopped by its `poll_timeout`.
     timed_out: bool = False
+    #: When a rate-budget wait ends (time.monotonic()), while the poll waits on its budget.
+    waiting_until: float | None = None
+    #: Seconds requests waited on the source's rate budget.
+    rate_waited: float = 0.0
 
     @property
     def ok(self) -> bool:
@@ -77,11 +82,8 @@ Progress = Callable[[SourceReport], None]
 
 
 def mask(text: str, secrets: Sequence[str]) -> str:
-    """Replace every secret value in `text` with `***`."""
-    for secret in secrets:
-        if len(secret) >= 3:
-            text = text.replace(secret, "***")
-    return text
+    """Replace every secret value in `text` with `***` (`logd.redact.mask`)."""
+    return redact.mask(text, secrets)
 
 
 class Engine:
@@ -124,6 +126,8 @@ class Engine:
         self._running: dict[str, float] = {}
         #: Source → the fetch of a poll whose provider would not stop (see `stuck`).
         self._stuck: dict[str, Prefetch] = {}
+        #: Request budgets by rate group, shared by the sources that name one.
+        self.budgets = ratelimit.Budgets()
 
     def provider_for(self, src: SourceConfig) -> Provider[Any]:
         """The provider instance polling `src`, made on first use."""
@@ -202,14 +206,39 @@ class Engine:
         provider = self.provider_for(src)
         provider_cls = type(provider)
         options = src.options
+        # One list for the client and the context: it grows when the provider logs in, and
+        # the client masks vendor error text with it before cutting that text short.
+        secrets = provider.secrets(options)
+        redact.register(*secrets)
+        rate = src.max_rate  # inf: "off", even where the provider has a default
+        if rate is None and provider_cls.max_rate:
+            rate = ratelimit.parse_rate(provider_cls.max_rate)
+
+        def rate_limited(seconds: float) -> None:
+            # Shown as "rate limited, resuming in 4 s" until the wait ends.
+            now = time.monotonic()
+            report.waiting_since, report.waiting = now, "rate limited"
+            report.waiting_until = now + seconds
+            if progress:
+                report.duration = now - started
+                progress(report)
+
+        def stopping() -> bool:
+            return fetched.cancelled or (stop is not None and stop.is_set()) or clock() >= deadline
 
         client = SourceClient(
             src.name,
             options.base_url,
             timeout=src.timeout,
             retry=RetryPolicy(attempts=src.retry.attempts, max_wait=src.retry.max_wait),
+            max_response_bytes=int(src.max_response_size),
+            download_timeout=src.download_timeout,
             sleep=waiting("retrying"),
             transport=self.transport(src) if self.transport else None,
+            secrets=secrets,
+            budget=self.budgets.get(src.rate_group or src.name, src.name, rate),
+            stopping=stopping,
+            on_wait=rate_limited,
         )
         try:
             # The store failing here (locked, full, damaged) fails this poll, not the sync.
@@ -246,12 +275,9 @@ class Engine:
             known_ids=known_ids,
             pending_ids=lambda: self.store.pending_ids(src.name),
             sleep=waiting("waiting on the vendor"),
-            secrets=provider.secrets(options),
-            stopping=lambda: (
-                fetched.cancelled or (stop is not None and stop.is_set()) or clock() >= deadline
-            ),
+            secrets=secrets,
+            stopping=stopping,
         )
-        secrets = ctx.secrets  # grows when the provider logs in: masking follows it
         # No stored cursor: this poll is the source's backfill (webhooks hold its failures).
         backfill = cursor is None
 
@@ -291,7 +317,7 @@ class Engine:
                     backfill=backfill,
                 )
                 fetched.committed(batch)
-                report.waiting_since = report.waiting = None
+                report.waiting_since = report.waiting = report.waiting_until = None
                 report.pages += batch.pages
                 report.seen += len(batch.entries)
                 if batch.total is not None:
@@ -341,6 +367,7 @@ class Engine:
                 self._running.pop(src.name, None)
             report.requests = client.requests
             report.retries = client.retries
+            report.rate_waited = client.rate_waited
             report.duration = time.monotonic() - started
             report.done = True
             try:

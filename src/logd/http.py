@@ -1,14 +1,41 @@
-"""The one HTTP client a source gets: bound to its base URL, retrying, credential-pinned.
+"""The one HTTP client a source gets: bound to its base URL, retrying, bounded, credential-pinned.
 
-Retries (tenacity) cover what a later attempt can fix: transport errors, 408, 429 and 5xx.
-They back off exponentially with jitter, honour `Retry-After` (seconds or an HTTP date,
-capped at the configured maximum wait) and give up after the configured attempts with an
-error naming the URL and the vendor's own error text.
+Retries (tenacity) cover what a later attempt can fix: transport errors (every
+`httpx.RequestError`: no connection, a reset, a timeout, a body that does not match its
+`Content-Encoding`, a redirect loop), 408, 429 and 5xx. They back off exponentially with
+jitter, honour `Retry-After` (seconds or an HTTP date, capped at the configured maximum wait)
+and give up after the configured attempts with an error naming the URL and the vendor's own
+error text. A first attempt that succeeds never enters tenacity.
 
-Credentials are headers set with `set_credentials()`; they are attached only to requests whose
-scheme, host and port equal the configured base URL's. Redirects are followed by hand so that
-a hop to another origin goes without them. A provider whose credential is a login session
-registers its login with `set_login()`: a 401 then means one fresh login and one more try.
+Bounds, whatever the server sends:
+
+- Time: `timeout` bounds one whole attempt (connect, send, headers, body), not each read: every
+  socket operation waits at most what is left of it, so a server dripping one byte a second
+  fails after `timeout` seconds. `stream()` (a file download) waits at most `timeout` for each
+  piece of data and `download_timeout` for the whole body.
+- Memory: a response body (decoded) larger than `max_response_bytes` is a `ProtocolError`
+  naming the URL and the source's `max_response_size` key; decompression yields bounded pieces,
+  so a compressed bomb never inflates past the cap. Only gzip and deflate are asked for.
+
+Credentials are pinned to the configured base URL's scheme, host and port, on every hop:
+
+- headers set with `set_credentials()` go only there;
+- cookies are kept only from responses of that origin and sent only back to it (httpx's own
+  jar would send them to any port of the host, so it is replaced by one that keeps nothing);
+- redirects are followed by hand: 307/308 keep method and body, 301/302 turn a POST into a GET,
+  303 turns anything but HEAD into a GET (RFC 9110 §15.4); a request body (a login form or
+  JSON that is itself a credential) is re-sent only to the origin it was first sent to: a
+  redirect taking it elsewhere is a `ProtocolError` naming both origins.
+
+Rate: with a `budget` (ratelimit.py, the source's rate group), every request first waits for
+its place under `max_rate` and the vendor's `RateLimit-*`/`X-RateLimit-*` counters; a 429 or
+503 with `Retry-After` pauses the whole group. The wait is the source's interruptible sleep and
+comes before the request's deadline starts.
+
+A provider whose credential is a login session registers its login with `set_login()`: a 401
+then means one fresh login and one more try. Vendor error text is masked (`logd.redact`) with
+the poll's secrets and the credential headers BEFORE it is cut short; no error, repr or log
+line carries a header value.
 """
 
 from __future__ import annotations
@@ -18,22 +45,29 @@ import functools
 import json
 import logging
 import random
+import re
 import ssl
+import threading
 import time
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+import httpcore
 import httpx
 import orjson
 import tenacity
 
+from . import redact
 from .__about__ import __version__
-from .errors import AuthError, HTTPStatusError, ProtocolError, TransportError
+from .errors import AuthError, HTTPStatusError, ProtocolError, SourceError, TransportError
 from .paging import PagingError
+from .ratelimit import Budget
 
 RETRY_STATUSES = frozenset({408, 429}) | frozenset(range(500, 600))
 MAX_REDIRECTS = 5
@@ -41,10 +75,23 @@ MAX_REDIRECTS = 5
 #: vendor's paging is going round in circles. Legitimate re-fetches stay well below it (Pegasus
 #: finding its place again reads offset 0 up to three times; an Akinon follow-up once a poll).
 REPEAT_LIMIT = 5
-DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+#: Largest decoded response body. A page of tiny JSON records decodes into about nine times
+#: its size in Python objects: 4 MiB peaks near 100 MB RSS, inside the 150 MB budget, and is
+#: 20 times the largest real page (100 records, 50 to 200 KB).
+DEFAULT_MAX_RESPONSE_BYTES = 4 * 1024 * 1024
+#: Longest a `stream()` download may take in all (each wait for data is `timeout`).
+DEFAULT_DOWNLOAD_TIMEOUT = 3600.0
+#: Most decompressed bytes produced per step: bounds memory whatever the compression ratio.
+INFLATE_STEP = 256 * 1024
+#: What logd can decode itself with a bound on the output.
+ACCEPT_ENCODING = "gzip, deflate"
 
 _DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
 _LONG_DIGITS = b"0" * 19
+#: Credential headers by name: their values are masked (an id such as `Fleet-Id: 12` is not).
+_SECRET_HEADER = re.compile(r"auth|token|key|secret|session|cookie|password|signature", re.I)
+#: Cookies are credentials of the configured origin; values this long are masked in logs.
+_SESSION_COOKIE_LENGTH = 16
 
 log = logging.getLogger("logd.http")
 
@@ -65,12 +112,21 @@ def origin(url: str | httpx.URL) -> tuple[str, str, int]:
     return parsed.scheme, parsed.host, port
 
 
+def show_origin(url: str | httpx.URL) -> str:
+    """`scheme://host:port` of a URL, for messages."""
+    scheme, host, port = origin(url)
+    return f"{scheme}://{host}:{port}"
+
+
 def redact_url(url: str | httpx.URL) -> str:
     """The URL without user info, safe to show in an error."""
-    parts = urlsplit(str(url))
-    netloc = parts.hostname or ""
-    if parts.port:
-        netloc = f"{netloc}:{parts.port}"
+    try:
+        parts = urlsplit(str(url))
+        netloc = parts.hostname or ""
+        if parts.port:
+            netloc = f"{netloc}:{parts.port}"
+    except ValueError:  # a port that is not a number: show no authority at all
+        return "<unparseable URL>"
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
 
 
@@ -126,6 +182,175 @@ def tls_context() -> ssl.SSLContext:
     return httpx.create_ssl_context()
 
 
+class _Deadline(threading.local):
+    """When the current thread's request must be over (monotonic seconds), or None."""
+
+    at: float | None = None
+
+    def clamp(self, timeout: float | None, expired: type[Exception]) -> float | None:
+        """`timeout` shortened to what is left before the deadline; `expired` once it passed."""
+        at = self.at
+        if at is None:
+            return timeout
+        left = at - time.monotonic()
+        if left <= 0:
+            raise expired("the request's deadline passed")
+        return left if timeout is None else min(timeout, left)
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    """A socket whose every read and write waits at most until the request's deadline."""
+
+    def __init__(self, stream: httpcore.NetworkStream, deadline: _Deadline) -> None:
+        self._stream = stream
+        self._deadline = deadline
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        """Read, waiting no longer than the deadline allows."""
+        return self._stream.read(max_bytes, self._deadline.clamp(timeout, httpcore.ReadTimeout))
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        """Write, waiting no longer than the deadline allows."""
+        self._stream.write(buffer, self._deadline.clamp(timeout, httpcore.WriteTimeout))
+
+    def close(self) -> None:
+        """Close the socket."""
+        self._stream.close()
+
+    def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.NetworkStream:
+        """The TLS handshake, bounded like a read."""
+        stream = self._stream.start_tls(
+            ssl_context, server_hostname, self._deadline.clamp(timeout, httpcore.ConnectTimeout)
+        )
+        return _DeadlineStream(stream, self._deadline)
+
+    def get_extra_info(self, info: str) -> Any:
+        """What the wrapped stream knows (the socket, the TLS object)."""
+        return self._stream.get_extra_info(info)
+
+
+class _DeadlineBackend(httpcore.SyncBackend):
+    """httpcore's sockets, bounded by the deadline of the request the calling thread runs."""
+
+    def __init__(self, deadline: _Deadline) -> None:
+        self._deadline = deadline
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        """Connect within the deadline; the stream keeps to it."""
+        stream = super().connect_tcp(
+            host,
+            port,
+            self._deadline.clamp(timeout, httpcore.ConnectTimeout),
+            local_address,
+            socket_options,
+        )
+        return _DeadlineStream(stream, self._deadline)
+
+
+class _DeadlineTransport(httpx.HTTPTransport):
+    """httpx's transport over sockets that keep to the request's deadline.
+
+    httpx reads its read timeout once per response phase and applies it to each socket read,
+    so a body arriving a byte at a time never times out; httpcore takes a network backend, the
+    one place every socket operation passes through, but httpx offers no way to pass one.
+    """
+
+    def __init__(self, deadline: _Deadline) -> None:
+        super().__init__(verify=tls_context())
+        limits = httpx.Limits()
+        self._pool = httpcore.ConnectionPool(
+            ssl_context=tls_context(),
+            max_connections=limits.max_connections,
+            max_keepalive_connections=limits.max_keepalive_connections,
+            keepalive_expiry=limits.keepalive_expiry,
+            network_backend=_DeadlineBackend(deadline),
+        )
+
+
+class _NoCookies(DefaultCookiePolicy):
+    """httpx's client jar keeps nothing: cookie rules ignore ports, ours must not."""
+
+    def set_ok(self, cookie: Any, request: Any) -> bool:
+        """Never store."""
+        return False
+
+    def return_ok(self, cookie: Any, request: Any) -> bool:
+        """Never send."""
+        return False
+
+
+def _is_zlib_header(head: bytes) -> bool:
+    """True when `head` starts with a zlib header (RFC 1950), not raw deflate data."""
+    return len(head) >= 2 and head[0] & 0x0F == 8 and (head[0] << 8 | head[1]) % 31 == 0
+
+
+def _inflate(chunks: Iterator[bytes], coding: str, request: httpx.Request) -> Iterator[bytes]:
+    """Decompressed `chunks`, at most `INFLATE_STEP` bytes at a time; httpx.DecodingError."""
+    if coding in ("gzip", "x-gzip"):
+        wbits: int | None = 16 + zlib.MAX_WBITS
+    elif coding == "deflate":
+        wbits = None  # zlib-wrapped as RFC 9110 says, or raw as some servers send it
+    else:
+        raise httpx.DecodingError(
+            f"Content-Encoding {coding!r}, which logd does not ask for ({ACCEPT_ENCODING})",
+            request=request,
+        )
+    decompressor = None
+    head = b""
+    try:
+        for chunk in chunks:
+            data = chunk
+            if decompressor is None:
+                head += data
+                if wbits is None and len(head) < 2:
+                    continue
+                if wbits is None:
+                    wbits = zlib.MAX_WBITS if _is_zlib_header(head) else -zlib.MAX_WBITS
+                decompressor, data = zlib.decompressobj(wbits), head
+            while data and not decompressor.eof:
+                out = decompressor.decompress(data, INFLATE_STEP)
+                if out:
+                    yield out
+                data = decompressor.unconsumed_tail
+        if decompressor is None and head:
+            decompressor = zlib.decompressobj(wbits or -zlib.MAX_WBITS)
+            yield decompressor.decompress(head, INFLATE_STEP)
+        if decompressor is not None and not decompressor.eof:
+            tail = decompressor.flush(INFLATE_STEP)
+            if tail:
+                yield tail
+            if not decompressor.eof:
+                raise httpx.DecodingError(f"{coding} body ends early", request=request)
+    except zlib.error as exc:
+        raise httpx.DecodingError(
+            f"body does not match its Content-Encoding {coding}: {exc}", request=request
+        ) from None
+
+
+def _decoded(response: httpx.Response, raw: Iterator[bytes]) -> Iterator[bytes]:
+    """The body of `response` from its `raw` wire chunks, undoing `Content-Encoding`."""
+    header = response.headers.get("content-encoding")
+    if not header:
+        return raw
+    codings = [c.strip().lower() for c in header.split(",")]
+    for coding in reversed(codings):
+        if coding and coding != "identity":
+            raw = _inflate(raw, coding, response.request)
+    return raw
+
+
 class _RetryableStatus(Exception):
     def __init__(self, response: httpx.Response) -> None:
         self.response = response
@@ -142,10 +367,15 @@ class SourceClient:
         timeout: float = 30.0,
         retry: RetryPolicy | None = None,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        download_timeout: float = DEFAULT_DOWNLOAD_TIMEOUT,
         sleep: Callable[[float], None] = time.sleep,
         transport: httpx.BaseTransport | None = None,
         on_retry: Callable[[], None] | None = None,
         repeat_limit: int = REPEAT_LIMIT,
+        secrets: list[str] | None = None,
+        budget: Budget | None = None,
+        stopping: Callable[[], bool] = lambda: False,
+        on_wait: Callable[[float], None] | None = None,
     ) -> None:
         self.source = source
         self.repeat_limit = repeat_limit
@@ -155,27 +385,46 @@ class SourceClient:
         self.last_request = "none"
         self._asked: dict[int, int] = {}
         self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
         self.retry = retry or RetryPolicy()
         self.max_response_bytes = max_response_bytes
+        self.download_timeout = download_timeout
         self.requests = 0
         self.retries = 0
+        #: The rate group's budget every request waits on (ratelimit.py); None: no waiting.
+        self.budget = budget
+        #: Seconds this client's requests waited on the budget, in all.
+        self.rate_waited = 0.0
+        self._stopping = stopping
+        self._on_wait = on_wait
         #: How to read an error body; a provider may replace it for an unusual error format.
+        #: It is given the response with every secret already masked.
         self.error_text: Callable[[httpx.Response], str] = vendor_error_text
         self._sleep = sleep
         self._on_retry = on_retry
         self._origin = origin(self.base_url)
+        # The poll's secrets (shared with its context, so it grows as a provider logs in).
+        self._secrets = secrets if secrets is not None else []
         self._credentials: dict[str, str] = {}
+        self._credential_values: list[str] = []
+        self._cookies = httpx.Cookies()  # the configured origin's, and only ever sent there
         self._login: Callable[[], None] | None = None
+        self._deadline = _Deadline()
+        self._deadline_hit = False  # the last timeout was the attempt's deadline, not a read's
         self._http = httpx.Client(
-            verify=tls_context(),
             timeout=httpx.Timeout(timeout),
-            headers={"User-Agent": f"logd/{__version__}", "Accept": "application/json"},
+            headers={
+                "User-Agent": f"logd/{__version__}",
+                "Accept": "application/json",
+                "Accept-Encoding": ACCEPT_ENCODING,
+            },
+            cookies=CookieJar(policy=_NoCookies()),
             follow_redirects=False,
-            transport=transport,
+            transport=transport or _DeadlineTransport(self._deadline),
         )
 
     def __repr__(self) -> str:
-        return f"<SourceClient {self.source} {self.base_url}>"
+        return f"<SourceClient {self.source} {redact_url(self.base_url)}>"
 
     def close(self) -> None:
         """Close pooled connections."""
@@ -184,8 +433,22 @@ class SourceClient:
     # -- credentials ------------------------------------------------------------------------
 
     def set_credentials(self, headers: Mapping[str, str]) -> None:
-        """Headers sent only to the base URL's origin (replaces earlier ones)."""
+        """Headers sent only to the base URL's origin (replaces earlier ones).
+
+        Values of headers named like a credential (`Authorization`, `X-Api-Key`, …) are masked
+        in every error and log line; others (a `Fleet-Id`) only travel with them.
+        """
         self._credentials = dict(headers)
+        values: list[str] = []
+        for name, value in headers.items():
+            if not _SECRET_HEADER.search(name):
+                continue
+            values.append(value)
+            _scheme, sep, token = value.partition(" ")
+            if sep and token:  # `Bearer <token>`: the token alone is the secret too
+                values.append(token.strip())
+        self._credential_values = values
+        redact.register(*values)
 
     def set_login(self, login: Callable[[], None] | None) -> None:
         """How to get fresh credentials: on a 401 the client calls it once and repeats the request.
@@ -213,6 +476,10 @@ class SourceClient:
             wanted = set(keep)
             params = {k: v for k, v in params.items() if k in wanted}
         return params
+
+    def mask(self, text: str) -> str:
+        """`text` with the poll's secrets and the credential headers masked (`logd.redact`)."""
+        return redact.mask(text, [*self._secrets, *self._credential_values])
 
     # -- requests ---------------------------------------------------------------------------
 
@@ -244,7 +511,7 @@ class SourceClient:
                 # Most requests succeed at once: only a failed first attempt pays for
                 # tenacity's machinery (a fifth of this client's own cost per request).
                 return attempt()
-            except (_RetryableStatus, httpx.TransportError) as exc:
+            except (_RetryableStatus, httpx.RequestError) as exc:
                 first: BaseException | None = exc
 
             def replay() -> httpx.Response:
@@ -259,10 +526,10 @@ class SourceClient:
                 return self._retrying()(replay)
             except _RetryableStatus as exc:
                 raise self._status_error(exc.response, gave_up=True) from None
-            except httpx.TransportError as exc:
+            except httpx.RequestError as exc:
                 raise TransportError(
                     f"{method} {redact_url(url)} failed after {self.retry.attempts} attempts: "
-                    f"{type(exc).__name__}: {exc or 'no answer'}"
+                    f"{self._describe(exc)}"
                 ) from None
 
         response = send()
@@ -280,7 +547,7 @@ class SourceClient:
             if response.status_code == 401:
                 raise AuthError(
                     f"{method} {redact_url(url)} -> HTTP 401 right after a fresh login: "
-                    f"{self.error_text(response)}"
+                    f"{self.error_text(self._masked(response))}"
                 )
         if response.is_success or response.status_code in allowed:
             return response
@@ -314,8 +581,7 @@ class SourceClient:
         """POST and decode JSON."""
         return self.json(self.request("POST", path, **kwargs))
 
-    @staticmethod
-    def json(response: httpx.Response) -> Any:
+    def json(self, response: httpx.Response) -> Any:
         """Decode a response body as JSON or raise `ProtocolError`."""
         body = response.content
         # orjson decodes a page in 40 % of the stdlib's instructions, but reads integers past
@@ -330,7 +596,8 @@ class SourceClient:
         try:
             return response.json()
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            snippet = " ".join(response.text[:80].split())
+            # Masked whole, then cut: a secret across the cut would keep its prefix.
+            snippet = " ".join(self.mask(response.text[:4096]).split())[:80]
             raise ProtocolError(
                 f"invalid JSON from {response.request.method} {redact_url(response.request.url)}"
                 f" ({exc}): {snippet!r}"
@@ -340,33 +607,42 @@ class SourceClient:
     def stream(
         self, url: str, *, credentials: bool = False, chunk_size: int = 64 * 1024
     ) -> Iterator[Iterator[bytes]]:
-        """GET a large body chunk by chunk (no size cap); without credentials unless asked.
+        """GET a large body piece by piece (no size cap); without credentials unless asked.
 
         Retries cover getting the response; once bytes flow, an interruption is an error.
+        Each wait for data lasts at most `timeout`, the whole download `download_timeout`.
         """
         full = self.url(url)
+        finish_by = time.monotonic() + self.download_timeout
 
         def attempt() -> httpx.Response:
-            response = self._open(full, credentials)
-            if response.status_code in RETRY_STATUSES:
-                response.read()
-                response.close()
-                raise _RetryableStatus(response)
+            if self.budget is not None:
+                self._wait_for_budget("GET", full)
+            until = min(finish_by, time.monotonic() + self.timeout)
+            response = self._open("GET", full, credentials=credentials, until=until)
+            if response.status_code in RETRY_STATUSES or not response.is_success:
+                failed = self._buffer(response, "GET", until)
+                if failed.status_code in RETRY_STATUSES:
+                    raise _RetryableStatus(failed)
+                raise self._status_error(failed, gave_up=False)
             return response
 
         try:
             response = self._retrying()(attempt)
         except _RetryableStatus as exc:
             raise self._status_error(exc.response, gave_up=True) from None
-        except httpx.TransportError as exc:
-            raise TransportError(f"GET {redact_url(full)} failed: {exc}") from None
+        except httpx.RequestError as exc:
+            raise TransportError(f"GET {redact_url(full)} failed: {self._describe(exc)}") from None
         try:
-            if not response.is_success:
-                response.read()
-                raise self._status_error(response, gave_up=False)
-            yield response.iter_bytes(chunk_size)
-        except httpx.TransportError as exc:
-            raise TransportError(f"GET {redact_url(full)} broke off: {exc}") from None
+            yield self._body(response, finish_by, chunk_size)
+        except httpx.RequestError as exc:
+            if time.monotonic() >= finish_by:
+                what = (
+                    f"took longer than the source's download_timeout ({self.download_timeout:g}s)"
+                )
+            else:
+                what = f"broke off: {self._describe(exc)}"
+            raise TransportError(f"GET {redact_url(full)} {what}") from None
         finally:
             response.close()
 
@@ -376,7 +652,7 @@ class SourceClient:
         return tenacity.Retrying(
             stop=tenacity.stop_after_attempt(max(1, self.retry.attempts)),
             wait=self._wait,
-            retry=tenacity.retry_if_exception_type((_RetryableStatus, httpx.TransportError)),
+            retry=tenacity.retry_if_exception_type((_RetryableStatus, httpx.RequestError)),
             sleep=self._sleep,
             before_sleep=self._before_sleep,
             reraise=True,
@@ -396,59 +672,193 @@ class SourceClient:
         if self._on_retry:
             self._on_retry()
         exc = state.outcome.exception() if state.outcome else None
-        what = f"HTTP {exc.response.status_code}" if isinstance(exc, _RetryableStatus) else exc
+        if isinstance(exc, _RetryableStatus):
+            what = f"HTTP {exc.response.status_code}"
+        elif isinstance(exc, httpx.RequestError):
+            what = self._describe(exc, kind=False)  # a retry is not an error yet
+        else:
+            what = self.mask(str(exc))
         wait = state.next_action.sleep if state.next_action else 0
         log.info("%s: %s, retry %d in %.1fs", self.source, what, state.attempt_number, wait)
 
-    def _open(self, url: str, credentials: bool, **kwargs: Any) -> httpx.Response:
-        """Send with manual redirects, streaming the final response; the caller closes it."""
-        method = kwargs.pop("method", "GET")
-        extra_headers = dict(kwargs.pop("headers", None) or {})
-        for _ in range(MAX_REDIRECTS + 1):
-            headers = dict(extra_headers)
-            if credentials and self.same_origin(url):
-                headers.update(self._credentials)
-            request = self._http.build_request(method, url, headers=headers, **kwargs)
-            self.requests += 1
-            response = self._http.send(request, stream=True)
-            if not response.is_redirect:
-                return response
-            response.close()
-            url = str(response.next_request.url) if response.next_request else url
-            # A 303 (and, by browser custom, 301/302 after POST) turns into a bodiless GET.
-            if response.status_code == 303 or method == "POST":
-                method, kwargs = "GET", {}
-            log.debug("%s: redirected to %s", self.source, redact_url(url))
-        raise ProtocolError(f"too many redirects from {redact_url(url)}")
+    def _describe(self, exc: httpx.RequestError, *, kind: bool = True) -> str:
+        """What went wrong, in words that never carry a header value; `kind`: the class too."""
+        if isinstance(exc, httpx.LocalProtocolError):
+            # h11 quotes the offending header (a credential, often) in its message.
+            return "the request could not be sent as written (a header with a control character?)"
+        if isinstance(exc, httpx.TimeoutException) and self._deadline_hit:
+            return f"no complete answer within the source's timeout ({self.timeout:g}s)"
+        if not kind and str(exc):
+            return self.mask(str(exc))
+        return self.mask(f"{type(exc).__name__}: {exc or 'no answer'}")
 
-    def _send(
+    def _open(
         self,
         method: str,
         url: str,
-        params: Mapping[str, Any] | None,
-        json_body: Any,
-        data: Mapping[str, Any] | None,
-        headers: Mapping[str, str] | None,
+        *,
         credentials: bool,
+        until: float,
+        params: Mapping[str, Any] | None = None,
+        json_body: Any = None,
+        data: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> httpx.Response:
-        response = self._open(
-            url,
-            credentials,
-            method=method,
-            params=params,
-            json=json_body,
-            data=data,
-            headers=headers,
+        """Send with manual redirects, streaming the final response; the caller closes it."""
+        first = url
+        has_body = json_body is not None or data is not None
+        self._deadline_hit = False
+        for hop in range(MAX_REDIRECTS + 1):
+            same = self.same_origin(url)
+            hop_headers = dict(headers or {})
+            if credentials and same:
+                hop_headers.update(self._credentials)
+            try:
+                request = self._http.build_request(
+                    method, url, params=params, json=json_body, data=data, headers=hop_headers
+                )
+            except httpx.InvalidURL as exc:
+                raise ProtocolError(
+                    f"{method} {redact_url(url)}: not a usable URL: {exc}"
+                ) from None
+            if same and self._cookies.jar:
+                self._cookies.set_cookie_header(request)
+            if self.budget is not None and hop:  # the first hop waited before its deadline
+                self._wait_for_budget(method, url)
+            self.requests += 1
+            self._deadline.at = until
+            try:
+                response = self._http.send(request, stream=True)
+            except httpx.TimeoutException:
+                self._deadline_hit = time.monotonic() >= until
+                raise
+            finally:
+                self._deadline.at = None
+            if same and "set-cookie" in response.headers:
+                self._keep_cookies(response)
+            if self.budget is not None:
+                self._heed_limits(response)
+            if not response.is_redirect:
+                return response
+            response.close()
+            try:
+                target = request.url.join(response.headers["location"])
+            except httpx.InvalidURL as exc:
+                raise ProtocolError(
+                    f"{method} {redact_url(url)}: redirect to an unusable URL: {exc}"
+                ) from None
+            if target.scheme not in ("http", "https"):
+                raise ProtocolError(
+                    f"{method} {redact_url(url)}: redirect to a {target.scheme or 'relative'} URL"
+                )
+            status = response.status_code
+            if (status == 303 and method != "HEAD") or (status in (301, 302) and method == "POST"):
+                method, json_body, data, has_body = "GET", None, None, False
+            elif has_body and origin(target) != origin(first):
+                # The body may be the credential itself (a client_secret form, a login JSON).
+                raise ProtocolError(
+                    f"{method} {redact_url(first)}: HTTP {status} redirect would re-send the "
+                    f"request body from {show_origin(first)} to {show_origin(target)}; "
+                    "a body goes only to its own origin"
+                )
+            params = None  # the Location is a whole URL, query included
+            url = str(target)
+            log.debug("%s: HTTP %d, redirected to %s", self.source, status, redact_url(url))
+        raise httpx.TooManyRedirects(
+            f"more than {MAX_REDIRECTS} redirects from {redact_url(first)}", request=request
         )
+
+    def _wait_for_budget(self, method: str, url: str) -> None:
+        """Wait for the rate group's next free place (interruptible by shutdown)."""
+        assert self.budget is not None
+        wait = self.budget.reserve(by=self)
+        if wait <= 0:
+            self.budget.sent()
+            return
+        self.rate_waited += wait
+        self.budget.waited += wait
+        if wait >= 1:
+            log.info(
+                "%s: rate limited (group %s), resuming in %.0f s",
+                self.source,
+                self.budget.name,
+                wait,
+            )
+        if self._on_wait is not None:
+            self._on_wait(wait)
+        self._sleep(wait)
+        if self._stopping():
+            raise SourceError(
+                f"{method} {redact_url(url)}: stopped while waiting on the rate budget"
+            )
+        self.budget.sent()
+
+    def _heed_limits(self, response: httpx.Response) -> None:
+        """Let the vendor's counters and a 429/503 `Retry-After` slow the whole group down."""
+        assert self.budget is not None
+        headers = response.headers
+        self.budget.observe(headers)
+        if response.status_code in (429, 503):
+            asked = retry_after_seconds(response)
+            if asked is not None:
+                self.budget.pause(min(asked, self.retry.max_wait), by=self)
+
+    def _keep_cookies(self, response: httpx.Response) -> None:
+        """Store the configured origin's cookies; long values are credentials to mask."""
+        self._cookies.extract_cookies(response)
+        redact.register(
+            *(
+                c.value
+                for c in self._cookies.jar
+                if c.value and len(c.value) >= _SESSION_COOKIE_LENGTH
+            )
+        )
+
+    def _body(
+        self, response: httpx.Response, until: float, chunk_size: int | None = None
+    ) -> Iterator[bytes]:
+        """The decoded body of a streamed `response`, piece by piece, within the deadline."""
+        if response.is_stream_consumed:  # built in memory and decoded already (MockTransport)
+            return iter((response.content,))
+        return _decoded(response, self._raw(response, until, chunk_size))
+
+    def _raw(
+        self, response: httpx.Response, until: float, chunk_size: int | None = None
+    ) -> Iterator[bytes]:
+        """Wire chunks of `response`, each read bounded by the deadline `until`."""
+        chunks = response.iter_raw(chunk_size)
+        while True:
+            self._deadline.at = until
+            try:
+                chunk = next(chunks, None)
+            except httpx.TimeoutException:
+                self._deadline_hit = time.monotonic() >= until
+                raise
+            finally:
+                self._deadline.at = None
+            if chunk is None:
+                return
+            if time.monotonic() > until:  # a transport without our sockets (tests, proxies)
+                self._deadline_hit = True
+                raise httpx.ReadTimeout("the request's deadline passed", request=response.request)
+            yield chunk
+
+    def _buffer(self, response: httpx.Response, method: str, until: float) -> httpx.Response:
+        """Read the body of a streamed `response` (at most `max_response_bytes`) and close it."""
+        cap = self.max_response_bytes
         try:
+            length = response.headers.get("content-length", "")
+            if (
+                length.isdigit()
+                and int(length) > cap
+                and "content-encoding" not in response.headers
+            ):
+                raise self._too_large(method, response.request.url, f"{int(length)} bytes")
             body = bytearray()
-            for chunk in response.iter_bytes():
+            for chunk in self._body(response, until):
                 body += chunk
-                if len(body) > self.max_response_bytes:
-                    raise ProtocolError(
-                        f"{method} {redact_url(response.request.url)}: response larger than "
-                        f"{self.max_response_bytes} bytes"
-                    )
+                if len(body) > cap:
+                    raise self._too_large(method, response.request.url, f"more than {cap} bytes")
         finally:
             response.close()
         # The body is already decoded: drop the headers that describe the wire form.
@@ -464,9 +874,61 @@ class SourceClient:
             request=response.request,
         )
 
+    def _too_large(self, method: str, url: httpx.URL, size: str) -> ProtocolError:
+        return ProtocolError(
+            f"{method} {redact_url(url)}: response of {size} is over the limit of "
+            f"{self.max_response_bytes} bytes; raise max_response_size for source "
+            f"{self.source} if the vendor's pages are really this large"
+        )
+
+    def _send(
+        self,
+        method: str,
+        url: str,
+        params: Mapping[str, Any] | None,
+        json_body: Any,
+        data: Mapping[str, Any] | None,
+        headers: Mapping[str, str] | None,
+        credentials: bool,
+    ) -> httpx.Response:
+        if self.budget is not None:
+            self._wait_for_budget(method, url)
+        until = time.monotonic() + self.timeout  # one whole attempt, body included
+        response = self._open(
+            method,
+            url,
+            credentials=credentials,
+            until=until,
+            params=params,
+            json_body=json_body,
+            data=data,
+            headers=headers,
+        )
+        return self._buffer(response, method, until)
+
+    def _masked(self, response: httpx.Response) -> httpx.Response:
+        """`response` with every secret masked in its body, for error text that is cut short."""
+        text = response.text
+        masked = self.mask(text)
+        if masked == text:
+            return response
+        headers = [
+            (k, v)
+            for k, v in response.headers.multi_items()
+            if k.lower() not in ("content-type", "content-length")
+        ]
+        kind = response.headers.get("content-type", "text/plain").split(";")[0]
+        headers.append(("content-type", f"{kind}; charset=utf-8"))
+        return httpx.Response(
+            response.status_code,
+            headers=headers,
+            content=masked.encode(),
+            request=response.request,
+        )
+
     def _status_error(self, response: httpx.Response, *, gave_up: bool) -> HTTPStatusError:
         request = response.request
-        text = self.error_text(response)
+        text = self.error_text(self._masked(response))
         after = f" (gave up after {self.retry.attempts} attempts)" if gave_up else ""
         return HTTPStatusError(
             f"{request.method} {redact_url(request.url)} -> HTTP {response.status_code}: "

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from rich.console import Console
 
+from .redact import SecretFilter
+
 # syslog priorities that journald reads from a `<N>` prefix.
 _PRIORITY = {
     logging.DEBUG: 7,
@@ -46,10 +48,20 @@ def setup(level: str) -> None:
         handler.setFormatter(JournalFormatter("%(name)s: %(message)s"))
     else:
         handler.setFormatter(formatter())
+    # Every line passes the mask: no registered credential is printed, at any level.
+    handler.addFilter(SecretFilter())
     root = logging.getLogger("logd")
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     root.propagate = False
+    # At debug level the wire traffic (httpx requests, httpcore connections) is shown too,
+    # through the same masked handler; otherwise those loggers stay quiet.
+    debug = level.lower() == "debug"
+    for name in ("httpx", "httpcore"):
+        lib = logging.getLogger(name)
+        lib.handlers[:] = [handler] if debug else []
+        lib.setLevel(logging.DEBUG if debug else logging.NOTSET)
+        lib.propagate = not debug
 
 
 class ConsoleHandler(logging.Handler):
@@ -76,6 +88,7 @@ def through(console: Console) -> Iterator[None]:
     saved = root.handlers[:]
     handler = ConsoleHandler(console)
     handler.setFormatter(saved[0].formatter if saved and saved[0].formatter else formatter())
+    handler.addFilter(SecretFilter())  # masked like every other line
     root.handlers[:] = [handler]
     try:
         yield

@@ -11,6 +11,7 @@ Series (all prefixed `logd_`):
     entries_stored_total{source,kind}        entries written, kind "new" or "updated"
     http_requests_total{source}              requests sent to the vendor
     http_retries_total{source}               of which retries
+    http_rate_wait_seconds_total{source}     time requests waited on the rate budget
     last_success_timestamp_seconds{source}   end of the last poll without an error
     webhook_attempts_total{webhook,outcome}  delivery attempts: delivered, retrying, dead
     webhook_deliveries{source,state}         outbox rows now: pending, dead, done (read at scrape)
@@ -119,6 +120,12 @@ class Metrics:
         self.retries = Counter(
             "logd_http_retries", "HTTP requests that were retries.", ["source"], registry=r
         )
+        self.rate_waited = Counter(
+            "logd_http_rate_wait_seconds",
+            "Seconds HTTP requests waited on the source's rate budget.",
+            ["source"],
+            registry=r,
+        )
         self.last_success = Gauge(
             "logd_last_success_timestamp_seconds",
             "Unix time at which the source's last successful poll ended.",
@@ -165,6 +172,7 @@ class Metrics:
         self.entries.labels(src, "updated").inc(report.updated)
         self.requests.labels(src).inc(report.requests)
         self.retries.labels(src).inc(report.retries)
+        self.rate_waited.labels(src).inc(report.rate_waited)
         if report.ok:
             self.last_success.labels(src).set(finished.timestamp())
 

@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
+from . import redact
 from .entries import Batch
 
 if TYPE_CHECKING:
@@ -104,6 +105,7 @@ class PollContext(Generic[OptionsT]):
         """Mask a credential obtained during the poll (a session token) in errors and logs."""
         if value and value not in self.secrets:
             self.secrets.append(value)
+        redact.register(value)  # and in every log line, whoever writes it
 
 
 class Provider(ABC, Generic[OptionsT]):
@@ -117,6 +119,8 @@ class Provider(ABC, Generic[OptionsT]):
     Options: ClassVar[type[ProviderOptions]]
     #: One line for `logd plugins`.
     description: ClassVar[str] = ""
+    #: The vendor's documented request budget ("20/s"), the default of a source's `max_rate`.
+    max_rate: ClassVar[str | None] = None
 
     @abstractmethod
     def poll(self, ctx: PollContext[OptionsT]) -> Iterator[Batch]:

@@ -11,11 +11,12 @@ import typing
 from collections.abc import Iterator
 from typing import Any
 
-from pydantic import BaseModel, SecretStr
+from pydantic import BaseModel, ByteSize, SecretStr
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
 from .config import RetryConfig, Settings, SourceConfig
+from .ratelimit import format_rate, parse_rate
 from .timeparse import format_duration, parse_duration
 
 
@@ -35,6 +36,8 @@ def _type_name(annotation: Any) -> str:
         return "table"
     if annotation is SecretStr:
         return "secret"
+    if annotation is ByteSize:
+        return "size"
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return "table"
     if annotation is float:
@@ -43,11 +46,15 @@ def _type_name(annotation: Any) -> str:
 
 
 def _is_duration(field: FieldInfo) -> bool:
+    return _parsed_by(field, parse_duration)
+
+
+def _parsed_by(field: FieldInfo, parser: Any) -> bool:
     annotated = [field.annotation, *typing.get_args(field.annotation)]
     metadata = list(field.metadata)
     for item in annotated:
         metadata += list(getattr(item, "__metadata__", ()))
-    return any(getattr(m, "func", None) is parse_duration for m in metadata)
+    return any(getattr(m, "func", None) is parser for m in metadata)
 
 
 def _default(field: FieldInfo) -> str:
@@ -68,9 +75,21 @@ def _default(field: FieldInfo) -> str:
         return "empty"
     if _is_duration(field) and isinstance(value, int | float):
         return f"`{format_duration(value)}`"
+    if _parsed_by(field, parse_rate) and isinstance(value, int | float):
+        return f"`{format_rate(value)}`"
     if isinstance(value, bool):
         return f"`{str(value).lower()}`"
+    if isinstance(value, ByteSize):
+        return f"`{_format_size(value)}`"
     return f"`{value}`"
+
+
+def _format_size(size: int) -> str:
+    """`4194304` → `4MiB`: the largest binary unit that divides the size."""
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if size % scale == 0:
+            return f"{size // scale}{unit}"
+    return f"{size}B"
 
 
 def fields_of(
@@ -87,7 +106,9 @@ def _table(model: type[BaseModel], skip: tuple[str, ...] = ()) -> list[str]:
     for name, field in fields_of(model, skip):
         desc = (field.description or "").replace("\n", " ")
         kind = "duration" if _is_duration(field) else _type_name(field.annotation)
-        if _is_duration(field) and "optional" in _type_name(field.annotation):
+        if _parsed_by(field, parse_rate):
+            kind = "rate"
+        if kind in ("duration", "rate") and "optional" in _type_name(field.annotation):
             kind += " (optional)"
         lines.append(f"| `{name}` | {kind} | {_default(field)} | {desc} |")
     return lines
@@ -136,6 +157,7 @@ def render() -> str:
         "Generated from the configuration models by `logd config-reference`; do not edit.",
         "Durations take seconds or `30s`, `5m`, `1h`, `1d`. Secrets take a string,",
         '`{ env = "VAR" }` or `{ file = "/path" }` (with `${CREDENTIALS_DIRECTORY}` expanded).',
+        "Sizes take bytes or `512KiB`, `4MiB`, `1GiB` (`4MB` is 4,000,000 bytes).",
     ]
     for heading, model, skip in models():
         parts += ["", f"## {heading}", "", *_table(model, skip)]

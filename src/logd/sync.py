@@ -117,8 +117,15 @@ def _line(task: Task) -> Text:
 
     line: str = task.fields["line"]
     since: float | None = task.fields.get("waiting_since")
+    until: float | None = task.fields.get("waiting_until")
+    now = time.monotonic()
+    if until is not None and until <= now:
+        since = None  # a rate-budget wait that is over
     if since is not None and not task.finished:
-        wait = f"{task.fields['waiting']} {time.monotonic() - since:.0f}s"
+        if until is not None:
+            wait = f"{task.fields['waiting']}, resuming in {until - now:.0f} s"
+        else:
+            wait = f"{task.fields['waiting']} {now - since:.0f}s"
         line = wait if line == "starting" else f"{line}; {wait}"
     return Text(line)
 
@@ -153,7 +160,13 @@ class _RichProgress:
         )
         self.tasks = {
             s.name: self.progress.add_task(
-                "", total=None, source=s.name, line="starting", waiting_since=None, waiting=None
+                "",
+                total=None,
+                source=s.name,
+                line="starting",
+                waiting_since=None,
+                waiting=None,
+                waiting_until=None,
             )
             for s in sources
         }
@@ -176,7 +189,11 @@ class _RichProgress:
         with self._lock:
             task = self.tasks[report.source]
             self.progress.update(
-                task, line=line, waiting_since=report.waiting_since, waiting=report.waiting
+                task,
+                line=line,
+                waiting_since=report.waiting_since,
+                waiting=report.waiting,
+                waiting_until=report.waiting_until,
             )
             if report.total:
                 self.progress.update(task, total=report.total, completed=report.seen)

@@ -47,8 +47,11 @@ class SyncRun:
         group: int = 1,
         **top: Any,
     ) -> None:
-        # Fast, recorded retries unless a test sets its own policy.
-        tables = [{"retry": {"attempts": 4, "max_wait": 30}, **s} for s in sources]
+        # Fast, recorded retries and no rate budget (its waits would be recorded, not slept,
+        # so they would pile up) unless a test sets its own.
+        tables = [
+            {"retry": {"attempts": 4, "max_wait": 30}, "max_rate": "off", **s} for s in sources
+        ]
         self.config = write_config(directory, tables, **top)
         self.settings: Settings = load_settings(self.config)
         self.store = Store(self.settings.database)

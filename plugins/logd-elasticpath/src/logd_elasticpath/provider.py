@@ -134,6 +134,8 @@ class ElasticPath(Provider[ElasticPathOptions]):
     name = "elasticpath"
     Options = ElasticPathOptions
     description = "Elastic Path integration logs (GET /v2/integrations/logs)"
+    # The vendor answers 429 above 25 to 100 requests a second per store, by plan.
+    max_rate = "20/s"
 
     def __init__(self) -> None:
         self.token: _Token | None = None

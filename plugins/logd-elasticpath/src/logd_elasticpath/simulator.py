@@ -5,7 +5,8 @@ that expire after `expires_in` seconds of `clock` (or at once on `expire_tokens(
 `GET /v2/integrations/logs` (the whole store) and `GET /v2/integrations/{uuid}/logs` page with
 `page[limit]` (at most 100) and `page[offset]`, answering `{data, meta, results: {total}}`;
 errors are JSON:API `{errors: [{status, title, detail}]}`; more than `rate_limit` requests in
-one second of `clock` get a 429. Records come in both shapes (with and without
+one second of `clock` get a 429 (with `rate_headers`, every answer says what is left in
+`X-RateLimit-Limit`/`-Remaining`/`-Reset`). Records come in both shapes (with and without
 `meta.timestamps`), the vendor's own `succeeded: true` + 404 example among them, in an order
 that is by id, not time, so a client that reads only the last page misses records.
 """
@@ -78,6 +79,7 @@ class ElasticPathSimulator(Simulator):
         integrations: tuple[int, ...] = (130, 80, 40),
         expires_in: int = 3600,
         rate_limit: int | None = None,
+        rate_headers: bool = False,
         seed: int = 11,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -88,6 +90,8 @@ class ElasticPathSimulator(Simulator):
         self.expires_in = expires_in
         #: More requests than this in one second of `clock` get a 429 (None: no limit).
         self.rate_limit = rate_limit
+        #: Tell clients their budget: X-RateLimit-Limit/-Remaining/-Reset on every answer.
+        self.rate_headers = rate_headers
         self.clock = clock
         #: A paging fault: True answers the first page whatever `page[offset]` asks for.
         self.ignore_offset = False
@@ -208,6 +212,11 @@ class ElasticPathSimulator(Simulator):
         """Serve OAuth and the log lists, counting what was answered."""
         response = self._answer(request)
         self.served[response.status] += 1
+        if self.rate_limit is not None and self.rate_headers:
+            _, count = self._window
+            response.headers["X-RateLimit-Limit"] = str(self.rate_limit)
+            response.headers["X-RateLimit-Remaining"] = str(max(0, self.rate_limit - count))
+            response.headers["X-RateLimit-Reset"] = "1"  # the window is one second of `clock`
         return response
 
     def _answer(self, request: SimRequest) -> SimResponse:

@@ -2,6 +2,10 @@
 
 Each stage pulls from the one before, so a part of any size costs about one network chunk,
 one bounded piece of decompressed output and one CSV record of memory, never the whole file.
+Two caps keep that true whatever the file holds, each a `ProtocolError` naming the part, the
+cap and the option to raise: `max_row_size` characters per CSV record (one endless line, or
+an unclosed quote swallowing the rest of the file) and `max_part_size` bytes of decompressed
+data (a gzip bomb). Every stage is linear in its input.
 """
 
 from __future__ import annotations
@@ -19,16 +23,27 @@ TRANSACTION_ID = "OperationLogTransactionId"
 #: Largest piece of decompressed output produced per step, so a highly compressed part (or a
 #: gzip bomb) cannot balloon memory.
 OUT_CHUNK = 256 * 1024
+#: Default most characters in one CSV record (the `max_row_size` option).
+MAX_ROW_SIZE = 4 * 1024 * 1024
+#: Default most decompressed bytes in one part (the `max_part_size` option).
+MAX_PART_SIZE = 1024 * 1024 * 1024
 #: Request and response bodies are whole columns: the csv module's default 128 KiB field
-#: limit would reject a large response body. The limit is process-wide, so only ever raise it.
+#: limit would reject a large response body. The limit is process-wide, so only ever raise it;
+#: records are capped before a field could reach it.
 FIELD_LIMIT = 64 * 1024 * 1024
 
 if csv.field_size_limit() < FIELD_LIMIT:
     csv.field_size_limit(FIELD_LIMIT)
 
 
-def gunzip_if_gzip(chunks: Iterable[bytes], *, part: str = "part") -> Iterator[bytes]:
-    """The bytes of `chunks`, decompressed when they start with the gzip magic `1f 8b`."""
+def gunzip_if_gzip(
+    chunks: Iterable[bytes], *, part: str = "part", max_bytes: int = MAX_PART_SIZE
+) -> Iterator[bytes]:
+    """The bytes of `chunks`, decompressed when they start with the gzip magic `1f 8b`.
+
+    More than `max_bytes` of decompressed data is a `ProtocolError` (a plain part is bounded
+    by the download's own time limit).
+    """
     it = iter(chunks)
     head = b""
     for chunk in it:
@@ -41,7 +56,15 @@ def gunzip_if_gzip(chunks: Iterable[bytes], *, part: str = "part") -> Iterator[b
         yield head
         yield from it
         return
-    yield from _gunzip(_prepend(head, it), part)
+    produced = 0
+    for out in _gunzip(_prepend(head, it), part):
+        produced += len(out)
+        if produced > max_bytes:
+            raise ProtocolError(
+                f"{part}: decompresses to more than {max_bytes} bytes (max_part_size); "
+                "raise max_part_size if parts this large are expected"
+            )
+        yield out
 
 
 def _prepend(first: bytes, rest: Iterator[bytes]) -> Iterator[bytes]:
@@ -97,30 +120,81 @@ def decode_utf8(chunks: Iterable[bytes]) -> Iterator[str]:
         yield tail
 
 
-def split_lines(texts: Iterable[str]) -> Iterator[str]:
-    """Lines ending in `\\n` (kept), from text split anywhere; the csv reader joins quoted ones."""
+def split_lines(
+    texts: Iterable[str], *, part: str = "part", max_length: int = MAX_ROW_SIZE
+) -> Iterator[str]:
+    """Lines ending in `\\n` (kept), from text split anywhere; the csv reader joins quoted ones.
+
+    A line longer than `max_length` characters is a `ProtocolError`. Each piece of text is
+    scanned once and the pieces of a long line are joined once: linear in the input.
+    """
     # Only `\n` ends a line here: `str.splitlines` would also split at U+2028 and friends,
     # which may sit inside a quoted request body.
-    pending = ""
+    pieces: list[str] = []  # the line so far, unjoined
+    held = 0
     for text in texts:
-        pending += text
         start = 0
-        while (end := pending.find("\n", start)) != -1:
-            yield pending[start : end + 1]
+        while (end := text.find("\n", start)) != -1:
+            if pieces:
+                pieces.append(text[start : end + 1])
+                line, pieces, held = "".join(pieces), [], 0
+            else:
+                line = text[start : end + 1]
+            if len(line) > max_length:
+                raise _too_long(part, max_length)
+            yield line
             start = end + 1
-        pending = pending[start:]
-    if pending:
-        yield pending
+        if start < len(text):
+            pieces.append(text[start:])
+            held += len(text) - start
+            if held > max_length:
+                raise _too_long(part, max_length)
+    if pieces:
+        yield "".join(pieces)
 
 
-def read_part(chunks: Iterable[bytes], *, part: str = "part") -> Iterator[dict[str, str]]:
-    """Rows of one export part as `{column: value}`, keyed by its header row."""
-    reader = csv.reader(
-        split_lines(decode_utf8(gunzip_if_gzip(chunks, part=part))), delimiter=DELIMITER
+def _too_long(part: str, max_length: int) -> ProtocolError:
+    return ProtocolError(
+        f"{part}: a CSV row is longer than {max_length} characters (max_row_size); raise "
+        "max_row_size if the vendor's rows are really this large"
     )
+
+
+def _capped_records(
+    lines: Iterable[str], part: str, max_length: int, since_row: list[int]
+) -> Iterator[str]:
+    """`lines`, failing once the record being read (quoted newlines join lines) gets too long.
+
+    `since_row[0]` counts characters handed out since the last complete row; the reader of
+    the rows resets it.
+    """
+    for line in lines:
+        since_row[0] += len(line)
+        if since_row[0] > max_length:
+            raise _too_long(part, max_length)
+        yield line
+
+
+def read_part(
+    chunks: Iterable[bytes],
+    *,
+    part: str = "part",
+    max_row_size: int = MAX_ROW_SIZE,
+    max_part_size: int = MAX_PART_SIZE,
+) -> Iterator[dict[str, str]]:
+    """Rows of one export part as `{column: value}`, keyed by its header row.
+
+    A record over `max_row_size` characters or a part decompressing to more than
+    `max_part_size` bytes is a `ProtocolError` naming the part and the option.
+    """
+    since_row = [0]
+    text = decode_utf8(gunzip_if_gzip(chunks, part=part, max_bytes=max_part_size))
+    lines = split_lines(text, part=part, max_length=max_row_size)
+    reader = csv.reader(_capped_records(lines, part, max_row_size, since_row), delimiter=DELIMITER)
     header: list[str] | None = None
     try:
         for row in reader:
+            since_row[0] = 0
             if not row or row == [""]:
                 continue
             if header is None:

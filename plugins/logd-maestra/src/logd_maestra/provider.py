@@ -15,7 +15,7 @@ from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import ByteSize, Field, field_validator
 
 from logd import (
     Batch,
@@ -29,7 +29,7 @@ from logd import (
     parse_timestamp,
 )
 
-from .csvparts import read_part
+from .csvparts import MAX_PART_SIZE, MAX_ROW_SIZE, read_part
 from .export import Exporter, Window, read_errors_with
 from .records import known_status, to_entry
 
@@ -62,6 +62,16 @@ class MaestraOptions(ProviderOptions):
     backfill: Duration = Field(7 * 86400.0, ge=0, description="How far back the first poll goes.")
     window: Duration = Field(86400.0, ge=MINUTE, description="Longest span of one export.")
     batch_size: int = Field(500, ge=1, le=10_000, description="Rows committed per batch.")
+    max_row_size: ByteSize = Field(
+        ByteSize(MAX_ROW_SIZE),
+        gt=0,
+        description="Longest CSV row of a part, in characters; a longer one is an error.",
+    )
+    max_part_size: ByteSize = Field(
+        ByteSize(MAX_PART_SIZE),
+        gt=0,
+        description="Most bytes a gzipped part may decompress to; more is an error.",
+    )
 
     @field_validator("window")
     @classmethod
@@ -136,7 +146,13 @@ class Maestra(Provider[MaestraOptions]):
             part = f"part {number}/{len(urls)} of export {export_id}"
             # Parts are signed URLs, possibly on another host: never with the secret key.
             with ctx.client.stream(url, credentials=False) as chunks:
-                for row in read_part(chunks, part=part):
+                rows = read_part(
+                    chunks,
+                    part=part,
+                    max_row_size=ctx.options.max_row_size,
+                    max_part_size=ctx.options.max_part_size,
+                )
+                for row in rows:
                     entry = to_entry(row)
                     unknown += not known_status(row)
                     # One id twice in a batch would break the store's upsert; the later row
