@@ -241,3 +241,98 @@ def test_many_entries_sharing_one_instant_take_a_linear_path(tmp_path: Path) -> 
     assert ids[0] == "early" and len(ids) == len(set(ids)) == 2 * n + 2
     assert len(keys) == len(set(keys)) and keys[0] < time_key(when) <= keys[1]
     assert max(keys) < time_key(when) + 12 * SLOTS  # no gaps beyond the taken microseconds
+
+
+def _iso(minutes_ago: int) -> str:
+    return (NOW - timedelta(minutes=minutes_ago)).isoformat()
+
+
+def _ms(minutes_ago: int) -> str:
+    return str(int((NOW - timedelta(minutes=minutes_ago)).timestamp() * 1000))
+
+
+# Per provider: a simulator, the path its log pages come from, and a page of two readable
+# records and one that is not, in that vendor's shape.
+PAGES: dict[str, tuple[str, str, dict[str, Any]]] = {
+    "elasticpath": (
+        "logd_elasticpath:ElasticPathSimulator",
+        "/v2/integrations/logs",
+        {
+            "data": [
+                {"id": "ep-1", "succeeded": True, "meta": {"timestamps": {"created_at": _iso(5)}}},
+                {"id": "ep-2", "succeeded": False, "error_detail": "boom"},
+                {"id": "ep-3", "meta": {"timestamps": {"created_at": "0000-00-00 00:00:00"}}},
+            ],
+            "results": {"total": 3},
+        },
+    ),
+    "pegasus": (
+        "logd_pegasus:PegasusSimulator",
+        "/api/changelogs",
+        {
+            "data": [
+                {"id": "c-1", "system_time": _iso(5), "method": "GET", "path": "/vehicles"},
+                {"id": "c-2", "system_time": _iso(6), "method": "PUT", "path": "/vehicles/1"},
+                {"id": "c-3", "system_time": "0000-00-00 00:00:00", "method": "GET"},
+            ],
+            "total": 3,
+        },
+    ),
+    "akinon": (
+        "logd_akinon:AkinonSimulator",
+        "/logs",
+        {
+            "results": [
+                {"id": 901, "created": _ms(5), "state": 3, "status": 2},
+                {"id": 902, "created": _ms(6), "state": 3, "status": 2},
+                {"id": 903, "created": "0000-00-00 00:00:00", "state": 3, "status": 2},
+            ],
+            "next": None,
+        },
+    ),
+}
+
+
+@pytest.mark.parametrize("provider", sorted(PAGES))
+def test_every_provider_quarantines_the_bad_record_and_stores_the_rest(
+    tmp_path: Path, provider: str
+) -> None:
+    import importlib
+
+    where, path, page = PAGES[provider]
+    module, name = where.split(":")
+    with getattr(importlib.import_module(module), name)() as sim:
+        sim.fail_next(200, body=json.dumps(page), path=path)
+        run = SyncRun(tmp_path, [sim.demo_source(provider)])
+
+        report = run.sync()[provider]
+
+    assert report.ok, report.error
+    assert report.invalid == 1
+    [(native_id, _, error, raw)] = invalid_rows(run)
+    bad = page["data" if "data" in page else "results"][2]
+    assert json.loads(raw) == bad and native_id.endswith(str(bad["id"]))
+    assert "0000-00-00 00:00:00" in error
+    for good in page["data" if "data" in page else "results"][:2]:
+        assert any(r.native_id.endswith(str(good["id"])) for r in run.rows())
+    assert run.cursor(provider) is not None
+
+
+def test_maestra_quarantines_a_row_without_a_transaction_id(tmp_path: Path) -> None:
+    from logd_maestra import MaestraSimulator
+
+    with MaestraSimulator(records=0) as sim:
+        rows = sim.add_records(3, end=NOW - timedelta(minutes=15), spread=timedelta(hours=2))
+        bad = sim.make_record(NOW - timedelta(minutes=20))
+        bad["OperationLogTransactionId"] = ""
+        sim.add([bad])
+        run = SyncRun(tmp_path, [{**sim.demo_source("mx"), "backfill": "1d"}])
+
+        report = run.sync()["mx"]
+
+    assert report.ok, report.error
+    assert (report.new, report.invalid) == (3, 1)
+    [(native_id, _, error, raw)] = invalid_rows(run)
+    assert native_id.startswith("invalid-") and "OperationLogTransactionId" in error
+    assert json.loads(raw) == bad
+    assert {r["OperationLogTransactionId"] for r in rows} <= {r.native_id for r in run.rows()}
