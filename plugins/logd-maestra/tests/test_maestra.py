@@ -61,7 +61,8 @@ def test_three_window_backfill_is_complete_and_exact(tmp_path: Path, sim: Maestr
     )
     too_old = sim.add_records(5, end=NOW - timedelta(days=3, hours=2))
     too_new = sim.add_records(5, end=NOW - timedelta(minutes=3))  # inside `lag`: next time
-    run = SyncRun(tmp_path, [source(sim, backfill="3d", window="1d")])
+    # The engine's clock stays at the simulator's NOW: a slow suite must not move `till`.
+    run = SyncRun(tmp_path, [source(sim, backfill="3d", window="1d")], now=lambda: NOW)
 
     report = run.sync()["mx"]
 
@@ -75,7 +76,7 @@ def test_three_window_backfill_is_complete_and_exact(tmp_path: Path, sim: Maestr
     till = datetime.strptime(spans[-1][1], "%Y-%m-%d %H:%M").replace(tzinfo=UTC)
     since = datetime.strptime(spans[0][0], "%Y-%m-%d %H:%M").replace(tzinfo=UTC)
     assert till - since == timedelta(days=3)
-    assert abs(datetime.now(UTC) - timedelta(minutes=10) - till) < timedelta(minutes=2)
+    assert till == floor_minute(NOW - timedelta(minutes=10))
     assert run.cursor("mx") == {"since": till.isoformat()}
     assert sim.peak_running == 2  # the next window is prepared while one is read
     parts = [r.path for r in sim.files.requests]
@@ -508,7 +509,7 @@ def status_checks(sim: MaestraSimulator) -> list[str]:
 def test_first_sync_uses_both_export_slots_and_checks_soon_then_less_often(
     tmp_path: Path, sim: MaestraSimulator
 ) -> None:
-    rows = sim.add_records(400, end=NOW - timedelta(minutes=15), spread=timedelta(days=7))
+    rows = sim.add_records(400, end=NOW - timedelta(minutes=15), spread=timedelta(days=6))
     cursors: list[str] = []
 
     def record_cursor(db: sqlite_utils.Database, source: str, result: BatchResult) -> None:
@@ -516,7 +517,7 @@ def test_first_sync_uses_both_export_slots_and_checks_soon_then_less_often(
 
     table = source(sim)  # the documented defaults: backfill 7d, window 2d, export_poll 5s
     table.pop("window")
-    run = SyncRun(tmp_path, [table], batch_hooks=[record_cursor])
+    run = SyncRun(tmp_path, [table], batch_hooks=[record_cursor], now=lambda: NOW)
 
     report = run.sync()["mx"]
 
