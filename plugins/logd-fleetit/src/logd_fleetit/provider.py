@@ -107,11 +107,14 @@ class FleetIT(Provider[FleetITOptions]):
                 more=True,
                 invalid=invalid,
             )
+            if not isinstance(next_url, str):
+                raise ProtocolError(f"`next` is not a link but {next_url!r:.80}")
             # The vendor's `next` is an http:// URL on an HTTPS API: keep only its paging.
             paging = ctx.client.query_params(next_url, keep=("offset", "limit"))
-            if "offset" not in paging:
-                raise ProtocolError(f"`next` link without an offset: {next_url!r}")
-            params["offset"] = int(paging["offset"])
+            offset = paging.get("offset", "")
+            if not offset.isdigit():
+                raise ProtocolError(f"`next` link without an offset: {next_url!r:.200}")
+            params["offset"] = int(offset)
 
 
 def _results(body: Any) -> list[dict[str, Any]]:
