@@ -336,3 +336,18 @@ def test_maestra_quarantines_a_row_without_a_transaction_id(tmp_path: Path) -> N
     assert native_id.startswith("invalid-") and "OperationLogTransactionId" in error
     assert json.loads(raw) == bad
     assert {r["OperationLogTransactionId"] for r in rows} <= {r.native_id for r in run.rows()}
+
+
+def test_pages_of_only_unreadable_records_are_pages_not_empty_ones(
+    tmp_path: Path, sim: FleetITSimulator
+) -> None:
+    # Nine pages in which nothing reads: the cursor stays put until the walk ends, as it does
+    # for a walk that is not advancing, but these pages hold records (quarantined ones).
+    for record in sim.add_records(900, at=NOW - timedelta(hours=1), spread=timedelta(hours=1)):
+        record["timestamp"] = "0000-00-00 00:00:00"
+    run = SyncRun(tmp_path, [sim.demo_source("fleet")])
+
+    report = run.sync()["fleet"]
+
+    assert report.ok, report.error
+    assert (report.pages, report.new, report.invalid) == (9, 0, 900)
