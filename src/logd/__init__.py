@@ -22,7 +22,22 @@ if TYPE_CHECKING:
         Entry as Entry,
     )
     from .entries import (
+        Invalid as Invalid,
+    )
+    from .entries import (
+        InvalidEntry as InvalidEntry,
+    )
+    from .entries import (
         Status as Status,
+    )
+    from .entries import (
+        map_record as map_record,
+    )
+    from .entries import (
+        map_records as map_records,
+    )
+    from .entries import (
+        native_id_of as native_id_of,
     )
     from .entries import (
         parse_timestamp as parse_timestamp,
@@ -77,6 +92,11 @@ _WHERE = {
     "Secret": "config",
     "Batch": "entries",
     "Entry": "entries",
+    "Invalid": "entries",
+    "InvalidEntry": "entries",
+    "map_record": "entries",
+    "map_records": "entries",
+    "native_id_of": "entries",
     "Status": "entries",
     "parse_timestamp": "entries",
     "searchable_text": "entries",
@@ -104,6 +124,8 @@ __all__ = [
     "Duration",
     "Entry",
     "HTTPStatusError",
+    "Invalid",
+    "InvalidEntry",
     "LogdError",
     "PollContext",
     "ProtocolError",
@@ -119,6 +141,9 @@ __all__ = [
     "TransportError",
     "__version__",
     "hookimpl",
+    "map_record",
+    "map_records",
+    "native_id_of",
     "parse_timestamp",
     "searchable_text",
 ]

@@ -221,8 +221,9 @@ def sync(ctx: click.Context, config: Path | None, names: tuple[str, ...], quiet:
     "--status",
     "statuses",
     multiple=True,
-    type=click.Choice(["success", "failure", "pending"]),
-    help="Only this status (repeatable).",
+    # logd.entries.Status, spelled out: `query` starts without importing the entry model.
+    type=click.Choice(["success", "failure", "pending", "invalid"]),
+    help="Only this status (repeatable); `invalid`: records quarantined as unreadable.",
 )
 @click.option("--failed", is_flag=True, help="Same as --status failure.")
 @click.option(

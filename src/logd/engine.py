@@ -22,7 +22,7 @@ import sqlite_utils
 
 from . import ratelimit, redact
 from .config import Settings, SourceConfig
-from .entries import Batch
+from .entries import Batch, Entry
 from .errors import LogdError, SourceError, StoreError
 from .http import RetryPolicy, SourceClient
 from .paging import PagingGuard
@@ -47,6 +47,8 @@ class SourceReport:
     new: int = 0
     updated: int = 0
     failures: int = 0
+    #: Records quarantined as unreadable for the first time (stored with status `invalid`).
+    invalid: int = 0
     duration: float = 0.0
     #: Records listed so far, and in all when the provider knows (for progress bars).
     seen: int = 0
@@ -75,6 +77,8 @@ class SourceReport:
             f"{self.source}: {self.pages} pages, {self.new} new, {self.updated} updated, "
             f"{self.failures} failures, {self.requests} requests in {self.duration:.1f}s"
         )
+        if self.invalid:
+            head += f", {self.invalid} unreadable record(s) quarantined"
         return f"{head}; error: {self.error}" if self.error else head
 
 
@@ -290,9 +294,15 @@ class Engine:
             )
 
         pages = 0
+        first_invalid: Entry | None = None
 
         # The next pages are fetched while the store commits (prefetch.py: what stays true).
         def prepare(batch: Batch) -> list[Prepared]:
+            if batch.invalid:
+                # Quarantined records go in with the batch's entries, stamped when seen: a
+                # page of unreadable records is a page of records to the paging checks too.
+                seen_at = self.now()
+                batch.entries = [*batch.entries, *(i.to_entry(seen_at) for i in batch.invalid)]
             guard.check(batch)  # before anything of the batch is kept (paging.py)
             for entry in batch.entries:
                 entry.source = src.name
@@ -325,6 +335,9 @@ class Engine:
                 report.new += result.new
                 report.updated += result.updated
                 report.failures += len(result.new_failures)
+                if result.invalid:
+                    first_invalid = first_invalid or result.invalid[0]
+                    report.invalid += len(result.invalid)
                 report.requests = client.requests
                 report.retries = client.retries
                 for warning in batch.warnings:
@@ -355,6 +368,18 @@ class Engine:
             report.error = mask(f"internal error in provider {provider_cls.name}: {exc!r}", secrets)
             log.error("%s: %s", src.name, report.error, exc_info=True)
         finally:
+            if first_invalid is not None:
+                # One line per poll that stored new quarantined records; a record seen again
+                # is not new, so each one is logged once.
+                log.warning(
+                    "%s: %d unreadable record(s) quarantined, e.g. %s: %s "
+                    "(see `logd query --status invalid --source %s`)",
+                    src.name,
+                    report.invalid,
+                    first_invalid.native_id,
+                    mask(first_invalid.error or "", secrets),
+                    src.name,
+                )
             if timed_out:
                 client.close()  # a request in flight aborts, so the provider can wind down
             # Stops the provider (its finally blocks run) and waits for it, a bounded time

@@ -26,7 +26,12 @@ CSV_COLUMNS = (
     "entity_type",
     "entity_id",
 )
-STATUS_STYLE = {"failure": "bold red", "pending": "yellow", "success": "green"}
+STATUS_STYLE = {
+    "failure": "bold red",
+    "pending": "yellow",
+    "success": "green",
+    "invalid": "magenta",
+}
 #: Styles of the state words in `status` and `webhooks list` tables.
 STATE_STYLE = {**STATUS_STYLE, "failing": "bold red", "dead": "bold red", "ok": "green"}
 

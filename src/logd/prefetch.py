@@ -26,7 +26,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from .entries import Batch, Entry
+from .entries import Batch, Entry, Invalid
 
 #: Fetched but not yet committed, at most, in `size` units (the engine counts bytes of
 #: serialized rows): bounds memory, whatever a provider yields. A Maestra row weighs ~4 times
@@ -79,9 +79,12 @@ class Prefetch:
     def _produce(self) -> None:
         try:
             for batch in self._batches:
+                # The provider's own entries: what `prepare` adds (quarantined records) is
+                # not a known id, as the store's `known_ids` does not count it either.
+                handed = [e.native_id for e in batch.entries]
                 prepared = self._prepare(batch)
                 with self._cond:
-                    self.in_flight.update(e.native_id for e in batch.entries)
+                    self.in_flight.update(handed)
                     weight = self._size(batch, prepared)
                     self._ready.append((batch, prepared, weight))
                     self._queued += weight
@@ -183,13 +186,18 @@ def merge(group: Sequence[tuple[Batch, Any]]) -> tuple[Batch, list[Any]]:
     prepared: list[Any] = []
     cursor = total = None
     warnings: list[str] = []
+    invalid: list[Invalid] = []
     for batch, prep in group:
         entries.extend(batch.entries)
         prepared.extend(prep or [])
         cursor = batch.cursor if batch.cursor is not None else cursor
         total = batch.total if batch.total is not None else total
         warnings.extend(batch.warnings)
+        invalid.extend(batch.invalid)
     pages = sum(b.pages for b, _ in group)
     requests = sum(b.requests for b, _ in group)
     more = group[-1][0].more
-    return Batch(entries, cursor, pages, requests, total, warnings, more), prepared
+    return (
+        Batch(entries, cursor, pages, requests, total, warnings, more=more, invalid=invalid),
+        prepared,
+    )

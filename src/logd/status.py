@@ -69,7 +69,7 @@ def process_alive(pid: int) -> bool:
 def _never_polled(source: str) -> dict[str, Any]:
     """A `source_stats()` row for a source with nothing stored yet."""
     empty = dict.fromkeys(("last_poll", "last_success", "last_error", "last_error_at", "cursor"))
-    return {"source": source, "entries": 0, "failures": 0, "pending": 0, **empty}
+    return {"source": source, "entries": 0, "failures": 0, "pending": 0, "invalid": 0, **empty}
 
 
 def write_status(rows: list[dict[str, Any]], fmt: str, out: TextIO, *, local: bool = False) -> None:
@@ -88,6 +88,8 @@ def write_status(rows: list[dict[str, Any]], fmt: str, out: TextIO, *, local: bo
     zone = zone_name(local=local)
     scheduled = any(row.get("next_run") for row in rows)
     erred = any(row["last_error"] for row in rows)  # a column of dashes is left out
+    # Quarantined records get a column only when there are some, as webhooks do.
+    quarantined = any(row.get("invalid") for row in rows)
     table = []
     errors = []
     for row in rows:
@@ -103,6 +105,8 @@ def write_status(rows: list[dict[str, Any]], fmt: str, out: TextIO, *, local: bo
         if scheduled:
             line[f"next run ({zone})"] = short_time(row.get("next_run"), local=local)
         line.update(entries=row["entries"], failures=row["failures"], pending=row["pending"])
+        if quarantined:
+            line["invalid"] = row.get("invalid", 0)
         if "webhooks" in row:
             line["hooks pending/dead"] = f"{row['webhooks']['pending']}/{row['webhooks']['dead']}"
         if erred:

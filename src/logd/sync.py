@@ -182,6 +182,8 @@ class _RichProgress:
         """Show a report's running totals."""
         rate = (report.new + report.updated) / report.duration if report.duration else 0.0
         line = f"{report.pages} pages, {report.new} new, {report.updated} updated, {rate:,.0f}/s"
+        if report.invalid:
+            line += f", {report.invalid} quarantined"
         if report.error:  # printed once, whole, after the display
             line = f"failed after {report.requests} requests (the error follows)"
         elif not report.pages and not report.done:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
-from logd import Entry, ProtocolError
+from logd import Entry, Invalid, ProtocolError, map_records
 
 from .options import AkinonOptions
-from .records import LINE, decode_download, to_entry
+from .records import LINE, decode_download, native_id, to_entry
 from .session import Session
 
 PAGE_SIZE = 100
@@ -51,12 +52,14 @@ def download(
 
 def line_logs(
     session: Session, opts: AkinonOptions, flow: str, record: dict[str, Any], main_log: str
-) -> list[Entry]:
-    """Every line log (log_type 3) of one main log, as entries linked to it."""
+) -> tuple[list[Entry], list[Invalid]]:
+    """Every line log (log_type 3) of one main log, as entries linked to it, and the line
+    logs that cannot be mapped (to quarantine)."""
     uuid = record.get("filename_uuid")
     if not uuid:
         raise ProtocolError("no `filename_uuid` to find its line logs by")
     entries: list[Entry] = []
+    invalid: list[Invalid] = []
     page = 1
     while True:
         params = {
@@ -67,10 +70,13 @@ def line_logs(
             "original_filename_uuid": uuid,
         }
         results, more = list_logs(session, params)
-        entries += [
-            to_entry(r, log_type=LINE, flow_id=flow, naive_tz=opts.tz, main_log=main_log)
-            for r in results
-        ]
+        good, bad = map_records(
+            results,
+            partial(to_entry, log_type=LINE, flow_id=flow, naive_tz=opts.tz, main_log=main_log),
+            native_id=partial(native_id, log_type=LINE),
+        )
+        entries += good
+        invalid += bad
         if not more:
-            return entries
+            return entries, invalid
         page += 1

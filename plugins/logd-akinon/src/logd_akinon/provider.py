@@ -22,22 +22,25 @@ import copy
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 from logd import (
     AuthError,
     Batch,
     Entry,
+    Invalid,
     PollContext,
     Provider,
     SourceError,
     Status,
+    map_record,
     parse_timestamp,
 )
 
 from .api import download, line_logs, log_page
 from .options import AkinonOptions
-from .records import MAIN, DownloadError, is_finished, to_entry
+from .records import MAIN, DownloadError, is_finished, native_id, to_entry
 from .session import Session
 
 #: A follow-up (download, line logs) that failed this many polls in a row is given up.
@@ -147,9 +150,19 @@ class Akinon(Provider[AkinonOptions]):
             spent = ctx.client.requests
             results, more = log_page(session, opts, flow, log_type, page)
             entries: list[Entry] = []
+            invalid: list[Invalid] = []
             failed: list[tuple[Entry, dict[str, Any]]] = []
             for record in results:
-                entry = to_entry(record, log_type=log_type, flow_id=flow, naive_tz=opts.tz)
+                mapped = map_record(
+                    record,
+                    partial(to_entry, log_type=log_type, flow_id=flow, naive_tz=opts.tz),
+                    native_id=partial(native_id, log_type=log_type),
+                )
+                if isinstance(mapped, Invalid):
+                    # Quarantined: no part of the walk's bounds, watermark or open logs.
+                    invalid.append(mapped)
+                    continue
+                entry = mapped
                 if previous is not None and entry.timestamp > previous and ordered:
                     ordered = False  # the inferred order does not hold: walk to the end
                     warnings.append(f"flow {flow} log_type {log_type}: logs not newest first")
@@ -166,7 +179,9 @@ class Akinon(Provider[AkinonOptions]):
                     failed.append((entry, record))
                 entries.append(entry)
             reached = bound is not None and ordered and any(e.timestamp < bound for e in entries)
-            entries += self._new_failures(ctx, session, state, flow, failed, before_open, warnings)
+            entries += self._new_failures(
+                ctx, session, state, flow, failed, before_open, warnings, invalid
+            )
             done = not more or reached
             if done:
                 for nid in set(before_open) - seen:
@@ -181,6 +196,7 @@ class Akinon(Provider[AkinonOptions]):
                 requests=ctx.client.requests - spent,
                 warnings=warnings,
                 more=not done,
+                invalid=invalid,
             )
             if done:
                 return
@@ -202,6 +218,7 @@ class Akinon(Provider[AkinonOptions]):
         failed: list[tuple[Entry, dict[str, Any]]],
         before_open: dict[str, str],
         warnings: list[str],
+        invalid: list[Invalid],
     ) -> list[Entry]:
         """Follow up failed main logs seen for the first time or just finished."""
         need = self._needs(ctx.options)
@@ -214,7 +231,7 @@ class Akinon(Provider[AkinonOptions]):
             if nid in state.followups or (nid in known and nid not in before_open):
                 continue  # done before, or already retried at the start of this poll
             job = {"flow": flow, "record": record, "need": list(need), "tries": 0}
-            extra += self._follow_up(ctx, session, state, entry, job, warnings)
+            extra += self._follow_up(ctx, session, state, entry, job, warnings, invalid)
         return extra
 
     def _retry_follow_up(
@@ -222,15 +239,23 @@ class Akinon(Provider[AkinonOptions]):
     ) -> Batch:
         job = state.followups[nid]
         spent = ctx.client.requests
-        entry = to_entry(job["record"], log_type=MAIN, flow_id=job["flow"], naive_tz=ctx.options.tz)
+        invalid: list[Invalid] = []
         warnings: list[str] = []
-        extra = self._follow_up(ctx, session, state, entry, job, warnings)
+        mapped = map_record(
+            job.get("record"),
+            partial(to_entry, log_type=MAIN, flow_id=str(job.get("flow")), naive_tz=ctx.options.tz),
+        )
+        if isinstance(mapped, Invalid):  # a cursor written by an older, laxer version
+            state.followups.pop(nid, None)
+            return Batch([], cursor=state.dump(), pages=0, invalid=[mapped])
+        extra = self._follow_up(ctx, session, state, mapped, job, warnings, invalid)
         return Batch(
-            [entry, *extra],
+            [mapped, *extra],
             cursor=state.dump(),
             pages=0,
             requests=ctx.client.requests - spent,
             warnings=warnings,
+            invalid=invalid,
         )
 
     def _follow_up(
@@ -241,8 +266,12 @@ class Akinon(Provider[AkinonOptions]):
         entry: Entry,
         job: dict[str, Any],
         warnings: list[str],
+        invalid: list[Invalid],
     ) -> list[Entry]:
-        """Attach the download to `entry`, return its line logs; keep what failed for later."""
+        """Attach the download to `entry`, return its line logs; keep what failed for later.
+
+        Line logs that cannot be mapped go to `invalid` (quarantined), not into a retry.
+        """
         opts, flow, record = ctx.options, job["flow"], job["record"]
         nid, extra, left = entry.native_id, [], []
         for need in job["need"]:
@@ -250,7 +279,9 @@ class Akinon(Provider[AkinonOptions]):
                 if need == "download":
                     entry.details = download(session, opts, flow, record)
                 else:
-                    extra += line_logs(session, opts, flow, record, nid)
+                    lines, bad = line_logs(session, opts, flow, record, nid)
+                    extra += lines
+                    invalid += bad
             except AuthError:
                 raise
             except (DownloadError, SourceError) as exc:

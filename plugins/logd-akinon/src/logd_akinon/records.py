@@ -18,7 +18,7 @@ import zlib
 from datetime import UTC, datetime, tzinfo
 from typing import Any, Final
 
-from logd import Entry, ProtocolError, Status, parse_timestamp
+from logd import Entry, ProtocolError, Status, native_id_of, parse_timestamp
 
 MAIN: Final = 1
 SUB: Final = 2
@@ -40,16 +40,19 @@ def _code(value: Any) -> int | None:
     """A state/status code sent as an int or a numeric string; None when absent or odd."""
     try:
         return int(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: an infinite float
         return None
 
 
 def native_id(record: dict[str, Any], log_type: int) -> str:
-    """The store id of a record of `log_type`: `id`, `sub-{id}` or `line-{id}`."""
-    value = record.get("id")
-    if value is None or value == "":
+    """The store id of a record of `log_type`: `id`, `sub-{id}` or `line-{id}`.
+
+    Raises ProtocolError without an `id`, InvalidEntry (a ValueError) for an id that is not
+    a non-empty string or an integer.
+    """
+    if not isinstance(record, dict) or "id" not in record:
         raise ProtocolError(f"Akinon log record (log_type={log_type}) without an `id`")
-    return f"{_PREFIX[log_type]}{value}"
+    return f"{_PREFIX[log_type]}{native_id_of(record['id'])}"
 
 
 def is_finished(record: dict[str, Any]) -> bool:
@@ -80,13 +83,14 @@ def parse_created(value: Any, naive_tz: tzinfo = UTC) -> datetime:
 
     A datetime string without an offset is read in `naive_tz` (UTC unless configured).
     """
-    if isinstance(value, bool) or value is None:
-        raise ValueError(f"not a time: {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError(f"`created` must be epoch milliseconds or a date-time, not {value!r:.60}")
     if isinstance(value, int | float):
-        return datetime.fromtimestamp(value / 1000, tz=UTC)
-    text = str(value).strip()
+        # parse_timestamp checks the range (and NaN): fromtimestamp would overflow instead.
+        return parse_timestamp(value / 1000)
+    text = value.strip()
     if text.replace(".", "", 1).isdigit():
-        return datetime.fromtimestamp(float(text) / 1000, tz=UTC)
+        return parse_timestamp(float(text) / 1000)
     return parse_timestamp(text, default_tz=naive_tz)
 
 
@@ -109,10 +113,11 @@ def to_entry(
     try:
         timestamp = parse_created(record.get("created"), naive_tz)
     except ValueError as exc:
-        raise ProtocolError(f"Akinon log {nid}: unreadable `created`: {exc}") from None
+        raise ProtocolError(f"unreadable `created`: {exc}") from None
     status = status_of(record)
     code = _code(record.get("status"))
-    name = record.get("process_group_name") or f"flow {flow_id}"
+    group = record.get("process_group_name")
+    name = group if isinstance(group, str) and group else f"flow {flow_id}"
     word = STATUS_NAMES.get(code or 0, f"status {record.get('status')!r}")
     kind = f" (line log of {main_log})" if main_log else _KIND[log_type]
     entity_type, entity_id = ("main_log", main_log) if main_log else ("flow", flow_id)
@@ -148,7 +153,8 @@ def decode_download(body: str) -> dict[str, Any]:
         raise DownloadError(f"not base64 ({exc})") from None
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
-    except zipfile.BadZipFile as exc:
+    except (zipfile.BadZipFile, ValueError, EOFError, OSError, NotImplementedError) as exc:
+        # Crafted headers raise more than BadZipFile (a negative seek, a short read).
         raise DownloadError(f"not a zip file ({exc})") from None
     with archive:
         names = [n for n in archive.namelist() if not n.endswith("/")]
@@ -159,7 +165,16 @@ def decode_download(body: str) -> dict[str, Any]:
                 continue
             try:
                 content = json.loads(archive.read(name).decode("utf-8-sig"))
-            except (zipfile.BadZipFile, zlib.error, ValueError, NotImplementedError, OSError):
+            # RuntimeError: an encrypted member; RecursionError: JSON nested too deep.
+            except (
+                zipfile.BadZipFile,
+                zlib.error,
+                ValueError,
+                NotImplementedError,
+                OSError,
+                EOFError,
+                RuntimeError,
+            ):
                 continue
             return {"file": name, "log": content}
     raise DownloadError(f"no JSON file in the zip (files: {', '.join(names) or 'none'})")

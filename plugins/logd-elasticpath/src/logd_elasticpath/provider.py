@@ -12,9 +12,11 @@ cursor sits in plain SQLite), shared across polls until shortly before they expi
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -22,7 +24,7 @@ from pydantic import Field
 
 # Straight from the contract modules: mypy cannot see through `logd`'s lazy re-exports.
 from logd.config import Duration, Secret
-from logd.entries import Batch, Entry, Status, parse_timestamp
+from logd.entries import Batch, Entry, Status, map_records, parse_timestamp
 from logd.errors import AuthError, HTTPStatusError, ProtocolError, SourceError
 from logd.provider import PollContext, Provider, ProviderOptions
 
@@ -181,23 +183,25 @@ class ElasticPath(Provider[ElasticPathOptions]):
             )
             records, total = _page(body)
             seen_at = ctx.now()
-            entries = [to_entry(record, seen_at) for record in records]
+            entries, invalid = map_records(records, partial(to_entry, seen_at=seen_at))
             cost = ctx.client.requests - before
             if first_total is None:
                 first_total = total
                 ids = [e.native_id for e in entries]
                 if total == previous and set(ids) <= ctx.known_ids(ids):
                     ctx.log.debug("%s: total still %d, first page all known", scope.key, total)
-                    yield Batch(entries, cursor=_cursor(totals), requests=cost)
+                    yield Batch(entries, cursor=_cursor(totals), requests=cost, invalid=invalid)
                     return
             offset += len(records)
             if not records or offset >= total:
                 # The walk is complete: only now may the scope's total move. The first page's
                 # total is kept, so records added during the walk force a re-walk next time.
                 totals[scope.key] = first_total
-                yield Batch(entries, cursor=_cursor(totals), requests=cost, more=False)
+                yield Batch(
+                    entries, cursor=_cursor(totals), requests=cost, more=False, invalid=invalid
+                )
                 return
-            yield Batch(entries, cursor=_cursor(totals), requests=cost, more=True)
+            yield Batch(entries, cursor=_cursor(totals), requests=cost, more=True, invalid=invalid)
 
 
 def _scopes(opts: ElasticPathOptions) -> list[_Scope]:
@@ -225,16 +229,15 @@ def _integration_error(uuid: str, exc: HTTPStatusError) -> HTTPStatusError:
     )
 
 
-def _page(body: Any) -> tuple[list[dict[str, Any]], int]:
+def _page(body: Any) -> tuple[list[Any], int]:
+    """The page's records (each one mapped, or quarantined, on its own) and `results.total`."""
     if not isinstance(body, dict) or not isinstance(body.get("data"), list):
         raise ProtocolError("Elastic Path answer has no `data` list")
     results = body.get("results")
     total = results.get("total") if isinstance(results, dict) else None
     if not isinstance(total, int) or isinstance(total, bool):
         raise ProtocolError("Elastic Path answer has no integer `results.total`")
-    records = body["data"]
-    if not all(isinstance(r, dict) for r in records):
-        raise ProtocolError("Elastic Path `data` holds something other than records")
+    records: list[Any] = body["data"]
     return records, total
 
 
@@ -252,19 +255,25 @@ def is_failure(record: Mapping[str, Any]) -> bool:
 
 
 def to_entry(record: Mapping[str, Any], seen_at: datetime) -> Entry:
-    """Map one integration-log record; records without `created_at` take `seen_at`."""
+    """Map one integration-log record; records without `created_at` take `seen_at`.
+
+    Raises ProtocolError or ValueError naming the field for a record that is not an object,
+    has no string `id`, or an unreadable `created_at` (`map_records` quarantines it).
+    """
+    if not isinstance(record, Mapping):
+        raise ProtocolError(f"Elastic Path log record is not an object but {type(record).__name__}")
     native_id = record.get("id")
-    if not isinstance(native_id, str) or not native_id:
-        raise ProtocolError(f"Elastic Path log record without an `id`: {dict(record)!r:.200}")
+    if not isinstance(native_id, str) or not native_id.strip():
+        raise ProtocolError(f"Elastic Path log record without a string `id` ({native_id!r:.60})")
     created = _created_at(record)
     try:
         timestamp = parse_timestamp(created) if created else seen_at
-    except ValueError:
-        raise ProtocolError(f"log {native_id}: unreadable created_at {created!r}") from None
+    except ValueError as exc:
+        raise ProtocolError(f"unreadable created_at: {exc}") from None
     failed = is_failure(record)
     detail = record.get("error_detail")
     body = record.get("body")
-    message = str(detail or body or "")
+    message = _words(detail or body or "")
     if failed and not message and record.get("status_code") is not None:
         message = f"HTTP {record.get('status_code')}"
     return Entry(
@@ -278,6 +287,15 @@ def to_entry(record: Mapping[str, Any], seen_at: datetime) -> Entry:
         entity_id=_integration_id(record),
         raw=dict(record),
     )
+
+
+def _words(value: Any) -> str:
+    """A vendor's text as text: objects and lists as compact JSON."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False, default=str)
+    return str(value)
 
 
 def _created_at(record: Mapping[str, Any]) -> str | None:

@@ -7,6 +7,7 @@ the newest timestamp seen, and the store drops what it already has.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -23,6 +24,8 @@ from logd import (
     ProviderOptions,
     Secret,
     Status,
+    map_records,
+    native_id_of,
     parse_timestamp,
 )
 
@@ -79,25 +82,39 @@ class FleetIT(Provider[FleetITOptions]):
             body = ctx.client.get_json(PATH, params=params)
             results = _results(body)
             total = body.get("count") if isinstance(body.get("count"), int) else None
-            entries = [to_entry(record) for record in results]
-            for record, entry in zip(results, entries, strict=True):
+            # A record that cannot be mapped is quarantined; the rest of the page goes on.
+            entries, invalid = map_records(results, to_entry)
+            for entry in entries:
                 if newest_at is None or entry.timestamp > newest_at:
-                    newest, newest_at = str(record["timestamp"]), entry.timestamp
+                    newest, newest_at = str(entry.raw["timestamp"]), entry.timestamp
             next_url = body.get("next")
             if not next_url:
                 # Only a completed walk moves the watermark: a walk cut short is walked again.
                 yield Batch(
-                    entries, cursor={"watermark": newest}, requests=1, total=total, more=False
+                    entries,
+                    cursor={"watermark": newest},
+                    requests=1,
+                    total=total,
+                    more=False,
+                    invalid=invalid,
                 )
                 return
             yield Batch(
-                entries, cursor={"watermark": watermark}, requests=1, total=total, more=True
+                entries,
+                cursor={"watermark": watermark},
+                requests=1,
+                total=total,
+                more=True,
+                invalid=invalid,
             )
+            if not isinstance(next_url, str):
+                raise ProtocolError(f"`next` is not a link but {next_url!r:.80}")
             # The vendor's `next` is an http:// URL on an HTTPS API: keep only its paging.
             paging = ctx.client.query_params(next_url, keep=("offset", "limit"))
-            if "offset" not in paging:
-                raise ProtocolError(f"`next` link without an offset: {next_url!r}")
-            params["offset"] = int(paging["offset"])
+            offset = paging.get("offset", "")
+            if not offset.isdigit():
+                raise ProtocolError(f"`next` link without an offset: {next_url!r:.200}")
+            params["offset"] = int(offset)
 
 
 def _results(body: Any) -> list[dict[str, Any]]:
@@ -108,25 +125,47 @@ def _results(body: Any) -> list[dict[str, Any]]:
 
 
 def to_entry(record: dict[str, Any]) -> Entry:
-    """Map one FleetIT log record to an entry (failure: `success` false or `details.error`)."""
-    try:
-        native_id = record["id"]
-        timestamp = parse_timestamp(record["timestamp"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ProtocolError(f"FleetIT log record without a usable id/timestamp: {exc}") from None
+    """Map one FleetIT log record to an entry (failure: `success` false or `details.error`).
+
+    Raises ProtocolError or ValueError naming the field for a record that cannot be mapped
+    (no object, no usable `id` or `timestamp`); `map_records` quarantines it.
+    """
+    if type(record) is not dict:
+        raise ProtocolError(f"FleetIT log record is not an object but {type(record).__name__}")
+    if "id" not in record or "timestamp" not in record:
+        missing = " and ".join(k for k in ("id", "timestamp") if k not in record)
+        raise ProtocolError(f"FleetIT log record without {missing}")
+    native_id = native_id_of(record["id"])
+    timestamp = parse_timestamp(record["timestamp"])
     details = record.get("details") or {}
     error = details.get("error") if isinstance(details, dict) else None
     response = record.get("response") or {}
     message = response.get("message") if isinstance(response, dict) else None
     failed = record.get("success") is False or bool(error)
-    entity_id = record.get("entity_id")
     return Entry(
-        native_id=str(native_id),
+        native_id=native_id,
         timestamp=timestamp,
         status=Status.FAILURE if failed else Status.SUCCESS,
-        message=str(message or ""),
-        error=str(error) if error else None,
-        entity_type=record.get("entity_type"),
-        entity_id=None if entity_id is None else str(entity_id),
+        message=_words(message) or "",
+        error=_words(error) if error else None,
+        # Numbers (entity type 1 = Ticket, …) and strings; anything else fails in Entry.
+        entity_type=_text(record.get("entity_type")),
+        entity_id=_text(record.get("entity_id")),
         raw=record,
     )
+
+
+def _text(value: Any) -> Any:
+    """A scalar as text; None, objects and lists as they are (Entry rejects the latter)."""
+    if value is None or isinstance(value, str | dict | list):
+        return value
+    return str(value)
+
+
+def _words(value: Any) -> str | None:
+    """A vendor's message or error as text: objects and lists as compact JSON."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False, default=str)
+    return str(value)

@@ -11,6 +11,7 @@ entries are upserted by `OperationLogTransactionId` the repeat doubles nothing.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -21,17 +22,20 @@ from logd import (
     Batch,
     Duration,
     Entry,
+    Invalid,
     PollContext,
     ProtocolError,
     Provider,
     ProviderOptions,
     Secret,
+    SourceClient,
+    map_record,
     parse_timestamp,
 )
 
 from .csvparts import MAX_PART_SIZE, MAX_ROW_SIZE, read_part
-from .export import Exporter, Window, read_errors_with
-from .records import known_status, to_entry
+from .export import SLOTS, Exporter, Flight, Window, read_errors_with
+from .records import known_status, row_id, to_entry
 
 MINUTE = 60.0
 
@@ -57,10 +61,13 @@ class MaestraOptions(ProviderOptions):
     has_errors: bool | None = Field(None, description="Only calls with (true) or without errors.")
     lag: Duration = Field(600.0, ge=0, description="`till` is this long before now.")
     reexport: Duration = Field(3600.0, ge=0, description="Export this trailing span again.")
-    export_poll: Duration = Field(5.0, gt=0, description="Wait between export status checks.")
+    export_poll: Duration = Field(
+        5.0, gt=0, description="Longest wait between export status checks (1 s, doubling)."
+    )
     export_timeout: Duration = Field(1800.0, gt=0, description="Give up on one export after this.")
     backfill: Duration = Field(7 * 86400.0, ge=0, description="How far back the first poll goes.")
-    window: Duration = Field(86400.0, ge=MINUTE, description="Longest span of one export.")
+    # Two days: a 7-day backfill is four exports, two rounds of the two export slots.
+    window: Duration = Field(2 * 86400.0, ge=MINUTE, description="Longest span of one export.")
     batch_size: int = Field(500, ge=1, le=10_000, description="Rows committed per batch.")
     max_row_size: ByteSize = Field(
         ByteSize(MAX_ROW_SIZE),
@@ -113,31 +120,50 @@ class Maestra(Provider[MaestraOptions]):
         if opts.reexport:
             start = min(since, till - timedelta(seconds=opts.reexport))
         at = since  # the cursor: where the next new window starts, never moved back
-        for window in split(start, till, timedelta(seconds=opts.window)):
-            done = max(at, window.till)
-            yield from self._export(ctx, exporter, window, done=done, kept=at)
+        windows = deque(split(start, till, timedelta(seconds=opts.window)))
+        flights: list[Flight] = []  # started, oldest window first
+        meter = _Meter(ctx.client)
+        while windows or flights:
+            # Both of the project's export slots: the next window is prepared while this one
+            # is read. Windows are read and committed in order, so the cursor never gets
+            # ahead of what is stored.
+            while windows and len(flights) < SLOTS:
+                flight = exporter.launch(windows[0], spare=bool(flights))
+                if flight is None:  # another client holds the other slot
+                    break
+                windows.popleft()
+                flights.append(flight)
+            head = flights[0]
+            urls = exporter.wait_for(head, flights)
+            flights.pop(0)
+            done = max(at, head.window.till)
+            yield from self._export(ctx, head, urls, meter, done=done, kept=at)
             at = done
 
     def _export(
         self,
         ctx: PollContext[MaestraOptions],
-        exporter: Exporter,
-        window: Window,
+        flight: Flight,
+        urls: list[str],
+        meter: _Meter,
         *,
         done: datetime,
         kept: datetime,
     ) -> Iterator[Batch]:
-        """Batches of one window's export; only the last carries the cursor `done`."""
-        requests_before = ctx.client.requests
-        export_id = exporter.start(window)
-        urls = exporter.wait_until_ready(export_id, window)
-        ctx.log.info("export %s of %s is ready: %d part(s)", export_id, window, len(urls))
+        """Batches of one ready export; only the last carries the cursor `done`."""
+        export_id = flight.export_id
+        ctx.log.info("export %s of %s is ready: %d part(s)", export_id, flight.window, len(urls))
+        invalid: list[Invalid] = []  # rows that cannot be mapped: quarantined, not fatal
 
         def batch(entries: dict[str, Entry], cursor: datetime, warnings: list[str]) -> Batch:
-            nonlocal requests_before
-            spent, requests_before = ctx.client.requests - requests_before, ctx.client.requests
+            nonlocal invalid
+            bad, invalid = invalid, []
             return Batch(
-                list(entries.values()), cursor=cursor_at(cursor), requests=spent, warnings=warnings
+                list(entries.values()),
+                cursor=cursor_at(cursor),
+                requests=meter.spent(),
+                warnings=warnings,
+                invalid=bad,
             )
 
         pending: dict[str, Entry] = {}
@@ -153,13 +179,16 @@ class Maestra(Provider[MaestraOptions]):
                     max_part_size=ctx.options.max_part_size,
                 )
                 for row in rows:
-                    entry = to_entry(row)
-                    unknown += not known_status(row)
-                    # One id twice in a batch would break the store's upsert; the later row
-                    # is the newer word on that call.
-                    pending.pop(entry.native_id, None)
-                    pending[entry.native_id] = entry
-                    if len(pending) >= ctx.options.batch_size:
+                    entry = map_record(row, to_entry, native_id=row_id)
+                    if isinstance(entry, Invalid):
+                        invalid.append(entry)
+                    else:
+                        unknown += not known_status(row)
+                        # One id twice in a batch would break the store's upsert; the later
+                        # row is the newer word on that call.
+                        pending.pop(entry.native_id, None)
+                        pending[entry.native_id] = entry
+                    if len(pending) + len(invalid) >= ctx.options.batch_size:
                         yield batch(pending, kept, [])
                         pending = {}
         warnings = []
@@ -169,6 +198,19 @@ class Maestra(Provider[MaestraOptions]):
                 "OperationLogStatus and are stored as pending"
             )
         yield batch(pending, done, warnings)
+
+
+class _Meter:
+    """Requests spent since the last batch, for `Batch.requests`."""
+
+    def __init__(self, client: SourceClient) -> None:
+        self.client = client
+        self.seen = client.requests
+
+    def spent(self) -> int:
+        """Requests made since the last call."""
+        before, self.seen = self.seen, self.client.requests
+        return self.seen - before
 
 
 def floor_minute(when: datetime) -> datetime:

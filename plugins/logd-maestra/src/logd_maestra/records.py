@@ -59,9 +59,19 @@ def message_of(row: dict[str, str]) -> str:
     return f"{method} {url} -> {code}"
 
 
+def row_id(row: dict[str, str]) -> str | None:
+    """The row's `OperationLogTransactionId`, the native id; None when blank."""
+    value = row.get(TRANSACTION_ID)
+    return value.strip() or None if isinstance(value, str) else None
+
+
 def to_entry(row: dict[str, str]) -> Entry:
-    """Map one export row (kept whole as `raw`); an unknown status is taken as pending."""
-    native_id = row.get(TRANSACTION_ID, "").strip()
+    """Map one export row (kept whole as `raw`); an unknown status is taken as pending.
+
+    Raises ProtocolError for a row without a transaction id or a readable start/end time
+    (`map_record` quarantines it).
+    """
+    native_id = row_id(row)
     if not native_id:
         raise ProtocolError(f"export row without {TRANSACTION_ID}: {_peek(row)}")
     timestamp = parse_time(row.get("OperationLogStartDateTimeUtc")) or parse_time(

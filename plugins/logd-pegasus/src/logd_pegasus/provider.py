@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any, Literal
 from urllib.parse import urlencode
 
@@ -34,12 +35,15 @@ from logd import (
     Duration,
     Entry,
     HTTPStatusError,
+    Invalid,
     PollContext,
     ProtocolError,
     Provider,
     ProviderOptions,
     Secret,
     Status,
+    map_records,
+    native_id_of,
     parse_timestamp,
 )
 
@@ -251,6 +255,10 @@ class _Cursor:
 class _Page:
     entries: list[Entry]
     total: int
+    #: Records of the page that could not be mapped; they count for the offset only.
+    invalid: list[Invalid] = field(default_factory=list)
+    #: Records listed on the page, readable or not: what the offset moves by.
+    listed: int = 0
 
 
 class _ChangelogWalk:
@@ -280,12 +288,13 @@ class _ChangelogWalk:
         self.floor = self.watermark - overlap if self.watermark else None
 
     def fetch(self, offset: int) -> _Page:
-        """One page at `offset`."""
+        """One page at `offset`; records that cannot be mapped are quarantined in `invalid`."""
         body = self.session.get(CHANGELOGS, {**self.params, "offset": offset})
         data, total = body.get("data"), body.get("total")
-        if not isinstance(data, list) or not isinstance(total, int):
+        if not isinstance(data, list) or type(total) is not int:
             raise ProtocolError("Pegasus changelogs answer without a `data` list and a `total`")
-        return _Page([changelog_entry(record) for record in data], total)
+        entries, invalid = map_records(data, changelog_entry)
+        return _Page(entries, total, invalid, len(data))
 
     def run(self) -> Iterator[Batch]:
         """Yield one batch per page; the last one moves the watermark and drops the resume point."""
@@ -321,8 +330,8 @@ class _ChangelogWalk:
                     # walk of the new top that follows it.
                     newest = max(e.timestamp for e in fresh)
                     top = newest if top is None else max(top, newest)
-            offset += len(page.entries)
-            done = reached or not page.entries or offset >= page.total
+            offset += page.listed
+            done = reached or not page.listed or offset >= page.total
             if done:
                 if top is not None and (self.watermark is None or top > self.watermark):
                     self.cursor.watermark = _iso(top)
@@ -335,7 +344,11 @@ class _ChangelogWalk:
                     "top": _iso(top),
                 }
             yield Batch(
-                fresh, cursor=self.cursor.dump(), requests=client.requests - before, more=not done
+                fresh,
+                cursor=self.cursor.dump(),
+                requests=client.requests - before,
+                more=not done,
+                invalid=page.invalid,
             )
             if done:
                 return
@@ -353,7 +366,9 @@ class _ChangelogWalk:
             page = self.fetch(at)
         # Late rows written below the resume point, or rows removed above it, put us past it:
         # step back until the page starts at or above the oldest row already stored.
-        while at > 0 and (not page.entries or (low and page.entries[0].timestamp < low)):
+        while at > 0 and (
+            not page.listed or (low and page.entries and page.entries[0].timestamp < low)
+        ):
             at = max(0, at - PAGE_SIZE)
             page = self.fetch(at)
         return at, page
@@ -384,7 +399,10 @@ def _walk_modifications(
         while True:
             body = session.get(MODIFICATIONS, {**window, "section": section, "pointer": pointer})
             data, next_pointer, sections = _modification_page(body)
-            page = {e.native_id: e for e in (modification_entry(item.resource, r) for r in data)}
+            mapped, invalid = map_records(
+                data, partial(modification_entry, item.resource), native_id=modification_id
+            )
+            page = {e.native_id: e for e in mapped}
             # The last item of a page comes back first on the next one, and the overlap of
             # windows brings back more: stored items are not handed over again.
             known = ctx.known_ids(list(page)) if page else set()
@@ -397,6 +415,7 @@ def _walk_modifications(
                 cursor=cursor.dump(),
                 requests=ctx.client.requests - before,
                 more=next_pointer != -1,
+                invalid=invalid,
             )
             before = ctx.client.requests
             if next_pointer == -1:
@@ -412,23 +431,29 @@ def _walk_modifications(
 
 def _modification_page(body: Mapping[str, Any]) -> tuple[list[dict[str, Any]], int, int]:
     data, next_pointer, sections = body.get("data"), body.get("next_pointer"), body.get("sections")
-    if not isinstance(data, list) or not isinstance(next_pointer, int):
+    if not isinstance(data, list) or type(next_pointer) is not int:
         raise ProtocolError("Pegasus modifications answer without `data` and `next_pointer`")
-    return data, next_pointer, sections if isinstance(sections, int) else 1
+    return data, next_pointer, sections if type(sections) is int else 1
 
 
 def changelog_entry(record: Mapping[str, Any]) -> Entry:
-    """Map one changelog (`full=1`) to an entry: failure when `response.status_code >= 400`."""
-    try:
-        native_id = str(record["id"])
-        timestamp = parse_timestamp(record["system_time"])
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise ProtocolError(f"Pegasus changelog without a usable id/system_time: {exc!r}") from None
+    """Map one changelog (`full=1`) to an entry: failure when `response.status_code >= 400`.
+
+    Raises ProtocolError or ValueError naming the field when `id` or `system_time` is
+    missing or unusable (`map_records` quarantines the record).
+    """
+    if not isinstance(record, Mapping):
+        raise ProtocolError(f"Pegasus changelog is not an object but {type(record).__name__}")
+    if "id" not in record or "system_time" not in record:
+        missing = " and ".join(k for k in ("id", "system_time") if k not in record)
+        raise ProtocolError(f"Pegasus changelog without {missing}")
+    native_id = native_id_of(record["id"])
+    timestamp = parse_timestamp(record["system_time"])
     response = record.get("response")
     response = response if isinstance(response, Mapping) else {}
     code = _status_code(response.get("status_code"))
     shown = response.get("status") or code
-    head = f"{record.get('method', '?')} {record.get('path', '?')}"
+    head = f"{_scalar(record.get('method', '?'))} {_scalar(record.get('path', '?'))}"
     failed = code is not None and code >= 400
     return Entry(
         native_id=native_id,
@@ -440,25 +465,38 @@ def changelog_entry(record: Mapping[str, Any]) -> Entry:
     )
 
 
+def modification_id(record: Mapping[str, Any]) -> str:
+    """A modification's native id, `"{$$id}:{$$object}"`; ValueError when either is unusable."""
+    if not isinstance(record, Mapping):
+        raise ProtocolError(f"Pegasus modification is not an object but {type(record).__name__}")
+    missing = [k for k in ("$$id", "$$object") if k not in record]
+    if missing:
+        raise ProtocolError(f"Pegasus modification without {' and '.join(missing)}")
+    return f"{native_id_of(record['$$id'], '$$id')}:{native_id_of(record['$$object'], '$$object')}"
+
+
 def modification_entry(resource: str, record: Mapping[str, Any]) -> Entry:
     """Map one modification to a successful entry with native id `"{$$id}:{$$object}"`."""
-    try:
-        change_id, obj = record["$$id"], record["$$object"]
-        timestamp = parse_timestamp(record["$$system_time"])
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise ProtocolError(
-            f"Pegasus modification without $$id/$$object/$$system_time: {exc!r}"
-        ) from None
+    native_id = modification_id(record)
+    if "$$system_time" not in record:
+        raise ProtocolError("Pegasus modification without $$system_time")
+    timestamp = parse_timestamp(record["$$system_time"])
+    obj = native_id_of(record["$$object"])
     changed = ", ".join(f"{k}={v}" for k, v in record.items() if not str(k).startswith("$$"))
     return Entry(
-        native_id=f"{change_id}:{obj}",
+        native_id=native_id,
         timestamp=timestamp,
         status=Status.SUCCESS,
         message=f"{resource} {obj}: {changed}" if changed else f"{resource} {obj} modified",
         entity_type=resource,
-        entity_id=str(obj),
+        entity_id=obj,
         raw=record,
     )
+
+
+def _scalar(value: Any) -> str:
+    """A method or path as text; objects and lists (a vendor's mistake) as `?`."""
+    return "?" if isinstance(value, dict | list) else str(value)
 
 
 def _status_code(value: Any) -> int | None:
