@@ -1,0 +1,212 @@
+"""The `http` provider: walks an API's pages as its `[[sources]]` description says.
+
+Each poll asks from the cursor (the newest timestamp seen minus `lookback`, or the largest
+id seen) and walks pages until the paging style says there are no more, or, for an API that
+lists newest first, until a page holds a stored id. The cursor moves when the walk is
+complete; for an API that lists oldest first, with every page. A walk cut short (a crash,
+an error) is marked in the cursor so that the next one does not stop at the stored ids the
+cut walk left behind.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+from pydantic import BaseModel, SecretStr
+
+from logd.entries import Batch, Entry, parse_timestamp
+from logd.errors import ProtocolError
+from logd.provider import PollContext, Provider
+
+from .auth import Credentials, credentials_for
+from .options import HTTPOptions, IncrementalOptions, zone
+from .paging import PageRequest, Progress, first_request, next_request, total_of
+from .records import MappingError, RecordMapper
+
+
+class HTTPProvider(Provider[HTTPOptions]):
+    """Any JSON integration-log API described in TOML."""
+
+    name = "http"
+    Options = HTTPOptions
+    description = "any JSON log API described in TOML (request, auth, records, status, paging)"
+
+    def __init__(self) -> None:
+        # Session tokens live here between polls (in memory only, never in the cursor).
+        self._credentials: Credentials | None = None
+
+    def secrets(self, options: HTTPOptions) -> list[str]:
+        """Every secret of the description, nested tables included."""
+        found: list[str] = []
+        _collect_secrets(options, found)
+        return [v for v in found if v]
+
+    def poll(self, ctx: PollContext[HTTPOptions]) -> Iterator[Batch]:
+        """Walk the pages from the cursor; see the module docstring for when it moves."""
+        opts = ctx.options
+        if self._credentials is None:
+            self._credentials = credentials_for(opts.auth)
+        credentials = self._credentials
+        credentials.start(ctx)
+        mapper = RecordMapper(opts.records, opts.status)
+        inc = opts.incremental
+        old = dict(ctx.cursor or {})
+        params: dict[str, Any] = dict(opts.request.params)
+        if inc.param:
+            since = _since(old, inc)
+            if since is not None:
+                params[inc.param] = since
+        request: PageRequest | None = first_request(opts.paging, opts.request.path, params)
+        # A walk cut short left stored ids behind it: do not stop at them this time.
+        stop_at_known = inc.order == "newest_first" and not old.get("incomplete")
+        cursor = {k: v for k, v in old.items() if k != "incomplete"}
+        progress = Progress()
+        first_total: int | None = None
+        first = True
+        while request is not None:
+            url = ctx.client.url(request.target)
+            progress.asking(request, url)
+            credentials.before_request(ctx)
+            before = ctx.client.requests
+            response = self._send(ctx, credentials, request, url)
+            body = ctx.client.json(response)
+            where = f"{opts.request.method} {url}"
+            try:
+                records = mapper.records(body)
+            except MappingError as exc:
+                raise ProtocolError(f"{where}: {exc}") from None
+            progress.answered(records, url)
+            entries = _entries(mapper, records, ctx.now(), where, opts.records.path)
+            total = total_of(opts.paging, body)
+            cost = ctx.client.requests - before
+            ids = [e.native_id for e in entries]
+            if first:
+                first_total, first = total, False
+                if (
+                    inc.skip_unchanged
+                    and total is not None
+                    and total == old.get("total")
+                    and set(ids) <= ctx.known_ids(ids)
+                ):
+                    # Nothing new: the total is the last walk's and the first page is stored.
+                    yield Batch(entries, cursor=dict(old), requests=cost, total=total)
+                    return
+            _advance(cursor, entries, inc)
+            request = next_request(opts.paging, ctx.client, request, response, body, records)
+            if request is not None and stop_at_known and ids and ctx.known_ids(ids):
+                request = None  # newest first: everything past a stored record is stored
+            if request is None:
+                if inc.skip_unchanged and first_total is not None:
+                    cursor["total"] = first_total
+                yield Batch(entries, cursor=dict(cursor), requests=cost, total=total)
+                return
+            # Oldest first, every record up to here is in and the cursor may move; else
+            # the walk is marked as under way, from where it started.
+            interim = dict(cursor) if inc.order == "oldest_first" else {**old, "incomplete": True}
+            yield Batch(entries, cursor=interim, requests=cost, total=total)
+
+    def _send(
+        self, ctx: PollContext[HTTPOptions], credentials: Credentials, page: PageRequest, url: str
+    ) -> httpx.Response:
+        """One page request: paging parameters in the query or the body, as configured."""
+        req = ctx.options.request
+        query: dict[str, Any] = {}
+        body: Any = None
+        if req.method == "POST":
+            body = copy.deepcopy(req.body) if req.body is not None else {}
+        if req.params_in == "body":
+            for name, value in page.params.items():
+                _put(body, name, value)
+        else:
+            query.update(page.params)
+        # Query credentials are added per request, and only for base_url's origin.
+        query.update(credentials.query_for(ctx, url))
+        return ctx.client.request(
+            req.method,
+            page.target,
+            params=query or None,
+            json=body,
+            headers=req.headers or None,
+        )
+
+
+def _entries(
+    mapper: RecordMapper, records: list[Any], seen_at: datetime, where: str, path: str
+) -> list[Entry]:
+    """Each record's entry; a record that cannot be mapped is an error naming its place."""
+    entries = []
+    for i, record in enumerate(records):
+        try:
+            entries.append(mapper.entry(record, seen_at))
+        except MappingError as exc:
+            raise ProtocolError(f"{where}: record {i} at `{path}`[{i}]: {exc}") from None
+    return entries
+
+
+def _since(cursor: dict[str, Any], inc: IncrementalOptions) -> Any:
+    """The incremental parameter's value from the cursor, or None on the first poll."""
+    if inc.value == "id":
+        return cursor.get("max_id")
+    watermark = cursor.get("watermark")
+    if not isinstance(watermark, str):
+        return None
+    start = parse_timestamp(watermark) - timedelta(seconds=inc.lookback)
+    if inc.timezone:
+        start = start.astimezone(zone(inc.timezone))
+    if inc.format == "date":
+        return start.date().isoformat()
+    if inc.format == "epoch_s":
+        return int(start.timestamp())
+    if inc.format == "epoch_ms":
+        return int(start.timestamp() * 1000)
+    return start.isoformat()
+
+
+def _advance(cursor: dict[str, Any], entries: list[Entry], inc: IncrementalOptions) -> None:
+    """Move the cursor past these entries: newest timestamp (as sent) or largest id."""
+    if inc.value == "id":
+        best = cursor.get("max_id")
+        for entry in entries:
+            value: Any = entry.native_id
+            if value.isdigit():
+                value = int(value)
+            if best is None or _id_key(value) > _id_key(best):
+                best = value
+        if best is not None:
+            cursor["max_id"] = best
+        return
+    mark = cursor.get("watermark")
+    newest = parse_timestamp(mark) if isinstance(mark, str) else None
+    for entry in entries:
+        if entry.timestamp_observed:
+            continue  # logd's clock, not the API's: no filter may start from it
+        if newest is None or entry.timestamp > newest:
+            newest = entry.timestamp
+            mark = entry.timestamp.isoformat()
+    if mark is not None:
+        cursor["watermark"] = mark
+
+
+def _id_key(value: Any) -> tuple[int, Any]:
+    """Numbers before strings, each in their own order."""
+    return (0, value) if isinstance(value, int) else (1, str(value))
+
+
+def _put(body: dict[str, Any], name: str, value: Any) -> None:
+    """Set `a.b.c` in a JSON body, making the tables on the way."""
+    *parents, leaf = name.split(".")
+    for part in parents:
+        body = body.setdefault(part, {})
+    body[leaf] = value
+
+
+def _collect_secrets(value: Any, found: list[str]) -> None:
+    if isinstance(value, SecretStr):
+        found.append(value.get_secret_value())
+    elif isinstance(value, BaseModel):
+        for name in type(value).model_fields:
+            _collect_secrets(getattr(value, name), found)
