@@ -14,7 +14,8 @@ from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import jmespath
-from jmespath.exceptions import JMESPathError
+from jmespath import exceptions as jmespath_errors
+from jmespath.functions import Functions
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from logd.config import Duration, Secret
@@ -32,11 +33,34 @@ def _check_path(value: str) -> str:
     if not value.strip():
         raise ValueError("empty path; use `@` for the whole document")
     try:
-        compiled(value)
-    except JMESPathError as exc:
-        first = str(exc).splitlines()[0]
-        raise ValueError(f"{value!r} is not a JMESPath expression: {first}") from None
-    return value
+        tree = compiled(value).parsed
+    except jmespath_errors.IncompleteExpressionError:
+        why = "it ends too early"
+    except jmespath_errors.LexerError as exc:
+        why = f"{exc.message} at character {exc.lexer_position}"
+    except jmespath_errors.ParseError as exc:
+        why = f"unexpected {exc.token_value!r} at character {exc.lex_position}"
+    else:
+        unknown = _unknown_functions(tree)
+        if not unknown:
+            return value
+        why = f"no function named {unknown[0]}()"
+    raise ValueError(f"{value!r} is not a JMESPath expression: {why}")
+
+
+def _unknown_functions(node: Any) -> list[str]:
+    """Function names JMESPath would refuse only when the expression runs."""
+    if not isinstance(node, dict):
+        return []
+    found = []
+    if node.get("type") == "function_expression" and node.get("value") not in _FUNCTIONS:
+        found.append(str(node.get("value")))
+    for child in node.get("children") or []:
+        found += _unknown_functions(child)
+    return found
+
+
+_FUNCTIONS = frozenset(Functions.FUNCTION_TABLE)
 
 
 #: A JMESPath expression, compiled at load time.
@@ -271,7 +295,7 @@ class PagePaging(_Table):
     """A page number parameter; stops at an empty page or the last page."""
 
     page_param: str = "page"
-    size_param: str | None = "per_page"
+    size_param: str = Field("per_page", description='Page size parameter ("": none).')
     size: int = Field(100, ge=1)
     first: int = Field(1, ge=0)
     total: JSONPath | None = Field(None, description="Records in all, from the answer.")
