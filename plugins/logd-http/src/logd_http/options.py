@@ -185,11 +185,17 @@ class LoginAuth(_Table):
 class AuthOptions(_Table):
     """`[sources.auth]`: exactly one of its tables."""
 
-    bearer: BearerAuth | None = None
-    basic: BasicAuth | None = None
-    api_key: ApiKeyAuth | None = None
-    oauth2: OAuth2Auth | None = None
-    login: LoginAuth | None = None
+    bearer: BearerAuth | None = Field(None, description="`token`, sent as `Bearer <token>`.")
+    basic: BasicAuth | None = Field(None, description="`username` and `password`.")
+    api_key: ApiKeyAuth | None = Field(
+        None, description='`name`, `value`, `in = "header"` or `"query"`.'
+    )
+    oauth2: OAuth2Auth | None = Field(
+        None, description="Client credentials: `token_url`, `client_id`, `client_secret`, `scope`."
+    )
+    login: LoginAuth | None = Field(
+        None, description="A login call: `path`, `username`, `password`, `body`, `token`."
+    )
 
     @model_validator(mode="after")
     def _exactly_one(self) -> AuthOptions:
@@ -246,11 +252,15 @@ class RecordsOptions(_Table):
 
     path: JSONPath = Field(description="The list of records in the answer (`@`: the body).")
     id: Spec = Field(description="The native id (required, unique per source).")
-    timestamp: Annotated[TimestampOptions, BeforeValidator(_path_only)]
-    message: Spec | None = None
-    error: Spec | None = None
-    entity_type: Spec | None = None
-    entity_id: Spec | None = None
+    timestamp: Annotated[TimestampOptions, BeforeValidator(_path_only)] = Field(
+        description="A path, or `{ path, format, timezone, missing }`."
+    )
+    message: Spec | None = Field(None, description="A path, or `{ path, on_failure, default }`.")
+    error: Spec | None = Field(
+        None, description="Error text; `only_on_failure` keeps it to failures."
+    )
+    entity_type: Spec | None = Field(None, description="What the call was about (a type).")
+    entity_id: Spec | None = Field(None, description="What the call was about (an id).")
 
 
 # -- status ----------------------------------------------------------------------------------
@@ -262,10 +272,10 @@ UNARY = ("empty", "not empty")
 class StatusRule(_Table):
     """`[[sources.status]]`: when `path` `op` `value` holds, the record has `status`."""
 
-    path: JSONPath
-    op: Operator
-    value: Any = None
-    status: Literal["failure", "pending", "success"]
+    path: JSONPath = Field(description="The value the rule looks at.")
+    op: Operator = Field(description="How it is compared.")
+    value: Any = Field(None, description="Compared with (a list for `in`; none for empty).")
+    status: Literal["failure", "pending", "success"] = Field(description="The status it gives.")
 
     @model_validator(mode="after")
     def _operand(self) -> StatusRule:
@@ -324,12 +334,11 @@ class LinkPaging(_Table):
 class PagingOptions(_Table):
     """`[sources.paging]`: exactly one style."""
 
-    offset: OffsetPaging | None = None
-    page: PagePaging | None = None
-    cursor: CursorPaging | None = None
-    next_url: NextURLPaging | None = None
-    link: LinkPaging | None = None
-    max_pages: int | None = Field(None, ge=1, description="Stop a walk after this many pages.")
+    offset: OffsetPaging | None = Field(None, description="Offset and limit parameters.")
+    page: PagePaging | None = Field(None, description="A page number parameter.")
+    cursor: CursorPaging | None = Field(None, description="A token from the answer.")
+    next_url: NextURLPaging | None = Field(None, description="A next-page URL in the answer.")
+    link: LinkPaging | None = Field(None, description='RFC 8288 `Link: <…>; rel="next"`.')
 
     @model_validator(mode="after")
     def _exactly_one(self) -> PagingOptions:
@@ -363,12 +372,17 @@ class IncrementalOptions(_Table):
     value: Literal["timestamp", "id"] = Field(
         "timestamp", description="Fill it with the newest timestamp or the largest id seen."
     )
-    format: Literal["iso", "date", "epoch_s", "epoch_ms"] = "iso"
+    format: Literal["iso", "date", "epoch_s", "epoch_ms"] = Field(
+        "iso", description="How a timestamp is written into the parameter."
+    )
     timezone: Zone | None = Field(
         None, description="Convert the timestamp to this zone first (default: as the API sent)."
     )
     lookback: Duration = Field(0.0, ge=0, description="Ask from this long before the newest.")
-    order: Literal["newest_first", "oldest_first", "unknown"] = "unknown"
+    order: Literal["newest_first", "oldest_first", "unknown"] = Field(
+        "unknown",
+        description="The API's order: newest_first stops at a stored id; unknown walks all.",
+    )
     skip_unchanged: bool = Field(
         False,
         description="One request when the answer's total equals the last walk's and its "
@@ -379,12 +393,19 @@ class IncrementalOptions(_Table):
 class HTTPOptions(ProviderOptions):
     """The `[[sources]]` keys of an `http` source."""
 
-    request: RequestOptions = Field(default_factory=RequestOptions)
-    auth: AuthOptions | None = None
-    records: RecordsOptions
-    status: list[StatusRule] = Field(default_factory=list)
-    paging: PagingOptions | None = None
-    incremental: IncrementalOptions = Field(default_factory=IncrementalOptions)
+    base_url: str = Field(description="API root; credentials go to its origin only.")
+    request: RequestOptions = Field(
+        default_factory=RequestOptions, description="What a page request looks like."
+    )
+    auth: AuthOptions | None = Field(None, description="Credentials (one kind).")
+    records: RecordsOptions = Field(description="Where records are, and each stored field.")
+    status: list[StatusRule] = Field(
+        default_factory=list, description="Rules in order, the first that holds wins (success)."
+    )
+    paging: PagingOptions | None = Field(None, description="One paging style; none: one page.")
+    incremental: IncrementalOptions = Field(
+        default_factory=IncrementalOptions, description="What the cursor remembers and asks."
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> HTTPOptions:
