@@ -88,6 +88,7 @@ class HTTPProvider(Provider[HTTPOptions]):
                 first_total, first = total, False
                 if (
                     inc.skip_unchanged
+                    and not old.get("incomplete")  # a cut walk left records unread
                     and total is not None
                     and total == old.get("total")
                     and set(ids) <= ctx.known_ids(ids)
