@@ -322,3 +322,21 @@ def test_the_watermark_minus_lookback_in_each_format(tmp_path: Path, api: Any) -
         run.sync()
         assert api.requests[0].arg("since") == expected, fmt
         run.close()
+
+
+@pytest.mark.parametrize("auth", ["bearer", "query"])
+def test_a_redirect_to_another_origin_gets_no_credential(
+    tmp_path: Path, api: Any, other: Any, auth: str
+) -> None:
+    api.route = lambda r: SimResponse(302, headers={"Location": f"{other.base_url}/landing"})
+    other.route = lambda r: SimResponse.json({"data": records(range(2))})
+    credentials = (
+        {"bearer": {"token": "tok-123456"}}
+        if auth == "bearer"
+        else {"api_key": {"name": "api_key", "in": "query", "value": "key-123456"}}
+    )
+    _, report = sync(tmp_path, api.source(auth=credentials, request={"params": {"x": 1}}))
+    assert report.ok, report.error
+    [hop] = other.requests
+    assert hop.header("Authorization") is None
+    assert "key-123456" not in str(hop.query) and hop.arg("api_key") is None
