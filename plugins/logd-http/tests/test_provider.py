@@ -63,7 +63,8 @@ def test_events_backfill_then_an_idle_poll_costs_one_request(
 
     events.requests.clear()
     idle = run.sync()["events"]
-    assert (idle.new, idle.requests) == (0, 1)  # newest first: the first page is all stored
+    # Newest first: the first page is all stored, so the walk stops there, changing nothing.
+    assert (idle.new, idle.updated, idle.requests) == (0, 0, 1)
     assert events.requests[0].arg("since") == str(newest - 3_600_000)
 
     [added] = events.add_records(1)
@@ -306,17 +307,19 @@ def test_oldest_first_moves_the_cursor_with_every_page(tmp_path: Path, api: Any)
 
 def test_the_watermark_minus_lookback_in_each_format(tmp_path: Path, api: Any) -> None:
     api.route = lambda r: SimResponse.json({"data": records(range(3))})
-    for fmt, expected in [
-        ("iso", "2026-01-01T00:00:00+00:00"),
-        ("date", "2026-01-01"),
-        ("epoch_s", str(int(datetime(2026, 1, 1, tzinfo=UTC).timestamp()))),
-        ("epoch_ms", str(int(datetime(2026, 1, 1, tzinfo=UTC).timestamp()) * 1000)),
+    for fmt, zone, expected in [
+        ("iso", None, "2026-01-01T00:00:00+00:00"),
+        ("date", None, "2026-01-01"),
+        ("date", "America/New_York", "2025-12-31"),  # the API's day, not UTC's
+        ("epoch_s", None, str(int(datetime(2026, 1, 1, tzinfo=UTC).timestamp()))),
+        ("epoch_ms", None, str(int(datetime(2026, 1, 1, tzinfo=UTC).timestamp()) * 1000)),
     ]:
-        source = api.source(
-            name=f"s-{fmt.replace('_', '-')}",
-            incremental={"param": "since", "format": fmt, "lookback": "2m"},
-        )
-        run = SyncRun(tmp_path / fmt, [source])
+        name = f"s-{fmt.replace('_', '-')}-{bool(zone)}"
+        incremental = {"param": "since", "format": fmt, "lookback": "2m"}
+        if zone:
+            incremental["timezone"] = zone
+        source = api.source(name=name, incremental=incremental)
+        run = SyncRun(tmp_path / name, [source])
         run.sync()
         api.requests.clear()
         run.sync()
