@@ -95,7 +95,7 @@ class HTTPProvider(Provider[HTTPOptions]):
                     and set(ids) <= ctx.known_ids(ids)
                 ):
                     # Nothing new: the total is the last walk's and the first page is stored.
-                    yield Batch(entries, cursor=dict(old), requests=cost, total=total)
+                    yield Batch(entries, cursor=dict(old), requests=cost, total=total, more=False)
                     return
             _advance(cursor, entries, inc)
             request = next_request(opts.paging, ctx.client, request, response, body, records)
@@ -104,12 +104,13 @@ class HTTPProvider(Provider[HTTPOptions]):
             if request is None:
                 if inc.skip_unchanged and first_total is not None:
                     cursor["total"] = first_total
-                yield Batch(entries, cursor=dict(cursor), requests=cost, total=total)
+                yield Batch(entries, cursor=dict(cursor), requests=cost, total=total, more=False)
                 return
             # Oldest first, every record up to here is in and the cursor may move; else
             # the walk is marked as under way, from where it started.
             interim = dict(cursor) if inc.order == "oldest_first" else {**old, "incomplete": True}
-            yield Batch(entries, cursor=interim, requests=cost, total=total)
+            # `more`: the engine's paging guard stops a run of empty pages that promise more.
+            yield Batch(entries, cursor=interim, requests=cost, total=total, more=True)
 
     def _send(
         self, ctx: PollContext[HTTPOptions], credentials: Credentials, page: PageRequest, url: str
