@@ -160,3 +160,23 @@ def test_login_token_as_the_plain_body_in_a_custom_header(tmp_path: Path, api: A
     report = run.sync()["api"]
     assert report.ok, report.error
     assert api.requests_to("/session")[0].form() == {"username": "u", "password": "p-secret"}
+
+
+def test_login_by_get_with_basic_auth(tmp_path: Path, api: Any) -> None:
+    server = TokenServer("/v1/login", expires_in=None)
+    api.route = server
+    auth = {
+        "login": {
+            "path": "/v1/login",
+            "method": "GET",
+            "username": "ann",
+            "password": "pw-secret",
+            "basic": True,
+            "token": "data.session.access_token",
+        }
+    }
+    run = SyncRun(tmp_path, [api.source(auth=auth)])
+    assert run.sync()["api"].ok
+    [login] = api.requests_to("/v1/login")
+    assert (login.method, login.body) == ("GET", b"")
+    assert login.header("Authorization") == "Basic " + base64.b64encode(b"ann:pw-secret").decode()

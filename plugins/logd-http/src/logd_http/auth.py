@@ -18,16 +18,6 @@ from typing import Any
 from logd.errors import AuthError, HTTPStatusError, ProtocolError
 from logd.provider import PollContext
 
-from .options import (
-    ApiKeyAuth,
-    AuthOptions,
-    BasicAuth,
-    BearerAuth,
-    LoginAuth,
-    OAuth2Auth,
-    compiled,
-)
-
 
 @dataclass(frozen=True)
 class Token:
@@ -79,13 +69,11 @@ class TokenSession(Credentials):
         *,
         header: str = "Authorization",
         scheme: str = "Bearer",
-        what: str = "the session",
     ) -> None:
         super().__init__({})
         self.fetch = fetch
         self.header = header
         self.scheme = scheme
-        self.what = what
         self.token: Token | None = None
 
     def start(self, ctx: PollContext[Any]) -> None:
@@ -115,25 +103,36 @@ def refused(what: str, exc: HTTPStatusError, hint: str) -> AuthError | HTTPStatu
     return exc
 
 
-def client_credentials(opts: OAuth2Auth) -> Callable[[PollContext[Any]], Token]:
-    """Fetch a token with the OAuth 2 client credentials grant (RFC 6749 §4.4)."""
+def client_credentials(
+    token_url: str,
+    client_id: str,
+    client_secret: str,
+    *,
+    scope: str | None = None,
+    basic: bool = False,
+    refresh_margin: float = 60.0,
+) -> Callable[[PollContext[Any]], Token]:
+    """Fetch a token with the OAuth 2 client credentials grant (RFC 6749 §4.4).
+
+    The client authenticates in the form, or with HTTP basic when `basic`; the token is
+    renewed `refresh_margin` seconds before `expires_in` runs out, never more often than
+    every half lifetime, and only when refused if the server gives no lifetime.
+    """
 
     def fetch(ctx: PollContext[Any]) -> Token:
-        client_id = opts.client_id.get_secret_value()
-        secret = opts.client_secret.get_secret_value()
         form = {"grant_type": "client_credentials"}
         headers: dict[str, str] = {}
-        if opts.client_auth == "basic":
-            headers["Authorization"] = basic_header(client_id, secret)
+        if basic:
+            headers["Authorization"] = basic_header(client_id, client_secret)
         else:
-            form |= {"client_id": client_id, "client_secret": secret}
-        if opts.scope:
-            form["scope"] = opts.scope
+            form |= {"client_id": client_id, "client_secret": client_secret}
+        if scope:
+            form["scope"] = scope
         now = ctx.now()
         try:
             # The form is the credential: no stale Bearer header rides along.
             response = ctx.client.request(
-                "POST", opts.token_url, data=form, headers=headers, credentials=False
+                "POST", token_url, data=form, headers=headers, credentials=False
             )
         except HTTPStatusError as exc:
             hint = "check client_id and client_secret"
@@ -141,79 +140,60 @@ def client_credentials(opts: OAuth2Auth) -> Callable[[PollContext[Any]], Token]:
         body = ctx.client.json(response)
         value = body.get("access_token") if isinstance(body, dict) else None
         if not isinstance(value, str) or not value:
-            raise ProtocolError(f"{opts.token_url} answer has no `access_token`")
+            raise ProtocolError(f"{token_url} answer has no `access_token`")
         token_type = body.get("token_type")
         if token_type is not None and str(token_type).lower() != "bearer":
-            raise ProtocolError(f"{opts.token_url} issued a {token_type!r} token, not a Bearer one")
+            raise ProtocolError(f"{token_url} issued a {token_type!r} token, not a Bearer one")
         expires_in = body.get("expires_in")
         if not isinstance(expires_in, int | float) or isinstance(expires_in, bool):
             return Token(value)  # no lifetime given: renewed when refused
-        # Never renew more often than every half lifetime, however large the margin.
-        lifetime = max(float(expires_in) - opts.refresh_margin, float(expires_in) / 2)
+        lifetime = max(float(expires_in) - refresh_margin, float(expires_in) / 2)
         return Token(value, now + timedelta(seconds=lifetime))
 
     return fetch
 
 
-def _fill(template: Any, values: Mapping[str, str]) -> Any:
-    """`template` with `{name}` in its strings replaced by `values[name]`."""
+def fill(template: Any, values: Mapping[str, str]) -> Any:
+    """`template` (JSON) with `{name}` in its strings replaced by `values[name]`."""
     if isinstance(template, str):
         for name, value in values.items():
             template = template.replace("{" + name + "}", value)
         return template
     if isinstance(template, dict):
-        return {k: _fill(v, values) for k, v in template.items()}
+        return {k: fill(v, values) for k, v in template.items()}
     if isinstance(template, list):
-        return [_fill(v, values) for v in template]
+        return [fill(v, values) for v in template]
     return template
 
 
-def login_call(opts: LoginAuth) -> Callable[[PollContext[Any]], Token]:
-    """Log in and read the token from the answer: at a JMESPath, or the plain body."""
+def login_call(
+    path: str,
+    *,
+    method: str = "POST",
+    json: Any = None,
+    form: Mapping[str, Any] | None = None,
+    headers: Mapping[str, str] | None = None,
+    token: Callable[[Any], Any] | None = None,
+    where: str = "in its body",
+) -> Callable[[PollContext[Any]], Token]:
+    """Log in and read the session token from the answer.
+
+    `token` reads it from the decoded JSON answer (`where` says where, for the error);
+    without it the plain body is the token. A refused login is an `AuthError`.
+    """
 
     def fetch(ctx: PollContext[Any]) -> Token:
-        values = {
-            "username": opts.username or "",
-            "password": opts.password.get_secret_value() if opts.password else "",
-        }
-        body = _fill(opts.body, values)
-        kwargs: dict[str, Any] = {"data": body} if opts.form else {"json": body}
-        if opts.method == "GET":
-            kwargs = {}
         try:
-            response = ctx.client.request(opts.method, opts.path, credentials=False, **kwargs)
+            response = ctx.client.request(
+                method, path, json=json, data=form, headers=headers, credentials=False
+            )
         except HTTPStatusError as exc:
             raise refused("the login was", exc, "check username and password") from None
-        if opts.token is None:
-            value: Any = response.text.strip()
-        else:
-            value = compiled(opts.token).search(ctx.client.json(response))
+        value = response.text.strip() if token is None else token(ctx.client.json(response))
         if isinstance(value, int | float) and not isinstance(value, bool):
             value = str(value)
         if not isinstance(value, str) or not value:
-            where = f"at `{opts.token}`" if opts.token else "in its body"
-            raise ProtocolError(f"the login answer from {opts.path} has no token {where}")
+            raise ProtocolError(f"the login answer from {path} has no token {where}")
         return Token(value)
 
     return fetch
-
-
-def credentials_for(auth: AuthOptions | None) -> Credentials:
-    """The credentials an `[sources.auth]` table describes (none when it is absent)."""
-    if auth is None:
-        return Credentials({})
-    if isinstance(auth.bearer, BearerAuth):
-        value = bearer_header(auth.bearer.token.get_secret_value(), auth.bearer.scheme)
-        return Credentials({auth.bearer.header: value})
-    if isinstance(auth.basic, BasicAuth):
-        password = auth.basic.password.get_secret_value()
-        return Credentials({"Authorization": basic_header(auth.basic.username, password)})
-    if isinstance(auth.api_key, ApiKeyAuth):
-        key = {auth.api_key.name: auth.api_key.value.get_secret_value()}
-        return Credentials({}, key) if auth.api_key.location == "query" else Credentials(key)
-    if isinstance(auth.oauth2, OAuth2Auth):
-        return TokenSession(client_credentials(auth.oauth2), what="access token")
-    if isinstance(auth.login, LoginAuth):
-        login = auth.login
-        return TokenSession(login_call(login), header=login.header, scheme=login.scheme)
-    raise AssertionError("validated: one auth table is set")

@@ -175,6 +175,7 @@ class LoginAuth(_Table):
         description="JSON (or form) body; `{username}`/`{password}` in strings are filled in.",
     )
     form: bool = Field(False, description="Send the body as an HTML form instead of JSON.")
+    basic: bool = Field(False, description="Also send username and password as basic auth.")
     token: JSONPath | None = Field(
         None, description="Where the token is in the JSON answer; unset: the plain body."
     )

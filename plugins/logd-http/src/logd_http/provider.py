@@ -11,7 +11,7 @@ cut walk left behind.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
@@ -23,8 +23,17 @@ from logd.entries import Batch, Entry, parse_timestamp
 from logd.errors import ProtocolError
 from logd.provider import PollContext, Provider
 
-from .auth import Credentials, credentials_for
-from .options import HTTPOptions, IncrementalOptions, zone
+from .auth import (
+    Credentials,
+    Token,
+    TokenSession,
+    basic_header,
+    bearer_header,
+    client_credentials,
+    fill,
+    login_call,
+)
+from .options import AuthOptions, HTTPOptions, IncrementalOptions, LoginAuth, compiled, zone
 from .paging import PageRequest, Progress, first_request, next_request, total_of
 from .records import MappingError, RecordMapper
 
@@ -132,6 +141,52 @@ class HTTPProvider(Provider[HTTPOptions]):
         query.update(credentials.query_for(ctx, url))
         target = f"{url}?{urlencode({k: _param(v) for k, v in query.items()})}" if query else url
         return ctx.client.request(req.method, target, json=body, headers=req.headers or None)
+
+
+def credentials_for(auth: AuthOptions | None) -> Credentials:
+    """The credentials an `[sources.auth]` table describes (none when it is absent)."""
+    if auth is None:
+        return Credentials({})
+    if auth.bearer is not None:
+        value = bearer_header(auth.bearer.token.get_secret_value(), auth.bearer.scheme)
+        return Credentials({auth.bearer.header: value})
+    if auth.basic is not None:
+        password = auth.basic.password.get_secret_value()
+        return Credentials({"Authorization": basic_header(auth.basic.username, password)})
+    if auth.api_key is not None:
+        key = {auth.api_key.name: auth.api_key.value.get_secret_value()}
+        return Credentials({}, key) if auth.api_key.location == "query" else Credentials(key)
+    if auth.oauth2 is not None:
+        oauth = auth.oauth2
+        fetch = client_credentials(
+            oauth.token_url,
+            oauth.client_id.get_secret_value(),
+            oauth.client_secret.get_secret_value(),
+            scope=oauth.scope,
+            basic=oauth.client_auth == "basic",
+            refresh_margin=oauth.refresh_margin,
+        )
+        return TokenSession(fetch)
+    if auth.login is not None:
+        return TokenSession(_login(auth.login), header=auth.login.header, scheme=auth.login.scheme)
+    raise AssertionError("validated: one auth table is set")
+
+
+def _login(login: LoginAuth) -> Callable[[PollContext[Any]], Token]:
+    """The login call a `[sources.auth.login]` table describes."""
+    username = login.username or ""
+    password = login.password.get_secret_value() if login.password else ""
+    body = fill(login.body, {"username": username, "password": password})
+    path = login.token
+    return login_call(
+        login.path,
+        method=login.method,
+        json=None if login.form or login.method == "GET" else body,
+        form=body if login.form and login.method != "GET" else None,
+        headers={"Authorization": basic_header(username, password)} if login.basic else None,
+        token=None if path is None else lambda answer: compiled(path).search(answer),
+        where="in its body" if path is None else f"at `{path}`",
+    )
 
 
 def _entries(
