@@ -343,3 +343,35 @@ def test_a_redirect_to_another_origin_gets_no_credential(
     [hop] = other.requests
     assert hop.header("Authorization") is None
     assert "key-123456" not in str(hop.query) and hop.arg("api_key") is None
+
+
+def test_skip_unchanged_costs_one_request_but_never_after_a_cut_walk(
+    tmp_path: Path, api: Any
+) -> None:
+    rows = records(range(30))
+    fail_at: dict[str, Any] = {"offset": None}
+
+    def route(request: SimRequest) -> SimResponse:
+        offset = int(request.arg("offset") or 0)
+        if offset == fail_at["offset"]:
+            fail_at["offset"] = None
+            return SimResponse.json({"detail": "down"}, 400)
+        return SimResponse.json({"data": rows[offset : offset + 10], "n": len(rows)})
+
+    api.route = route
+    source = api.source(
+        paging={"offset": {"limit": 10, "total": "n"}},
+        incremental={"skip_unchanged": True},
+    )
+    run, first = sync(tmp_path, source)
+    assert first.ok and first.new == 30 and run.cursor("api")["total"] == 30
+    assert run.sync()["api"].requests == 1  # idle: the total and the first page say so
+
+    rows.append(records([30])[0])  # one more record, at the end of the listing ...
+    fail_at["offset"] = 10  # ... and the walk that would find it is cut short
+    assert not run.sync()["api"].ok
+    assert run.cursor("api")["incomplete"] is True
+    del rows[0]  # retention drops one: the total is the last complete walk's again
+    report = run.sync()["api"]
+    assert report.ok and report.new == 1 and report.requests == 3
+    assert "incomplete" not in run.cursor("api")
