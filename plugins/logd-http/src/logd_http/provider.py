@@ -14,7 +14,6 @@ import copy
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import urlencode
 
 import httpx
 from pydantic import BaseModel, SecretStr
@@ -135,12 +134,12 @@ class HTTPProvider(Provider[HTTPOptions]):
                 _put(body, name, value)
         else:
             query.update(page.params)
-        # Query credentials are added per request, and only for base_url's origin. The query
-        # is written into the URL: the client re-applies `params=` to every redirect hop,
-        # so a key passed that way would follow a redirect to another origin.
+        # Query credentials are added per request, and only for base_url's origin (a
+        # redirect elsewhere goes to its Location alone: the client drops `params`).
         query.update(credentials.query_for(ctx, url))
-        target = f"{url}?{urlencode({k: _param(v) for k, v in query.items()})}" if query else url
-        return ctx.client.request(req.method, target, json=body, headers=req.headers or None)
+        return ctx.client.request(
+            req.method, url, params=query or None, json=body, headers=req.headers or None
+        )
 
 
 def credentials_for(auth: AuthOptions | None) -> Credentials:
@@ -249,13 +248,6 @@ def _advance(cursor: dict[str, Any], entries: list[Entry], inc: IncrementalOptio
 def _id_key(value: Any) -> tuple[int, Any]:
     """Numbers before strings, each in their own order."""
     return (0, value) if isinstance(value, int) else (1, str(value))
-
-
-def _param(value: Any) -> str:
-    """A query value as httpx writes one: booleans in lower case."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return "" if value is None else str(value)
 
 
 def _put(body: dict[str, Any], name: str, value: Any) -> None:
