@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from . import heap, logs
+from . import heap, logs, redact
 from .config import Settings
 from .engine import Engine, SourceReport, mask
 from .errors import ConfigError, LogdError
@@ -88,15 +88,24 @@ def show_first_batch(settings: Settings, names: Sequence[str] = (), *, first: in
     ok = True
     for src in sources:
         provider = registry.provider(src.provider)()
-        retry = RetryPolicy(attempts=src.retry.attempts, max_wait=src.retry.max_wait)
-        client = SourceClient(src.name, src.options.base_url, timeout=src.timeout, retry=retry)
+        secrets = provider.secrets(src.options)  # one list: it grows when the provider logs in
+        redact.register(*secrets)
+        client = SourceClient(
+            src.name,
+            src.options.base_url,
+            timeout=src.timeout,
+            retry=RetryPolicy(attempts=src.retry.attempts, max_wait=src.retry.max_wait),
+            max_response_bytes=int(src.max_response_size),
+            download_timeout=src.download_timeout,
+            secrets=secrets,
+        )
         ctx: PollContext[Any] = PollContext(
             source=src.name,
             options=src.options,
             client=client,
             cursor=None,
             log=logging.getLogger(f"logd.source.{src.name}"),
-            secrets=provider.secrets(src.options),
+            secrets=secrets,
         )
         polling = provider.poll(ctx)
         try:
