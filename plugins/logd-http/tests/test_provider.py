@@ -270,14 +270,23 @@ def test_status_rules_in_order_and_field_fallbacks(tmp_path: Path, api: Any) -> 
     }
 
 
-def test_a_record_that_cannot_be_mapped_is_an_error_naming_it(tmp_path: Path, api: Any) -> None:
-    rows = records(range(3))
+def test_a_record_that_cannot_be_mapped_is_quarantined_with_its_reason(
+    tmp_path: Path, api: Any
+) -> None:
+    rows = records(range(4))
     rows[2]["at"] = "yesterday"
+    rows[3]["id"] = None
     api.route = lambda r: SimResponse.json({"data": rows})
-    _, report = sync(tmp_path, api.source())
-    assert not report.ok
-    assert "record 2 at `data`[2]" in report.error and "`at`" in report.error
-    assert "Traceback" not in report.error
+    run, report = sync(tmp_path, api.source(incremental={"param": "since"}))
+    assert report.ok, report.error
+    assert (report.new, report.invalid) == (2, 2)
+    bad = {r.native_id: r for r in run.rows(statuses=["invalid"])}
+    assert "unreadable timestamp at `at`" in bad["2"].error  # keyed by its id: a fix replaces it
+    assert bad["2"].raw == rows[2]
+    [no_id] = [r for k, r in bad.items() if k != "2"]
+    assert "no usable id at `id`" in no_id.error
+    # The cursor moved past the good records only.
+    assert run.cursor("api")["watermark"] == "2026-01-01T00:01:00+00:00"
 
 
 # -- incremental --------------------------------------------------------------------------------

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Iterator
-from datetime import datetime, timedelta
+from datetime import timedelta
+from functools import partial
 from typing import Any
 
 import httpx
 from pydantic import BaseModel, SecretStr
 
-from logd.entries import Batch, Entry, parse_timestamp
+from logd.entries import Batch, Entry, map_records, parse_timestamp
 from logd.errors import ProtocolError
 from logd.provider import PollContext, Provider
 
@@ -89,7 +90,10 @@ class HTTPProvider(Provider[HTTPOptions]):
             except MappingError as exc:
                 raise ProtocolError(f"{where}: {exc}") from None
             progress.answered(records, url)
-            entries = _entries(mapper, records, ctx.now(), where, opts.records.path)
+            # A record that cannot be mapped is quarantined with its reason, not fatal.
+            entries, invalid = map_records(
+                records, partial(mapper.entry, seen_at=ctx.now()), native_id=mapper.native_id
+            )
             total = total_of(opts.paging, body)
             cost = ctx.client.requests - before
             ids = [e.native_id for e in entries]
@@ -103,7 +107,14 @@ class HTTPProvider(Provider[HTTPOptions]):
                     and set(ids) <= ctx.known_ids(ids)
                 ):
                     # Nothing new: the total is the last walk's and the first page is stored.
-                    yield Batch(entries, cursor=dict(old), requests=cost, total=total, more=False)
+                    yield Batch(
+                        entries,
+                        cursor=dict(old),
+                        requests=cost,
+                        total=total,
+                        more=False,
+                        invalid=invalid,
+                    )
                     return
             _advance(cursor, entries, inc)
             request = next_request(opts.paging, ctx.client, request, response, body, records)
@@ -112,13 +123,22 @@ class HTTPProvider(Provider[HTTPOptions]):
             if request is None:
                 if inc.skip_unchanged and first_total is not None:
                     cursor["total"] = first_total
-                yield Batch(entries, cursor=dict(cursor), requests=cost, total=total, more=False)
+                yield Batch(
+                    entries,
+                    cursor=dict(cursor),
+                    requests=cost,
+                    total=total,
+                    more=False,
+                    invalid=invalid,
+                )
                 return
             # Oldest first, every record up to here is in and the cursor may move; else
             # the walk is marked as under way, from where it started.
             interim = dict(cursor) if inc.order == "oldest_first" else {**old, "incomplete": True}
             # `more`: the engine's paging guard stops a run of empty pages that promise more.
-            yield Batch(entries, cursor=interim, requests=cost, total=total, more=True)
+            yield Batch(
+                entries, cursor=interim, requests=cost, total=total, more=True, invalid=invalid
+            )
 
     def _send(
         self, ctx: PollContext[HTTPOptions], credentials: Credentials, page: PageRequest, url: str
@@ -186,19 +206,6 @@ def _login(login: LoginAuth) -> Callable[[PollContext[Any]], Token]:
         token=None if path is None else lambda answer: compiled(path).search(answer),
         where="in its body" if path is None else f"at `{path}`",
     )
-
-
-def _entries(
-    mapper: RecordMapper, records: list[Any], seen_at: datetime, where: str, path: str
-) -> list[Entry]:
-    """Each record's entry; a record that cannot be mapped is an error naming its place."""
-    entries = []
-    for i, record in enumerate(records):
-        try:
-            entries.append(mapper.entry(record, seen_at))
-        except MappingError as exc:
-            raise ProtocolError(f"{where}: record {i} at `{path}`[{i}]: {exc}") from None
-    return entries
 
 
 def _since(cursor: dict[str, Any], inc: IncrementalOptions) -> Any:

@@ -158,6 +158,10 @@ class RecordMapper:
             raise MappingError(f"`{self.spec.path}` is a {type(found).__name__}, not a list")
         return found
 
+    def native_id(self, record: Any) -> Any:
+        """The record's id as the description reads it (for a quarantined record's key)."""
+        return search(self.spec.id.path, record)
+
     def entry(self, record: Any, seen_at: datetime) -> Entry:
         """One entry; `MappingError` naming the field when the record lacks what is required."""
         native_id = search(self.spec.id.path, record)
