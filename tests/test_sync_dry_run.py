@@ -39,3 +39,16 @@ def test_dry_run_failure_is_one_masked_line(tmp_path: Path) -> None:
     assert line.startswith("error: fleet: GET http://127.0.0.1:")
     assert line.endswith("-> HTTP 403: token *** is not allowed")
     assert not (tmp_path / "logd.db").exists()
+
+
+def test_dry_run_shows_why_records_could_not_be_mapped(tmp_path: Path) -> None:
+    with FleetITSimulator(records=3) as sim:
+        sim.fleets["1"].records[1]["timestamp"] = "soon"
+        config = write_config(tmp_path, [sim.demo_source("fleet")])
+        result = CliRunner().invoke(cli, ["sync", "--dry-run", "-c", str(config)])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0].startswith("fleet: first batch of 2 entries")
+    assert lines[3] == "fleet: 1 records could not be mapped, e.g.:"
+    assert lines[4].startswith(f"  {sim.fleets['1'].records[1]['id']}  invalid  ")
+    assert "soon" in lines[4]

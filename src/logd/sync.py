@@ -130,6 +130,11 @@ def show_first_batch(settings: Settings, names: Sequence[str] = (), *, first: in
             when = entry.timestamp.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
             message = " ".join(entry.message.split())[:60]
             click.echo(f"  {entry.native_id}  {when}  {entry.status.value:<7}  {message}")
+        invalid = batch.invalid if batch else []
+        if invalid:  # what a description gets wrong shows here first
+            click.echo(f"{src.name}: {len(invalid)} records could not be mapped, e.g.:")
+        for bad in invalid[:first]:
+            click.echo(f"  {bad.native_id or '(no id)'}  invalid  {' '.join(bad.reason.split())}")
     return ok
 
 
