@@ -245,6 +245,7 @@ def test_the_copied_example_reports_every_missing_secret_at_once(tmp_path: Path)
             "MAESTRA_SECRET_KEY",
             "AKINON_USERNAME",
             "AKINON_PASSWORD",
+            "EVENTS_API_KEY",
             "LOGD_OPS_SECRET",
         ]
     ), result.output

@@ -51,4 +51,5 @@ def test_the_example_config_is_valid(monkeypatch: pytest.MonkeyPatch) -> None:
         "elasticpath",
         "maestra",
         "akinon",
+        "http",
     ]

@@ -189,16 +189,26 @@ def check_config(config: Path | None, credentials_dir: Path | None) -> None:
 @config_option
 @click.option("--source", "-s", "names", multiple=True, help="Only this source (repeatable).")
 @click.option("--quiet", "-q", is_flag=True, help="Plain lines, no progress display.")
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Fetch each source's first batch as a first poll would and print how its first "
+    "entries map (id, time, status, message); store nothing.",
+)
 @click.pass_context
-def sync(ctx: click.Context, config: Path | None, names: tuple[str, ...], quiet: bool) -> None:
+def sync(
+    ctx: click.Context, config: Path | None, names: tuple[str, ...], quiet: bool, dry_run: bool
+) -> None:
     """Poll every enabled source once, to completion, and store what is new."""
-    from .sync import run_sync
+    from .sync import run_sync, show_first_batch
 
     settings = _settings(config, named_plugins=True)
     if ctx.obj.get("log_level") is None:
         from .paths import env_log_level
 
         configure_logging(env_log_level() or settings.log_level)
+    if dry_run:
+        ctx.exit(0 if show_first_batch(settings, names) else 1)
     reports = run_sync(settings, names, quiet=quiet)
     if any(not r.ok for r in reports):
         ctx.exit(1)
