@@ -140,8 +140,7 @@ class _Fault:
     times: int
     path: str | None
     skip: int = 0
-    spoil: Callable[[SimResponse], SimResponse] | None = None
-    replay_with_request: Callable[[SimRequest, SimResponse], SimResponse] | None = None
+    spoil: Callable[[SimRequest, SimResponse], SimResponse] | None = None
 
     def matches(self, request: SimRequest) -> bool:
         return self.path is None or request.path.startswith(self.path)
@@ -257,6 +256,8 @@ class Simulator:
 
     def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
         """Listen on `host:port` (0 = any free port) in a background thread; return the URL."""
+        if self._abort.is_set():  # stopped before: drips from now on run again
+            self._abort = threading.Event()
         handler = _handler_for(self)
         self._server = _Server((host, port), handler)
         self._server.daemon_threads = True
@@ -346,7 +347,7 @@ class Simulator:
     def _add_fault(
         self,
         response: SimResponse | None,
-        spoil: Callable[[SimResponse], SimResponse] | None,
+        spoil: Callable[[SimRequest, SimResponse], SimResponse] | None,
         *,
         times: int,
         path: str | None,
@@ -367,7 +368,7 @@ class Simulator:
         """Send the real answer's head and `after` bytes, then one byte per `interval` seconds."""
         abort = self._abort
 
-        def spoil(response: SimResponse) -> SimResponse:
+        def spoil(request: SimRequest, response: SimResponse) -> SimResponse:
             return replace(_whole(response), drip=(after, interval), abort=abort)
 
         self._add_fault(None, spoil, times=times, path=path, skip=skip)
@@ -377,7 +378,7 @@ class Simulator:
     ) -> None:
         """Send the real answer's head and `after` bytes of its body, then reset the connection."""
 
-        def spoil(response: SimResponse) -> SimResponse:
+        def spoil(request: SimRequest, response: SimResponse) -> SimResponse:
             whole = _whole(response)
             return replace(whole, reset_after=min(after, max(0, len(whole.body) - 1)))
 
@@ -388,7 +389,7 @@ class Simulator:
     ) -> None:
         """Cut the real answer to the first `keep` fraction of its body (a complete HTTP answer)."""
 
-        def spoil(response: SimResponse) -> SimResponse:
+        def spoil(request: SimRequest, response: SimResponse) -> SimResponse:
             whole = _whole(response)
             return replace(whole, body=whole.body[: int(len(whole.body) * keep)])
 
@@ -412,7 +413,7 @@ class Simulator:
     ) -> None:
         """Label the real answer (or one with `status`) `Content-Encoding: encoding`, sent plain."""
 
-        def spoil(response: SimResponse) -> SimResponse:
+        def spoil(request: SimRequest, response: SimResponse) -> SimResponse:
             whole = _whole(response)
             headers = {**whole.headers, "Content-Encoding": encoding}
             return replace(whole, status=status or whole.status, headers=headers)
@@ -433,7 +434,7 @@ class Simulator:
                 yield block[:left]
                 left -= len(block)
 
-        def spoil(response: SimResponse) -> SimResponse:
+        def spoil(request: SimRequest, response: SimResponse) -> SimResponse:
             return SimResponse(200, headers={"Content-Type": "application/json"}, chunks=chunks())
 
         self._add_fault(None, spoil, times=times, path=path, skip=skip)
@@ -481,8 +482,7 @@ class Simulator:
         def replay(request: SimRequest, response: SimResponse) -> SimResponse:
             return first.setdefault(key(request), _whole(response))
 
-        with self.lock:
-            self._faults.append(_Fault(None, times, path, skip, replay_with_request=replay))
+        self._add_fault(None, replay, times=times, path=path, skip=skip)
 
     def skew_clock(self, delta: timedelta) -> None:
         """Move every time in answers (ISO 8601, epoch-ms strings) by `delta`, companions too."""
@@ -518,9 +518,7 @@ class Simulator:
         with self.lock:
             response = self.handle(request)
         if fault is not None and fault.spoil is not None:
-            response = fault.spoil(response)
-        if fault is not None and fault.replay_with_request is not None:
-            response = fault.replay_with_request(request, response)
+            response = fault.spoil(request, response)
         if self.clock_skew:
             response = _skewed(response, self.clock_skew)
         return response

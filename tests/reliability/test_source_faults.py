@@ -92,7 +92,7 @@ def small_response_cap(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def native_ids(run: SyncRun) -> set[str]:
-    return {r.native_id for r in run.rows()}
+    return {r[0] for r in run.store.db.execute("SELECT native_id FROM entries").fetchall()}
 
 
 class Control:
