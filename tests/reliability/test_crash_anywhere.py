@@ -163,7 +163,13 @@ def crash_and_finish(
     # Maestra's records span three days before now: a wider backfill keeps the oldest inside
     # whenever a run starts, so the control and the crashed store ask for the same records.
     sources[list(sims).index("maestra")]["backfill"] = "4d"
-    webhook = {"name": "alerts", "url": receiver.url, "secret": SECRET, "max_entries": 50}
+    webhook = {
+        "name": "alerts",
+        "url": receiver.url,
+        "secret": SECRET,
+        "max_entries": 50,
+        "alert_backfill": True,  # every failure stored is one to alert
+    }
     config = write_config(tmp_path, sources, webhooks=[webhook], log_level="warning")
     db = tmp_path / "logd.db"
     log = tmp_path / "stderr.log"
