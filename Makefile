@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 PLUGINS := $(wildcard plugins/*)
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench lint clean
+.PHONY: install demo test soak bench lint clean
 
 install: $(STAMP)
 
@@ -19,9 +19,14 @@ $(STAMP): pyproject.toml $(wildcard plugins/*/pyproject.toml)
 demo: install
 	$(BIN)/logd demo
 
-# pytest exits 5 when it ran no test: a broken run, not a green one.
+# pytest exits 5 when it ran no test: a broken run, not a green one. Soak runs are `make soak`.
 test: install
-	@$(BIN)/python -m pytest -q -p no:cacheprovider; rc=$$?; \
+	@$(BIN)/python -m pytest -q -p no:cacheprovider -m "not soak"; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "error: no tests ran" >&2; exit 1; fi; exit $$rc
+
+# The reliability suite's long variants (tests/reliability, marked soak): minutes, not seconds.
+soak: install
+	@$(BIN)/python -m pytest -q -p no:cacheprovider -m soak tests/reliability; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: no tests ran" >&2; exit 1; fi; exit $$rc
 
 bench: install bench/.venv-dlt/.installed

@@ -11,10 +11,12 @@ Nothing here sleeps: retries wait through `SyncRun.waits` (recorded, not slept).
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import tomli_w
 
@@ -22,6 +24,8 @@ from .config import Settings, load_settings
 from .engine import Engine, SourceReport
 from .plugins import load_plugins
 from .store import BatchHook, Filters, Row, Store
+
+T = TypeVar("T")
 
 
 def write_config(directory: Path, sources: Sequence[dict[str, Any]], **top: Any) -> Path:
@@ -90,3 +94,47 @@ class SyncRun:
     def close(self) -> None:
         """Close the store."""
         self.store.close()
+
+
+def run_bounded(
+    fn: Callable[[], T], seconds: float, *, unstick: Callable[[], object] = lambda: None
+) -> tuple[T, bool]:
+    """Run `fn` in a thread, as a hang guard: its result and whether it overran `seconds`.
+
+    When it overruns, `unstick` runs (say, `sim.clear_faults`, which ends a drip) and `fn` gets
+    another minute to finish; a test asserts on the flag instead of hanging. Exceptions from
+    `fn` are raised here. Not a timing assertion: pick `seconds` far above the expected time.
+    """
+    outcome: list[Any] = []
+
+    def target() -> None:
+        try:
+            outcome.append((True, fn()))
+        except BaseException as exc:  # handed to the caller's thread
+            outcome.append((False, exc))
+
+    thread = threading.Thread(target=target, name="bounded", daemon=True)
+    thread.start()
+    thread.join(seconds)
+    overran = thread.is_alive()
+    if overran:
+        unstick()
+        thread.join(60)
+        if thread.is_alive():
+            raise AssertionError(f"still running {seconds + 60:.0f}s after it started")
+    ok, value = outcome[0]
+    if not ok:
+        raise value
+    return value, overran
+
+
+def wait_until(check: Callable[[], T | None], timeout: float, what: str = "condition") -> T:
+    """Poll `check` every 20 ms until it returns something truthy; AssertionError at `timeout`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.02)
