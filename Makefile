@@ -20,8 +20,10 @@ demo: install
 	$(BIN)/logd demo
 
 # pytest exits 5 when it ran no test: a broken run, not a green one. Soak runs are `make soak`.
+# Two workers (pytest-xdist): most tests wait on sockets and subprocesses, so two cores
+# finish the suite in about 60 % of the time one does.
 test: install
-	@$(BIN)/python -m pytest -q -p no:cacheprovider -m "not soak"; rc=$$?; \
+	@$(BIN)/python -m pytest -q -p no:cacheprovider -n 2 -m "not soak"; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: no tests ran" >&2; exit 1; fi; exit $$rc
 
 # The reliability suite's long variants (tests/reliability, marked soak): minutes, not seconds.
