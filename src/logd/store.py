@@ -707,14 +707,6 @@ class Store:
             found = self._existing(db, source, native_ids)
         return {nid for nid, row in found.items() if row[3] != Status.INVALID}
 
-    def pending_ids(self, source: str) -> list[str]:
-        """Native ids of `source`'s entries still pending."""
-        with self.reading():
-            rows = self.db.execute(
-                "SELECT native_id FROM entries WHERE source = ? AND status = 'pending'", [source]
-            ).fetchall()
-        return [r[0] for r in rows]
-
     def get(self, entry_id: str) -> Row | None:
         """One entry by `source:native_id`."""
         source, sep, native_id = entry_id.partition(":")
@@ -763,7 +755,7 @@ class Store:
         if limit:
             sql += " LIMIT ?"
             params.append(limit)
-        return self._run_query(sql, params, f)
+        return self._run_query(sql, params)
 
     def updated_since(
         self, after: str, filters: Filters, *, limit: int = 1000
@@ -775,22 +767,15 @@ class Store:
         params.append(after)
         sql += " WHERE " + " AND ".join(where) + " ORDER BY entries.updated_at LIMIT ?"
         params.append(limit)
-        return [(r[0], Row.from_sql(r[1:])) for r in self._run_query(sql, params, filters)]
+        return [(r[0], Row.from_sql(r[1:])) for r in self._run_query(sql, params)]
 
     def _where(self, f: Filters) -> tuple[str, list[str], list[Any], str]:
         return search_sql(f, self.entry_columns)
 
-    def _run_query(self, sql: str, params: list[Any], f: Filters) -> list[Any]:
+    def _run_query(self, sql: str, params: list[Any]) -> list[Any]:
         try:
             with self.lock:
                 return self.db.execute(sql, params).fetchall()
-        except sqlite3.OperationalError as exc:
-            if "fts5" in str(exc) or "MATCH" in str(exc):
-                raise QueryError(
-                    f"full-text query {f.text!r} is not valid FTS5 syntax: {exc}",
-                    hint="drop --fts to search for the plain words",
-                ) from None
-            raise store_error(exc, self.path, self.busy_timeout) from exc
         except sqlite3.Error as exc:
             raise store_error(exc, self.path, self.busy_timeout) from exc
 
@@ -901,13 +886,9 @@ class Store:
         }
 
     def stats(self, *, since: datetime | None = None, by: str = "source") -> list[dict[str, Any]]:
-        """Counts and failure rates grouped by source, provider, status or (UTC) day."""
-        group = {
-            "source": "source",
-            "provider": "provider",
-            "status": "status",
-            "day": "substr(timestamp, 1, 10)",
-        }[by]
+        """Counts and failure rates grouped by source, provider or status (`by`); days and
+        hours are `logd.stats.bucket_stats`."""
+        group = {"source": "source", "provider": "provider", "status": "status"}[by]
         where, params = "", []
         if since is not None:
             where, params = "WHERE id >= ?", [time_key(since)]
