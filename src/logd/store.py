@@ -487,15 +487,26 @@ class Store:
     def _existing(
         self, db: sqlite_utils.Database, source: str, native_ids: list[str]
     ) -> dict[str, tuple[Any, ...]]:
-        # One JSON text in, one out: a row per stored entry would cost a GIL round trip each
-        # (see _insert_many), and an idle poll re-reads whole windows of stored entries.
-        (found,) = db.execute(
-            "SELECT json_group_array(json_array(native_id, id, hash, details_hash, status, "
-            "timestamp, first_seen)) FROM entries "
-            "WHERE source = ? AND native_id IN (SELECT value FROM json_each(?))",
-            [source, orjson.dumps(native_ids).decode()],
-        ).fetchone()
-        return {row[0]: tuple(row[1:]) for row in orjson.loads(found)}
+        """Stored rows among `native_ids` of `source`, by native id: (key, hash, details_hash,
+        status, timestamp, first_seen).
+
+        The ids are bound as parameters, so any string compares exactly: sent in a JSON text
+        through `json_each`, an id holding NUL would end there (SQLite's JSON functions stop
+        at it) and miss its row. One JSON text out: a row per stored entry would cost a GIL
+        round trip each (see _insert_many), and an idle poll re-reads whole windows.
+        """
+        found: dict[str, tuple[Any, ...]] = {}
+        per = max(1, self._variables - 1)
+        for start in range(0, len(native_ids), per):
+            chunk = native_ids[start : start + per]
+            (rows,) = db.execute(
+                "SELECT json_group_array(json_array(native_id, id, hash, details_hash, status, "
+                "timestamp, first_seen)) FROM entries "
+                f"WHERE source = ? AND native_id IN ({','.join('?' * len(chunk))})",
+                [source, *chunk],
+            ).fetchone()
+            found.update((row[0], tuple(row[1:])) for row in orjson.loads(rows))
+        return found
 
     def _update(
         self,
