@@ -239,7 +239,7 @@ def test_clients_share_one_tls_context_instead_of_reading_the_ca_bundle_each_pol
     # CPU each time, most of an idle poll.
     import ssl
 
-    from logd.http import tls_context
+    from logd.deadline import tls_context
 
     shared = tls_context()
     made: list[ssl.SSLContext] = []

@@ -64,8 +64,9 @@ class Polite(Provider[ProviderOptions]):
 
     name = "polite"
     Options = ProviderOptions
-    #: Called once its three batches are stored (pending entries, so `pending_ids` sees them).
+    #: Called once its three batches are stored, as `stored_ids` (the test's view) says.
     on_stored: ClassVar[Callable[[], None]] = staticmethod(lambda: None)
+    stored_ids: ClassVar[Callable[[], set[str]]] = staticmethod(set)
 
     def poll(self, ctx: PollContext[ProviderOptions]) -> Iterator[Batch]:
         n = int((ctx.cursor or {}).get("n", 0))
@@ -76,7 +77,7 @@ class Polite(Provider[ProviderOptions]):
             yield Batch([Entry(str(n), ctx.now(), Status.PENDING)], cursor={"n": n})
         told = False
         while not ctx.stopping():
-            if not told and mine <= set(ctx.pending_ids()):
+            if not told and mine <= type(self).stored_ids():
                 told = True
                 type(self).on_stored()
             time.sleep(0.01)
@@ -121,6 +122,11 @@ def test_a_poll_past_its_deadline_is_stopped_and_keeps_what_it_committed(
     run.engine.clock = clock
     # The deadline passes once the three batches are stored, whatever the machine's speed.
     monkeypatch.setattr(Polite, "on_stored", staticmethod(clock.jump))
+    monkeypatch.setattr(
+        Polite,
+        "stored_ids",
+        staticmethod(lambda: {r.native_id for r in run.rows(sources=["loop"])}),
+    )
     report = run.sync()["loop"]
     assert report.timed_out and report.error is not None
     assert report.error.startswith("poll exceeded poll_timeout (1m) and was stopped")

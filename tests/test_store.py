@@ -14,6 +14,7 @@ import sqlite_utils
 from logd import Entry, Status, searchable_text
 from logd.errors import QueryError, StoreError
 from logd.migrations import MIGRATIONS, migrate
+from logd.reader import Reader
 from logd.search import search_sql
 from logd.store import Filters, Store, time_key
 
@@ -185,6 +186,37 @@ def test_a_record_twice_in_one_batch_is_stored_once_last_wins(store: Store) -> N
     assert result.new == 1
     row = store.get("src:1")
     assert row is not None and row.message == "second"
+
+
+@pytest.mark.parametrize(
+    "ids",
+    [
+        ("a\x00b", "a\x00c", "a"),  # what SQLite's JSON would read them as, stored too
+        ("\x00", "\x00\x00", "z"),
+        ("x\x01\x1f\u2028\U0001f600y", 'q\\u0000"', "\\"),
+    ],
+    ids=["nul-inside", "nul-only", "controls-and-escapes"],
+)
+def test_any_native_id_is_found_again_exactly(store: Store, ids: tuple[str, ...]) -> None:
+    # SQLite's JSON functions end a text at NUL: an id passed through them missed its stored
+    # row, and committing it again failed the UNIQUE constraint. Set after construction, so
+    # the store is checked whatever `Entry` itself accepts.
+    def batch(status: Status) -> list[Entry]:
+        made = []
+        for native_id in ids:
+            e = entry("placeholder", status=status)
+            e.native_id = native_id
+            made.append(e)
+        return made
+
+    assert store.commit_batch("src", batch(Status.PENDING), None).new == 3
+    again = store.commit_batch("src", batch(Status.FAILURE), None)
+    assert (again.new, again.updated) == (0, 3)
+    assert sorted(e.native_id for e in again.new_failures) == sorted(ids)
+    assert store.known_ids("src", [ids[0], ids[0] + "-not-stored"]) == {ids[0]}
+    with Reader(store.path) as reader:
+        assert reader.known_ids("src", list(ids)) == set(ids)
+    assert store.db.execute("SELECT count(*) FROM entries").fetchone()[0] == 3
 
 
 def test_a_changed_record_without_a_new_download_keeps_its_details(store: Store) -> None:

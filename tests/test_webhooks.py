@@ -91,10 +91,7 @@ class Env:
         self.clock = Clock()
         self.store = Store(self.settings.database)
         self.hook = outbox_hook(self.settings, clock=self.clock)
-        self.slept: list[float] = []
-        self.deliverer = Deliverer(
-            self.settings, self.store, sleep=self.slept.append, clock=self.clock, **deliverer
-        )
+        self.deliverer = Deliverer(self.settings, self.store, clock=self.clock, **deliverer)
 
     def commit(self, *entries: Entry, src: str = "fleet") -> BatchResult:
         return self.store.commit_batch(src, list(entries), None, hooks=[self.hook])
@@ -318,7 +315,6 @@ def test_receiver_down_then_up_is_delivered_once_with_the_same_id(
     [row] = env.rows()
     assert (row.state, row.attempts, row.last_status) == ("done", 3, 200)
     assert ids == {row.delivery_id}
-    assert env.slept == []
 
 
 def test_retries_back_off_then_die_after_retry_for(tmp_path: Path, rx: Receiver) -> None:
@@ -555,6 +551,33 @@ def test_secrets_echoed_by_a_receiver_are_masked_in_log_outbox_and_list(
         for secret in (HEADER_TOKEN, QUERY_TOKEN, PATH_TOKEN, SECRET, "hdr-token", "hdr-"):
             assert secret not in text
     assert "***" in (row.last_error or "")
+
+
+def test_the_log_filter_masks_webhook_secrets_in_httpx_lines_too(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import logging
+
+    from logd import logs
+
+    env = Env(
+        tmp_path,
+        hook(f"https://hooks.example/logd/{PATH_TOKEN}?token={QUERY_TOKEN}"),
+        transport=httpx.MockTransport(lambda request: httpx.Response(204)),
+    )
+    env.commit(entry("1"))
+    logs.setup("debug")
+    try:
+        assert env.deliverer.deliver_due().delivered == 1
+    finally:
+        for name in ("logd", "httpx", "httpcore"):
+            logger = logging.getLogger(name)
+            logger.handlers[:] = []
+            logger.setLevel(logging.NOTSET)
+            logger.propagate = True
+    err = capsys.readouterr().err
+    assert "HTTP Request: POST https://hooks.example/logd/***?token=***" in err
+    assert PATH_TOKEN not in err and QUERY_TOKEN not in err
 
 
 # -- a slow receiver ---------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from .__about__ import __version__
+from .cli_options import config_option, db_option, format_option, local_option
 from .errors import ConfigError, LogdError
 from .webhooks_cli import webhooks
 
@@ -77,26 +78,6 @@ def configure_logging(level: str) -> None:
     from .logs import setup
 
     setup(level)
-
-
-config_option = click.option(
-    "-c",
-    "--config",
-    "config",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Config file (default: $LOGD_CONFIG, else /etc/logd/config.toml).",
-)
-db_option = click.option(
-    "--db",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Read this store file instead of the config's database.",
-)
-#: One rule for times in every command (logd.timeparse): UTC unless --local.
-local_option = click.option(
-    "--local",
-    is_flag=True,
-    help="Show times in local time (TZ) and read dates without a zone in it; default UTC.",
-)
 
 
 class QueryCommand(click.Command):
@@ -242,14 +223,9 @@ def sync(
 )
 @click.option("--until", help="Before this time (same forms as --since).")
 @click.option("--limit", "-n", default=50, show_default=True, help="At most N entries; 0 = all.")
-@click.option(
-    "--format",
-    "-f",
-    "fmt",
-    type=click.Choice(["table", "json", "ndjson", "csv"]),
-    default="table",
-    show_default=True,
-    help="table: one line an entry, ids whole; json/ndjson: every field, raw record "
+@format_option(
+    ["table", "json", "ndjson", "csv"],
+    "table: one line an entry, ids whole; json/ndjson: every field, raw record "
     "included; csv: the table's fields for a spreadsheet.",
 )
 @click.option("--follow", "-F", is_flag=True, help="Keep printing new matching entries.")
@@ -306,14 +282,9 @@ def query(
 @click.argument("entry_id")
 @config_option
 @db_option
-@click.option(
-    "--format",
-    "-f",
-    "fmt",
-    type=click.Choice(["pretty", "json"]),
-    default="pretty",
-    show_default=True,
-    help="pretty: every field, raw record and details indented; json: one object for scripts.",
+@format_option(
+    ["pretty", "json"],
+    "pretty: every field, raw record and details indented; json: one object for scripts.",
 )
 @local_option
 def show(entry_id: str, config: Path | None, db: Path | None, fmt: str, local: bool) -> None:
@@ -354,14 +325,9 @@ def show(entry_id: str, config: Path | None, db: Path | None, fmt: str, local: b
 @cli.command()
 @config_option
 @db_option
-@click.option(
-    "--format",
-    "-f",
-    "fmt",
-    type=click.Choice(["table", "json"]),
-    default="table",
-    show_default=True,
-    help="table: one line a source, failing sources' errors whole below; json: every field.",
+@format_option(
+    ["table", "json"],
+    "table: one line a source, failing sources' errors whole below; json: every field.",
 )
 @local_option
 def status(config: Path | None, db: Path | None, fmt: str, local: bool) -> None:
@@ -407,14 +373,9 @@ def run(ctx: click.Context, config: Path | None, run_log_level: str | None) -> N
     show_default=True,
     help="Group by; day and hour draw a bar per source of entries and failures over time.",
 )
-@click.option(
-    "--format",
-    "-f",
-    "fmt",
-    type=click.Choice(["table", "json", "csv"]),
-    default="table",
-    show_default=True,
-    help="table: the window, then a table (or bars for day/hour); json/csv: the rows only.",
+@format_option(
+    ["table", "json", "csv"],
+    "table: the window, then a table (or bars for day/hour); json/csv: the rows only.",
 )
 @local_option
 def stats(

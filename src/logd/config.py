@@ -445,8 +445,8 @@ def credentials_directory(directory: Path | None) -> Iterator[None]:
 def load_settings(path: str | Path | None = None, *, named_plugins: bool = False) -> Settings:
     """Read and validate the config file, provider options included (plugins are loaded).
 
-    Every problem of the file is reported at once, one line each, in one `ConfigError`
-    (`.problems`): the top-level keys, each source's common and provider keys and each
+    Every problem of the file is reported at once, one line each, in one `ConfigError`:
+    the top-level keys, each source's common and provider keys and each
     webhook are validated whether or not another part failed. `named_plugins`: load only
     the plugins named after the configured providers (`load_plugins(providers=…)`); `logd
     sync` starts faster for it.
@@ -601,6 +601,4 @@ def _mode_warnings(file: Path, data: dict[str, Any], settings: Settings) -> list
 
 
 def _config_error(file: Path, problems: list[str]) -> ConfigError:
-    error = ConfigError(f"{file}: " + f"\n{file}: ".join(problems))
-    error.problems = problems  # type: ignore[attr-defined]
-    return error
+    return ConfigError(f"{file}: " + f"\n{file}: ".join(problems))

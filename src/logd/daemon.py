@@ -302,7 +302,7 @@ class Daemon:
         from .webhooks import Deliverer, outbox_hook
 
         hook = outbox_hook(settings, on_queued=self._queued.set)
-        return [hook], Deliverer(settings, self.store, sleep=self._sleep)
+        return [hook], Deliverer(settings, self.store)
 
     def _schedule(self, src: SourceConfig, first_run: datetime) -> None:
         interval = src.interval

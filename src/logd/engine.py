@@ -23,7 +23,7 @@ import sqlite_utils
 from . import ratelimit, redact
 from .config import Settings, SourceConfig
 from .entries import Batch, Entry
-from .errors import LogdError, SourceError, StoreError
+from .errors import LogdError, StoreError
 from .http import RetryPolicy, SourceClient
 from .paging import PagingGuard
 from .plugins import Registry
@@ -277,7 +277,6 @@ class Engine:
             log=logging.getLogger(f"logd.source.{src.name}"),
             now=self.now,
             known_ids=known_ids,
-            pending_ids=lambda: self.store.pending_ids(src.name),
             sleep=waiting("waiting on the vendor"),
             secrets=secrets,
             stopping=stopping,
@@ -356,13 +355,11 @@ class Engine:
                 f"stopped; last request {mask(client.last_request, secrets)}; what it stored is "
                 "kept (raise `poll_timeout` if this source needs longer)"
             )
-        except SourceError as exc:
-            report.error = mask(str(exc), secrets)
         except StoreError as exc:
             # The store's fault, not the provider's: the batch in hand rolled back, its cursor
             # did not move, and the next poll fetches it again.
             report.error = str(exc)
-        except LogdError as exc:
+        except LogdError as exc:  # a SourceError, or the provider's own use of another
             report.error = mask(str(exc), secrets)
         except Exception as exc:  # a provider bug: keep the traceback in the log, go on
             report.error = mask(f"internal error in provider {provider_cls.name}: {exc!r}", secrets)

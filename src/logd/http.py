@@ -10,9 +10,9 @@ error text. A first attempt that succeeds never enters tenacity.
 Bounds, whatever the server sends:
 
 - Time: `timeout` bounds one whole attempt (connect, send, headers, body), not each read: every
-  socket operation waits at most what is left of it, so a server dripping one byte a second
-  fails after `timeout` seconds. `stream()` (a file download) waits at most `timeout` for each
-  piece of data and `download_timeout` for the whole body.
+  socket operation waits at most what is left of it (`logd.deadline`), so a server dripping
+  one byte a second fails after `timeout` seconds. `stream()` (a file download) waits at most
+  `timeout` for each piece of data and `download_timeout` for the whole body.
 - Memory: a response body (decoded) larger than `max_response_bytes` is a `ProtocolError`
   naming the URL and the source's `max_response_size` key; decompression yields bounded pieces,
   so a compressed bomb never inflates past the cap. Only gzip and deflate are asked for.
@@ -41,13 +41,10 @@ line carries a header value.
 from __future__ import annotations
 
 import email.utils
-import functools
 import json
 import logging
 import random
 import re
-import ssl
-import threading
 import time
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -58,13 +55,14 @@ from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-import httpcore
 import httpx
 import orjson
 import tenacity
 
 from . import redact
 from .__about__ import __version__
+from .deadline import Deadline
+from .deadline import transport as deadline_transport
 from .errors import AuthError, HTTPStatusError, ProtocolError, SourceError, TransportError
 from .paging import PagingError
 from .ratelimit import Budget
@@ -170,113 +168,6 @@ def retry_after_seconds(response: httpx.Response, now: datetime | None = None) -
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
-
-
-@functools.cache
-def tls_context() -> ssl.SSLContext:
-    """The verifying TLS context every client shares, made once per process.
-
-    httpx builds one per client by default, and reading the CA bundle into it costs ~20 ms of
-    CPU: most of what an idle poll costs, since each poll gets a client of its own.
-    """
-    return httpx.create_ssl_context()
-
-
-class _Deadline(threading.local):
-    """When the current thread's request must be over (monotonic seconds), or None."""
-
-    at: float | None = None
-
-    def clamp(self, timeout: float | None, expired: type[Exception]) -> float | None:
-        """`timeout` shortened to what is left before the deadline; `expired` once it passed."""
-        at = self.at
-        if at is None:
-            return timeout
-        left = at - time.monotonic()
-        if left <= 0:
-            raise expired("the request's deadline passed")
-        return left if timeout is None else min(timeout, left)
-
-
-class _DeadlineStream(httpcore.NetworkStream):
-    """A socket whose every read and write waits at most until the request's deadline."""
-
-    def __init__(self, stream: httpcore.NetworkStream, deadline: _Deadline) -> None:
-        self._stream = stream
-        self._deadline = deadline
-
-    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        """Read, waiting no longer than the deadline allows."""
-        return self._stream.read(max_bytes, self._deadline.clamp(timeout, httpcore.ReadTimeout))
-
-    def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        """Write, waiting no longer than the deadline allows."""
-        self._stream.write(buffer, self._deadline.clamp(timeout, httpcore.WriteTimeout))
-
-    def close(self) -> None:
-        """Close the socket."""
-        self._stream.close()
-
-    def start_tls(
-        self,
-        ssl_context: ssl.SSLContext,
-        server_hostname: str | None = None,
-        timeout: float | None = None,
-    ) -> httpcore.NetworkStream:
-        """The TLS handshake, bounded like a read."""
-        stream = self._stream.start_tls(
-            ssl_context, server_hostname, self._deadline.clamp(timeout, httpcore.ConnectTimeout)
-        )
-        return _DeadlineStream(stream, self._deadline)
-
-    def get_extra_info(self, info: str) -> Any:
-        """What the wrapped stream knows (the socket, the TLS object)."""
-        return self._stream.get_extra_info(info)
-
-
-class _DeadlineBackend(httpcore.SyncBackend):
-    """httpcore's sockets, bounded by the deadline of the request the calling thread runs."""
-
-    def __init__(self, deadline: _Deadline) -> None:
-        self._deadline = deadline
-
-    def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.NetworkStream:
-        """Connect within the deadline; the stream keeps to it."""
-        stream = super().connect_tcp(
-            host,
-            port,
-            self._deadline.clamp(timeout, httpcore.ConnectTimeout),
-            local_address,
-            socket_options,
-        )
-        return _DeadlineStream(stream, self._deadline)
-
-
-class _DeadlineTransport(httpx.HTTPTransport):
-    """httpx's transport over sockets that keep to the request's deadline.
-
-    httpx reads its read timeout once per response phase and applies it to each socket read,
-    so a body arriving a byte at a time never times out; httpcore takes a network backend, the
-    one place every socket operation passes through, but httpx offers no way to pass one.
-    """
-
-    def __init__(self, deadline: _Deadline) -> None:
-        super().__init__(verify=tls_context())
-        limits = httpx.Limits()
-        self._pool = httpcore.ConnectionPool(
-            ssl_context=tls_context(),
-            max_connections=limits.max_connections,
-            max_keepalive_connections=limits.max_keepalive_connections,
-            keepalive_expiry=limits.keepalive_expiry,
-            network_backend=_DeadlineBackend(deadline),
-        )
 
 
 class _NoCookies(DefaultCookiePolicy):
@@ -409,7 +300,7 @@ class SourceClient:
         self._credential_values: list[str] = []
         self._cookies = httpx.Cookies()  # the configured origin's, and only ever sent there
         self._login: Callable[[], None] | None = None
-        self._deadline = _Deadline()
+        self._deadline = Deadline()
         self._deadline_hit = False  # the last timeout was the attempt's deadline, not a read's
         self._http = httpx.Client(
             timeout=httpx.Timeout(timeout),
@@ -420,7 +311,7 @@ class SourceClient:
             },
             cookies=CookieJar(policy=_NoCookies()),
             follow_redirects=False,
-            transport=transport or _DeadlineTransport(self._deadline),
+            transport=transport or deadline_transport(self._deadline),
         )
 
     def __repr__(self) -> str:
@@ -443,10 +334,7 @@ class SourceClient:
         for name, value in headers.items():
             if not _SECRET_HEADER.search(name):
                 continue
-            values.append(value)
-            _scheme, sep, token = value.partition(" ")
-            if sep and token:  # `Bearer <token>`: the token alone is the secret too
-                values.append(token.strip())
+            values += redact.header_secrets(value)  # `Bearer <token>`: the token alone too
         self._credential_values = values
         redact.register(*values)
 
@@ -726,14 +614,12 @@ class SourceClient:
             if self.budget is not None and hop:  # the first hop waited before its deadline
                 self._wait_for_budget(method, url)
             self.requests += 1
-            self._deadline.at = until
             try:
-                response = self._http.send(request, stream=True)
+                with self._deadline.until(until):
+                    response = self._http.send(request, stream=True)
             except httpx.TimeoutException:
                 self._deadline_hit = time.monotonic() >= until
                 raise
-            finally:
-                self._deadline.at = None
             if same and "set-cookie" in response.headers:
                 self._keep_cookies(response)
             if self.budget is not None:
@@ -828,14 +714,12 @@ class SourceClient:
         """Wire chunks of `response`, each read bounded by the deadline `until`."""
         chunks = response.iter_raw(chunk_size)
         while True:
-            self._deadline.at = until
             try:
-                chunk = next(chunks, None)
+                with self._deadline.until(until):
+                    chunk = next(chunks, None)
             except httpx.TimeoutException:
                 self._deadline_hit = time.monotonic() >= until
                 raise
-            finally:
-                self._deadline.at = None
             if chunk is None:
                 return
             if time.monotonic() > until:  # a transport without our sockets (tests, proxies)

@@ -270,15 +270,8 @@ def record_attempts(
             _postpone(db, hold, until)
 
 
-def postpone(store: Store, ids: Sequence[str], until: datetime) -> None:
-    """Hold pending deliveries until at least `until` (their attempts are not counted)."""
-    if not ids:
-        return
-    with store.transaction() as db:
-        _postpone(db, ids, until)
-
-
 def _postpone(db: sqlite_utils.Database, ids: Sequence[str], until: datetime) -> None:
+    """Hold pending deliveries until at least `until` (their attempts are not counted)."""
     for start in range(0, len(ids), 500):
         chunk = ids[start : start + 500]
         db.execute(

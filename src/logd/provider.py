@@ -90,8 +90,6 @@ class PollContext(Generic[OptionsT]):
     # Ask the store whether native ids are already stored (providers that stop paging at
     # the first known record use this); returns the subset that is known.
     known_ids: Callable[[list[str]], set[str]] = field(default=lambda ids: set())
-    # Native ids of stored entries that are still `pending`, for providers that re-check them.
-    pending_ids: Callable[[], list[str]] = field(default=lambda: [])
     # Wait this long (polling an asynchronous export, say). Use this, never time.sleep: the
     # daemon makes it return early on shutdown and tests make it instant.
     sleep: Callable[[float], None] = field(default=time.sleep)

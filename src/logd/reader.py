@@ -84,6 +84,7 @@ class Reader(Store):
                 conn.close()
                 raise StoreError(f"{self.path} is not a logd database (no entries table)")
             conn.execute("PRAGMA cache_size = -32000")  # as Store: keeps index pages hot
+            self._variables = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)  # as Store
             columns = {row[1] for row in conn.execute("PRAGMA table_info(entries)")}
             if "timestamp_observed" not in columns:  # not migrated yet: readers never migrate
                 self.entry_columns = LEGACY_ENTRY_COLUMNS

@@ -6,7 +6,8 @@ Mask a text whole BEFORE cutting it short: a secret straddling the cut would oth
 its prefix behind, which the mask no longer recognises.
 
 Values are registered process-wide with `register` (source options, headers given to
-`SourceClient.set_credentials`, session tokens from `PollContext.add_secret`), and
+`SourceClient.set_credentials`, session tokens from `PollContext.add_secret`, every webhook's
+secret, headers and URL tokens), and
 `SecretFilter` masks them in every record logd's log handler writes, httpx's included.
 """
 
@@ -47,6 +48,16 @@ def mask(text: str, secrets: Iterable[str]) -> str:
     for form in sorted(found, key=len, reverse=True):
         text = text.replace(form, "***")
     return text
+
+
+def header_secrets(value: str) -> list[str]:
+    """A credential header's value and what follows its scheme (`Bearer TOKEN`: TOKEN too, and
+    each word of it), each a secret on its own: a receiver may echo the token alone."""
+    _scheme, sep, rest = value.partition(" ")
+    rest = rest.strip()
+    if not (sep and rest):
+        return [value]
+    return list(dict.fromkeys([value, rest, *rest.split()]))
 
 
 def register(*values: str) -> None:

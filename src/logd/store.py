@@ -487,15 +487,26 @@ class Store:
     def _existing(
         self, db: sqlite_utils.Database, source: str, native_ids: list[str]
     ) -> dict[str, tuple[Any, ...]]:
-        # One JSON text in, one out: a row per stored entry would cost a GIL round trip each
-        # (see _insert_many), and an idle poll re-reads whole windows of stored entries.
-        (found,) = db.execute(
-            "SELECT json_group_array(json_array(native_id, id, hash, details_hash, status, "
-            "timestamp, first_seen)) FROM entries "
-            "WHERE source = ? AND native_id IN (SELECT value FROM json_each(?))",
-            [source, orjson.dumps(native_ids).decode()],
-        ).fetchone()
-        return {row[0]: tuple(row[1:]) for row in orjson.loads(found)}
+        """Stored rows among `native_ids` of `source`, by native id: (key, hash, details_hash,
+        status, timestamp, first_seen).
+
+        The ids are bound as parameters, so any string compares exactly: sent in a JSON text
+        through `json_each`, an id holding NUL would end there (SQLite's JSON functions stop
+        at it) and miss its row. One JSON text out: a row per stored entry would cost a GIL
+        round trip each (see _insert_many), and an idle poll re-reads whole windows.
+        """
+        found: dict[str, tuple[Any, ...]] = {}
+        per = max(1, self._variables - 1)
+        for start in range(0, len(native_ids), per):
+            chunk = native_ids[start : start + per]
+            (rows,) = db.execute(
+                "SELECT json_group_array(json_array(native_id, id, hash, details_hash, status, "
+                "timestamp, first_seen)) FROM entries "
+                f"WHERE source = ? AND native_id IN ({','.join('?' * len(chunk))})",
+                [source, *chunk],
+            ).fetchone()
+            found.update((row[0], tuple(row[1:])) for row in orjson.loads(rows))
+        return found
 
     def _update(
         self,
@@ -707,14 +718,6 @@ class Store:
             found = self._existing(db, source, native_ids)
         return {nid for nid, row in found.items() if row[3] != Status.INVALID}
 
-    def pending_ids(self, source: str) -> list[str]:
-        """Native ids of `source`'s entries still pending."""
-        with self.reading():
-            rows = self.db.execute(
-                "SELECT native_id FROM entries WHERE source = ? AND status = 'pending'", [source]
-            ).fetchall()
-        return [r[0] for r in rows]
-
     def get(self, entry_id: str) -> Row | None:
         """One entry by `source:native_id`."""
         source, sep, native_id = entry_id.partition(":")
@@ -763,7 +766,7 @@ class Store:
         if limit:
             sql += " LIMIT ?"
             params.append(limit)
-        return self._run_query(sql, params, f)
+        return self._run_query(sql, params)
 
     def updated_since(
         self, after: str, filters: Filters, *, limit: int = 1000
@@ -775,22 +778,15 @@ class Store:
         params.append(after)
         sql += " WHERE " + " AND ".join(where) + " ORDER BY entries.updated_at LIMIT ?"
         params.append(limit)
-        return [(r[0], Row.from_sql(r[1:])) for r in self._run_query(sql, params, filters)]
+        return [(r[0], Row.from_sql(r[1:])) for r in self._run_query(sql, params)]
 
     def _where(self, f: Filters) -> tuple[str, list[str], list[Any], str]:
         return search_sql(f, self.entry_columns)
 
-    def _run_query(self, sql: str, params: list[Any], f: Filters) -> list[Any]:
+    def _run_query(self, sql: str, params: list[Any]) -> list[Any]:
         try:
             with self.lock:
                 return self.db.execute(sql, params).fetchall()
-        except sqlite3.OperationalError as exc:
-            if "fts5" in str(exc) or "MATCH" in str(exc):
-                raise QueryError(
-                    f"full-text query {f.text!r} is not valid FTS5 syntax: {exc}",
-                    hint="drop --fts to search for the plain words",
-                ) from None
-            raise store_error(exc, self.path, self.busy_timeout) from exc
         except sqlite3.Error as exc:
             raise store_error(exc, self.path, self.busy_timeout) from exc
 
@@ -901,13 +897,9 @@ class Store:
         }
 
     def stats(self, *, since: datetime | None = None, by: str = "source") -> list[dict[str, Any]]:
-        """Counts and failure rates grouped by source, provider, status or (UTC) day."""
-        group = {
-            "source": "source",
-            "provider": "provider",
-            "status": "status",
-            "day": "substr(timestamp, 1, 10)",
-        }[by]
+        """Counts and failure rates grouped by source, provider or status (`by`); days and
+        hours are `logd.stats.bucket_stats`."""
+        group = {"source": "source", "provider": "provider", "status": "status"}[by]
         where, params = "", []
         if since is not None:
             where, params = "WHERE id >= ?", [time_key(since)]

@@ -7,7 +7,8 @@
 Delivery outcomes: 2xx is done; 408, 429 (after its Retry-After), 5xx, network errors and
 timeouts are retried with exponential backoff and jitter until `retry_for` has passed since the
 delivery was queued, then dead; any other status (redirects included: they are never followed)
-is dead at once, with the response text kept, every webhook secret in it masked. Each webhook
+is dead at once, with the response text kept, every webhook secret in it masked (`logd.redact`,
+which masks them in every log line too). Each webhook
 has its own lane, first in, first out, in a thread of its own, and each attempt ends within the
 webhook's `timeout` (the whole request, the answer included), so one slow or dead endpoint
 never holds up another.
@@ -17,24 +18,24 @@ from __future__ import annotations
 
 import logging
 import random
-import socket
 import sqlite3
-import ssl
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager, nullcontext, suppress
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpcore
 import httpx
 import sqlite_utils
 
+from . import redact
 from .__about__ import __version__
 from .config import Settings, WebhookConfig
+from .deadline import Deadline
+from .deadline import transport as deadline_transport
 from .errors import QueryError, StoreError
 from .http import redact_url, retry_after_seconds
 from .outbox import (
@@ -184,116 +185,26 @@ def _matching(
     return [k for k in keys if k in found]
 
 
-# -- a whole-request deadline ---------------------------------------------------------------
-# httpx's timeouts bound each socket operation: a receiver answering a byte per second never
-# trips a 10 s read timeout. Every read and write of a webhook client's connections goes
-# through `_DeadlineStream`, which gives each operation only what is left of the attempt's
-# deadline, so `timeout` bounds connect + send + the whole response.
-
-
-class _Deadline:
-    """The monotonic time the current attempt must end by (None: no attempt running), and the
-    client's open streams, so that `abort` can end an attempt blocked in a read at once."""
-
-    def __init__(self) -> None:
-        self.at: float | None = None
-        self.aborted = False
-        self.streams: set[_DeadlineStream] = set()
-        self.lock = threading.Lock()
-
-    def abort(self) -> None:
-        """End every attempt now, and each one after: the deliverer is closing."""
-        self.aborted = True
-        with self.lock:
-            streams = list(self.streams)
-        for stream in streams:
-            sock = stream.get_extra_info("socket")
-            if sock is not None:
-                with suppress(OSError):  # wakes a read blocked on it, in any thread
-                    sock.shutdown(socket.SHUT_RDWR)
-
-    def left(self, timeout: float | None, error: type[Exception]) -> float | None:
-        """`timeout` cut to what is left; raises `error` once the deadline has passed."""
-        if self.aborted:
-            raise error("the deliverer is closing")
-        if self.at is None:
-            return timeout
-        left = self.at - time.monotonic()
-        if left <= 0:
-            raise error("no complete answer within the webhook's timeout")
-        return left if timeout is None else min(timeout, left)
-
-
-class _DeadlineStream(httpcore.NetworkStream):
-    def __init__(self, stream: httpcore.NetworkStream, deadline: _Deadline) -> None:
-        self.stream, self.deadline = stream, deadline
-        with deadline.lock:
-            deadline.streams.add(self)
-
-    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
-        return self.stream.read(max_bytes, self.deadline.left(timeout, httpcore.ReadTimeout))
-
-    def write(self, buffer: bytes, timeout: float | None = None) -> None:
-        self.stream.write(buffer, self.deadline.left(timeout, httpcore.WriteTimeout))
-
-    def close(self) -> None:
-        with self.deadline.lock:
-            self.deadline.streams.discard(self)
-        self.stream.close()
-
-    def start_tls(
-        self,
-        ssl_context: ssl.SSLContext,
-        server_hostname: str | None = None,
-        timeout: float | None = None,
-    ) -> httpcore.NetworkStream:
-        left = self.deadline.left(timeout, httpcore.ConnectTimeout)
-        stream = self.stream.start_tls(ssl_context, server_hostname, left)
-        with self.deadline.lock:
-            self.deadline.streams.discard(self)
-        return _DeadlineStream(stream, self.deadline)
-
-    def get_extra_info(self, info: str) -> Any:
-        return self.stream.get_extra_info(info)
-
-
-class _DeadlineBackend(httpcore.SyncBackend):
-    def __init__(self, deadline: _Deadline) -> None:
-        self.deadline = deadline
-
-    def connect_tcp(
-        self,
-        host: str,
-        port: int,
-        timeout: float | None = None,
-        local_address: str | None = None,
-        socket_options: Iterable[Any] | None = None,
-    ) -> httpcore.NetworkStream:
-        left = self.deadline.left(timeout, httpcore.ConnectTimeout)
-        stream = super().connect_tcp(host, port, left, local_address, socket_options)
-        return _DeadlineStream(stream, self.deadline)
-
-
 class _WebhookClient(httpx.Client):
-    """An httpx client whose `post` has a whole-request deadline of the client's timeout."""
+    """An httpx client whose `post_within` has a whole-request deadline of the client's timeout
+    (`logd.deadline`: a receiver answering a byte a second never trips a per-read timeout)."""
 
     def __init__(self, timeout: float, transport: httpx.BaseTransport | None) -> None:
-        self.deadline = _Deadline()
-        if transport is None:
-            transport = httpx.HTTPTransport()
-            pool = getattr(transport, "_pool", None)
-            if isinstance(pool, httpcore.ConnectionPool):  # its proxies subclass it too
-                pool._network_backend = _DeadlineBackend(self.deadline)
-        super().__init__(transport=transport, timeout=timeout, follow_redirects=False)
+        self.deadline = Deadline(
+            expired="no complete answer within the webhook's timeout",
+            closing="the deliverer is closing",
+        )
+        super().__init__(
+            transport=transport or deadline_transport(self.deadline),
+            timeout=timeout,
+            follow_redirects=False,
+        )
         self.whole = timeout
 
     def post_within(self, url: str, *, content: bytes, headers: dict[str, str]) -> httpx.Response:
         """POST and read the whole answer within the timeout, or raise httpx.TimeoutException."""
-        self.deadline.at = time.monotonic() + self.whole
-        try:
+        with self.deadline.until(time.monotonic() + self.whole):
             return self.post(url, content=content, headers=headers)
-        finally:
-            self.deadline.at = None
 
 
 # -- delivering -----------------------------------------------------------------------------
@@ -345,7 +256,6 @@ class Deliverer:
         settings: Settings,
         store: Store,
         *,
-        sleep: Callable[[float], None] = time.sleep,
         transport: httpx.BaseTransport | None = None,
         clock: Clock = _utcnow,
         rng: random.Random | None = None,
@@ -355,9 +265,6 @@ class Deliverer:
     ) -> None:
         self.settings = settings
         self.store = store
-        # Kept for callers that pass one; delivery itself never sleeps: a retry is a later
-        # `next_attempt_at` in the outbox, picked up by a later round (see `next_due`).
-        self.sleep = sleep
         self.transport = transport
         self.clock = clock
         self.rng = rng or random.Random()
@@ -367,6 +274,8 @@ class Deliverer:
         # round, so a slow endpoint cannot hold a round (and the endpoints after it) for long.
         self.lane_budget = lane_budget
         self.webhooks = {w.name: w for w in settings.webhooks}
+        for webhook in settings.webhooks:  # httpx's debug lines show the URL, tokens and all
+            redact.register(*webhook_secrets(webhook))
         self._stats_lock = threading.Lock()
         # A lane already busy (another thread's round) is skipped, never waited for.
         self._lanes = {name: threading.Lock() for name in self.webhooks}
@@ -617,17 +526,17 @@ def _post(
         response = client.post_within(webhook.url, content=body, headers=headers)
     except httpx.HTTPError as exc:
         # httpx's messages name the failure, not the URL; the URL may carry a token.
-        return None, _cut(mask_secrets(f"{type(exc).__name__}: {exc}", secrets)), None
+        return None, _cut(redact.mask(f"{type(exc).__name__}: {exc}", secrets)), None
     status = response.status_code
     if 200 <= status < 300:
         return status, None, None
     if 300 <= status < 400:
         location = response.headers.get("location")
         where = f" to {redact_url(httpx.URL(webhook.url).join(location))}" if location else ""
-        text = mask_secrets(f"HTTP {status} redirect{where} not followed", secrets)
+        text = redact.mask(f"HTTP {status} redirect{where} not followed", secrets)
         return status, f"{text}; configure the final URL", None
     # Masked before it is cut: a secret straddling the cut would otherwise leave its prefix.
-    text = _cut(mask_secrets(" ".join(response.text.split()), secrets)) or response.reason_phrase
+    text = _cut(redact.mask(" ".join(response.text.split()), secrets)) or response.reason_phrase
     return status, f"HTTP {status}: {text}", retry_after_seconds(response)
 
 
@@ -637,8 +546,7 @@ def webhook_secrets(webhook: WebhookConfig) -> list[str]:
     values, and path segments long enough to be tokens (`/services/T0/B0/<token>`)."""
     values = [webhook.secret.get_secret_value()]
     for value in webhook.headers.values():
-        text = value.get_secret_value()
-        values += [text, *text.split()[1:]]
+        values += redact.header_secrets(value.get_secret_value())
     url = httpx.URL(webhook.url)
     if url.password:
         values.append(url.password)
@@ -647,13 +555,6 @@ def webhook_secrets(webhook: WebhookConfig) -> list[str]:
     if webhook.signature == "standard-webhooks":
         values.append(webhook.secret.get_secret_value().removeprefix("whsec_"))
     return values
-
-
-def mask_secrets(text: str, secrets: Sequence[str]) -> str:
-    """`text` with every secret (3 characters or more) replaced by `***`, longest first."""
-    for secret in sorted({s for s in secrets if len(s) >= 3}, key=len, reverse=True):
-        text = text.replace(secret, "***")
-    return text
 
 
 def _cut(text: str) -> str:
@@ -689,6 +590,7 @@ def send_test(
     now = clock()
     delivery_id = new_delivery_id()
     body = sample_body(webhook.name, delivery_id, now)
+    redact.register(*webhook_secrets(webhook))
     client = _WebhookClient(webhook.timeout, transport)
     with client:
         status, error, _ = _post(client, webhook, delivery_id, body, now)

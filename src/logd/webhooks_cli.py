@@ -9,15 +9,8 @@ from typing import Any
 
 import click
 
+from .cli_options import config_option, db_option, format_option
 from .errors import ConfigError, LogdError
-
-_config = click.option(
-    "-c",
-    "--config",
-    "config",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Config file (default: $LOGD_CONFIG, else /etc/logd/config.toml).",
-)
 
 
 @click.group()
@@ -26,22 +19,13 @@ def webhooks() -> None:
 
 
 @webhooks.command("list")
-@_config
-@click.option(
-    "--db",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Read this store file instead of the config's database.",
-)
+@config_option
+@db_option
 @click.option("--state", type=click.Choice(["pending", "dead", "done"]), help="Only this state.")
 @click.option("--limit", "-n", default=50, show_default=True, help="At most N rows; 0 = all.")
-@click.option(
-    "--format",
-    "-f",
-    "fmt",
-    type=click.Choice(["table", "json"]),
-    default="table",
-    show_default=True,
-    help="table: one line a delivery, ids whole; json: every field.",
+@format_option(
+    ["table", "json"],
+    "table: one line a delivery, ids whole; json: every field.",
 )
 @click.option("--local", is_flag=True, help="Show times in local time (TZ); default UTC.")
 def list_command(
@@ -97,7 +81,7 @@ def list_command(
 
 @webhooks.command()
 @click.argument("ids", nargs=-1)
-@_config
+@config_option
 @click.pass_context
 def retry(ctx: click.Context, ids: tuple[str, ...], config: Path | None) -> None:
     """Deliver now: the named deliveries (dead ones too), else every pending one."""
@@ -133,7 +117,7 @@ def retry(ctx: click.Context, ids: tuple[str, ...], config: Path | None) -> None
 
 @webhooks.command()
 @click.argument("name")
-@_config
+@config_option
 @click.pass_context
 def test(ctx: click.Context, name: str, config: Path | None) -> None:
     """Send the webhook NAME a signed sample delivery now and show the answer."""
