@@ -34,6 +34,7 @@ import row5_idle
 import row6_webhooks
 import row7_search_grid
 import row8_ratelimit
+import row9_first_sync
 from common import HERE, Figure
 
 CORPUS = 1_000_000
@@ -104,7 +105,7 @@ def main() -> int:
     """Run the rows asked for; print the table; write the results file."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="reduced sizes, under a minute")
-    parser.add_argument("--only", default="1,2,3,4,5,6,7,8", help="rows to run, e.g. 1,3")
+    parser.add_argument("--only", default="1,2,3,4,5,6,7,8,9", help="rows to run, e.g. 1,3")
     parser.add_argument("--out", type=Path, default=HERE / "results.json")
     args = parser.parse_args()
     only = {r.strip() for r in args.only.split(",")}
@@ -127,6 +128,7 @@ def main() -> int:
             "6": ("6 webhooks", lambda: row6_webhooks.run(args.quick)),
             "7": ("7 search grid", lambda: row7_search_grid.run(args.quick, store)),
             "8": ("8 rate limits", lambda: row8_ratelimit.run(args.quick)),
+            "9": ("9 first sync", lambda: row9_first_sync.run(args.quick)),
         }
         for key, (label, fn) in rows.items():
             if key in only:

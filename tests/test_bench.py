@@ -35,6 +35,7 @@ def test_quick_bench_produces_every_row(tmp_path: Path) -> None:
         "6 webhooks",
         "7 search grid",
         "8 rate limits",
+        "9 first sync",
     }
     assert not [f for f in figures if f["name"] == "row did not complete"], figures
     for f in figures:
