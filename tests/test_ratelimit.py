@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import math
+import threading
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -15,6 +18,8 @@ from logd.engine import SourceReport
 from logd.errors import SourceError
 from logd.http import RetryPolicy, SourceClient
 from logd.ratelimit import Budget, Budgets, format_rate, parse_rate, reset_seconds
+from logd.status import collect_status, write_status
+from logd.store import Store
 from logd.testing import SyncRun
 
 
@@ -167,3 +172,64 @@ def test_the_progress_line_counts_down_a_rate_budget_wait() -> None:
         assert str(_line(task)) == "2 pages; rate limited, resuming in 4 s"
         progress.update(task_id, waiting_until=now - 1)  # over: the counts alone again
         assert str(_line(task)) == "2 pages"
+
+
+def test_status_shows_a_poll_waiting_on_its_budget_until_the_poll_ends(tmp_path: Path) -> None:
+    with FleetITSimulator(records=10) as sim:
+        run = SyncRun(tmp_path, [sim.demo_source("fleet")])
+        run.engine.budgets.get("fleet", "fleet", None).pause(30)  # say, a vendor's reset
+        waiting, go_on = threading.Event(), threading.Event()
+
+        def sleep(seconds: float) -> None:  # the engine's sleep, held until status was read
+            if seconds >= 1:
+                waiting.set()
+                assert go_on.wait(60)
+
+        run.engine.sleep = sleep
+        reports: list[dict[str, SourceReport]] = []
+        poll = threading.Thread(target=lambda: reports.append(run.sync()), daemon=True)
+        poll.start()
+        try:
+            assert waiting.wait(60)
+            with Store(run.settings.database, create=False) as reader:  # as `logd status` does
+                (row,) = collect_status(reader)
+                out = io.StringIO()
+                write_status([row], "table", out)
+        finally:
+            go_on.set()
+            poll.join(60)
+        (after,) = collect_status(run.store)
+    assert row["state"] == "polling" and row["waiting"] == "rate limited"
+    until = datetime.fromisoformat(row["waiting_until"]) - datetime.now(UTC)
+    assert timedelta(seconds=20) < until <= timedelta(seconds=31)
+    assert "polling (rate limited until " in out.getvalue()
+    assert reports[0]["fleet"].ok
+    assert after["state"] == "ok" and after["waiting"] is None and after["waiting_until"] is None
+    assert run.store.db.execute("SELECT waiting, waiting_until FROM poll_runs").fetchall() == [
+        (None, None)
+    ]
+
+
+def test_a_wait_note_is_skipped_not_waited_for_while_the_store_is_busy(tmp_path: Path) -> None:
+    with Store(tmp_path / "logd.db") as store:
+        run_id = store.start_run("s")
+        until = datetime.now(UTC) + timedelta(seconds=30)
+        held, release = threading.Event(), threading.Event()
+
+        def hold() -> None:
+            with store.transaction():
+                held.set()
+                release.wait(60)
+
+        holder = threading.Thread(target=hold, daemon=True)
+        holder.start()
+        try:
+            assert held.wait(60)
+            assert store.note_waiting(run_id, "rate limited", until, timeout=0.05) is False
+        finally:
+            release.set()
+            holder.join(60)
+        assert store.note_waiting(run_id, "rate limited", until) is True
+        assert store.run_waits() == {"s": ("rate limited", until.isoformat(timespec="seconds"))}
+        store.finish_run(run_id)
+        assert store.run_waits() == {}

@@ -8,13 +8,14 @@ concurrently in a small thread pool; the store serialises their writes.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -203,7 +204,10 @@ class Engine:
                         progress(report)
                 # No wait outlasts the poll's deadline: a provider waiting on an export
                 # wakes up in time to see `stopping()`.
-                self.sleep(max(0.0, min(seconds, deadline - clock())))
+                seconds = max(0.0, min(seconds, deadline - clock()))
+                if why == "retrying":  # a Retry-After, or a back-off: shown in `status`
+                    note_wait(why, seconds)
+                self.sleep(seconds)
 
             return sleep
 
@@ -226,10 +230,27 @@ class Engine:
             if progress:
                 report.duration = now - started
                 progress(report)
+            note_wait("rate limited", seconds)
+
+        noted = -math.inf  # when (monotonic) this poll last noted a wait in the store
+
+        def note_wait(why: str, seconds: float) -> None:
+            # `logd status` shows the wait, read from the poll's row: long waits only, at most
+            # one write per NOTE_EVERY seconds, and skipped when the store is busy. Called
+            # before the wait from the fetching thread, never from a batch's transaction.
+            nonlocal noted
+            now = time.monotonic()
+            if seconds < NOTE_MIN_WAIT or now - noted < NOTE_EVERY or run_id is None:
+                return
+            noted = now
+            until = self.now() + timedelta(seconds=seconds)
+            if not self.store.note_waiting(run_id, why, until):
+                log.debug("%s: store busy, the wait is not shown in status", src.name)
 
         def stopping() -> bool:
             return fetched.cancelled or (stop is not None and stop.is_set()) or clock() >= deadline
 
+        run_id: int | None = None  # set once the poll is recorded; until then no notes
         client = SourceClient(
             src.name,
             options.base_url,
@@ -436,6 +457,11 @@ class Engine:
             "again until it ends (logd reports itself unhealthy: restart it)"
         )
 
+
+#: Waits shorter than this (seconds) are not noted for `logd status`: over before anyone looks.
+NOTE_MIN_WAIT = 1.0
+#: At most one wait note per poll in this many seconds: status is not worth a write per request.
+NOTE_EVERY = 5.0
 
 #: Seconds a provider has to wind down once its poll's deadline passed, beyond the request
 #: `timeout` of its source.

@@ -243,3 +243,12 @@ def m008_poll_run_pid(db: sqlite_utils.Database) -> None:
     # A run with no `finished` is "polling" only while its process lives; one left by a process
     # that was killed would otherwise look like a poll running forever.
     db.execute("ALTER TABLE poll_runs ADD COLUMN pid INTEGER")
+
+
+@migration
+def m009_poll_waiting(db: sqlite_utils.Database) -> None:
+    """`poll_runs.waiting`/`waiting_until`: what a running poll waits on, and until when (UTC)."""
+    # A poll held back by its rate budget or a vendor's Retry-After sends nothing for a while;
+    # `status` says so instead of showing a poll that looks stuck. Cleared when the poll ends.
+    db.execute("ALTER TABLE poll_runs ADD COLUMN waiting TEXT")
+    db.execute("ALTER TABLE poll_runs ADD COLUMN waiting_until TEXT")

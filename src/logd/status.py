@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -15,7 +16,7 @@ from .timeparse import short_time, zone_name
 
 
 def collect_status(store: Store, config: Path | None = None) -> list[dict[str, Any]]:
-    """Per source: state, last poll, last success, last error, counts, cursor."""
+    """Per source: state, last poll, last success, last error, counts, cursor, current wait."""
     rows = store.source_stats()
     deliveries = outbox_counts(store)
     # A poll without an end is running while its process lives; a killed one's row is not.
@@ -24,6 +25,9 @@ def collect_status(store: Store, config: Path | None = None) -> list[dict[str, A
         for source, (started, pid) in store.unfinished_runs().items()
         if pid is not None and process_alive(pid)
     }
+    # A running poll held back (rate budget, Retry-After) notes until when, on its row.
+    waits = store.run_waits()
+    now = datetime.now(UTC).isoformat(timespec="seconds")
     # A running daemon records when it polls each source next (empty when none runs).
     schedule = store.schedule()
     known = {row["source"] for row in rows}
@@ -40,6 +44,11 @@ def collect_status(store: Store, config: Path | None = None) -> list[dict[str, A
             counts = deliveries.get(row["source"], {})
             row["webhooks"] = {"pending": counts.get("pending", 0), "dead": counts.get("dead", 0)}
         row["polling_since"] = running.get(row["source"])
+        # A note whose time has passed is a wait that is over: the poll went on since.
+        waiting, until = waits.get(row["source"], (None, None))
+        if not row["polling_since"] or until is None or until <= now:
+            waiting = until = None
+        row["waiting"], row["waiting_until"] = waiting, until
         if row["polling_since"]:
             row["state"] = "polling"
         elif row["last_error_at"] and (
@@ -64,6 +73,15 @@ def process_alive(pid: int) -> bool:
     except OSError:
         return False
     return True
+
+
+def _state(row: dict[str, Any], *, local: bool) -> str:
+    """The state column: `polling (rate limited until 13:05:02)`, `polling since …`, `ok`, …"""
+    if row.get("waiting_until"):
+        return f"polling ({row['waiting']} until {short_time(row['waiting_until'], local=local)})"
+    if row.get("polling_since"):
+        return f"polling since {short_time(row['polling_since'], local=local)}"
+    return str(row["state"])
 
 
 def _never_polled(source: str) -> dict[str, Any]:
@@ -95,11 +113,7 @@ def write_status(rows: list[dict[str, Any]], fmt: str, out: TextIO, *, local: bo
     for row in rows:
         line: dict[str, Any] = {
             "source": row["source"],
-            "state": (
-                f"polling since {short_time(row['polling_since'], local=local)}"
-                if row.get("polling_since")
-                else row["state"]
-            ),
+            "state": _state(row, local=local),
             f"last success ({zone})": short_time(row["last_success"], local=local),
         }
         if scheduled:

@@ -694,9 +694,36 @@ class Store:
         with self.transaction() as db:
             db.execute(
                 "UPDATE poll_runs SET finished = ?, error = ?, "
-                "requests = coalesce(?, requests) WHERE id = ?",
+                "requests = coalesce(?, requests), waiting = NULL, waiting_until = NULL "
+                "WHERE id = ?",
                 [_now(), error, requests, run_id],
             )
+
+    def note_waiting(
+        self, run_id: int, waiting: str, until: datetime, *, timeout: float = 0.5
+    ) -> bool:
+        """Record that running poll `run_id` waits on `waiting` until `until`; False if busy.
+
+        For `status` only, so it never holds up the poll: when another thread or process
+        holds the store for more than `timeout` seconds the note is skipped, not waited for.
+        """
+        if not self.lock.acquire(timeout=timeout):
+            return False
+        try:
+            self.db.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
+            with self.db.atomic():
+                self.db.execute(
+                    "UPDATE poll_runs SET waiting = ?, waiting_until = ? "
+                    "WHERE id = ? AND finished IS NULL",
+                    [waiting, until.astimezone(UTC).isoformat(timespec="seconds"), run_id],
+                )
+            return True
+        except sqlite3.Error:
+            return False
+        finally:
+            with suppress(sqlite3.Error):
+                self.db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+            self.lock.release()
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -850,6 +877,19 @@ class Store:
             rows = self.db.execute(
                 f"SELECT source, started, {pid} FROM poll_runs WHERE id IN "
                 "(SELECT max(id) FROM poll_runs GROUP BY source) AND finished IS NULL"
+            ).fetchall()
+        return {r[0]: (r[1], r[2]) for r in rows}
+
+    def run_waits(self) -> dict[str, tuple[str, str]]:
+        """Per source whose running poll noted a wait: (what it waits on, until, UTC ISO)."""
+        with self.reading():
+            columns = {row[1] for row in self.db.execute("PRAGMA table_info(poll_runs)")}
+            if "waiting_until" not in columns:  # a store not migrated yet (m009)
+                return {}
+            rows = self.db.execute(
+                "SELECT source, waiting, waiting_until FROM poll_runs WHERE id IN "
+                "(SELECT max(id) FROM poll_runs GROUP BY source) AND finished IS NULL "
+                "AND waiting_until IS NOT NULL"
             ).fetchall()
         return {r[0]: (r[1], r[2]) for r in rows}
 
