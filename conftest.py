@@ -15,3 +15,7 @@ def _fresh_plugins(monkeypatch: pytest.MonkeyPatch) -> None:
                 "LOGD_DISABLE_PLUGINS", "STATE_DIRECTORY", "CREDENTIALS_DIRECTORY",
                 "JOURNAL_STREAM", "NOTIFY_SOCKET", "WATCHDOG_USEC"):  # fmt: skip
         monkeypatch.delenv(var, raising=False)
+    # Tables fit the terminal they print to. A test worker's stdout may be whatever terminal
+    # started the run (pytest-xdist keeps it), so every test starts at the width a pipe gets;
+    # tests about narrow terminals set COLUMNS themselves.
+    monkeypatch.setenv("COLUMNS", "120")
