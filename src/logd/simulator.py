@@ -191,6 +191,33 @@ class Simulator:
     def tick(self) -> None:
         """Produce a few new records, as the live API would between polls (for the demo)."""
 
+    # -- what the provider contract suite (logd.contract) asks -------------------------------
+
+    #: Path of the vendor's login request when the provider keeps a login session (its
+    #: re-login on a 401 is then checked); None for static credentials.
+    login_path: ClassVar[str | None] = None
+
+    @classmethod
+    def for_contract(cls) -> Self:
+        """A simulator with a small data set of a few pages, for the contract suite."""
+        return cls()
+
+    def contract_source(self, name: str) -> dict[str, Any]:
+        """The `[[sources]]` table the contract suite polls (default: `demo_source`)."""
+        return self.demo_source(name)
+
+    def native_ids(self) -> set[str] | None:
+        """Native ids of every entry a poll of `contract_source` stores (None: not declared)."""
+        return None
+
+    def credential_keys(self) -> tuple[str, ...]:
+        """Keys of `contract_source` that hold secret credentials (the suite makes them wrong)."""
+        return ()
+
+    def contract_now(self) -> datetime | None:
+        """The engine's clock for the suite, when the simulator's data hangs on its own NOW."""
+        return None
+
     # -- lifecycle --------------------------------------------------------------------------
 
     @property
