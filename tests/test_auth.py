@@ -139,7 +139,7 @@ def test_a_401_means_one_fresh_login_then_a_clear_auth_error() -> None:
     assert vendor.issued == 2 and "session-token-0002" in ctx.secrets
 
     vendor.refuse_all = True
-    with pytest.raises(AuthError, match="^Acme refused a fresh token: .*HTTP 401") as caught:
+    with pytest.raises(AuthError, match=r"^Acme refused a fresh token: .*HTTP 401") as caught:
         get(ctx, session)
     assert caught.value.hint == "check scope"
     assert vendor.issued == 3  # exactly one more login
