@@ -8,14 +8,16 @@ test_provider_contract.py` runs them all; a new plugin gets them by registering 
         run_check(check, provider, tmp_path)
 
 - `backfill`: a first poll stores everything the simulator holds (`Simulator.native_ids()`),
-  each record once; a second poll stores nothing new and updates nothing.
+  each record once; a second poll stores nothing new, updates nothing and, with a login
+  session, does not log in again (the session is kept on the provider instance).
 - `crash_resume`: a commit that fails after batch k (for every k of a clean backfill) loses
   nothing: the next poll, by a new engine, ends with every record stored once, so no cursor
   was ever committed ahead of its data.
 - `bad_credentials`: wrong values in `Simulator.credential_keys()` give one line, an
   `AuthError` or HTTP status error (not an internal error), no traceback, nothing stored.
 - `relogin`: providers whose simulator names a `login_path` answer a 401 mid-poll with one
-  fresh login and carry on; others are not applicable.
+  fresh login and carry on, and a 401 right after that login is one clear line; others are
+  not applicable.
 - `stop`: the engine's stop event, set while batch 1 commits, ends the poll after that batch;
   the next poll finishes the rest.
 - `secrets_masked`: no configured credential appears in a report error or in any log record
@@ -186,9 +188,13 @@ def check_backfill(sim: Simulator, directory: Path) -> None:
     assert first.ok, first.error
     _all_once(run, sim, "backfill")
     assert first.new == len(_expected(sim))
+    logins = len(sim.requests_to(sim.login_path)) if sim.login_path else 0
     second = _sync(run)
     assert second.ok, second.error
     assert (second.new, second.updated) == (0, 0), "the resync changed stored records"
+    if sim.login_path:
+        again = len(sim.requests_to(sim.login_path))
+        assert again == logins, "the login session was not kept between polls"
     _all_once(run, sim, "resync")
     run.close()
 
@@ -228,12 +234,21 @@ def check_relogin(sim: Simulator, directory: Path) -> None:
     login = sim.login_path
     if login is None:
         raise NotApplicable(f"{type(sim).__name__} has no login session (static credentials)")
-    run = _run(directory, sim, [_Batches(at=1, action=lambda: sim.fail_next(401))])
+    # The second request of the poll finds the session ended (the login itself is spared).
+    sim.fail_next(401, skip=1, spare=login)
+    run = _run(directory, sim)
     report = _sync(run)
     assert report.ok, report.error
     assert len(sim.requests_to(login)) == 2, "not exactly one fresh login after the 401"
     _all_once(run, sim, "after a re-login")
     run.close()
+    # A 401 that outlasts the fresh login is a clear error, not a loop of logins.
+    sim.fail_next(401, times=2, spare=login)
+    again = _run(directory / "again", sim)
+    error = _one_line(_sync(again))
+    assert "HTTP 401" in error, error
+    assert len(sim.requests_to(login)) == 4, "not one login and one re-login"
+    again.close()
 
 
 def check_stop(sim: Simulator, directory: Path) -> None:
@@ -262,8 +277,9 @@ def check_secrets_masked(sim: Simulator, directory: Path) -> None:
         bad = _run(directory / "bad", sim, **wrong)
         errors.append(_sync(bad).error or "")
         bad.close()
-        relogin = _Batches(at=1, action=lambda: sim.fail_next(401))
-        good = _run(directory / "good", sim, [] if sim.login_path is None else [relogin])
+        if sim.login_path is not None:
+            sim.fail_next(401, skip=1, spare=sim.login_path)
+        good = _run(directory / "good", sim)
         errors.append(_sync(good).error or "")
         good.close()
     assert lines, "nothing was logged at debug level"

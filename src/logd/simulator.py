@@ -141,8 +141,12 @@ class _Fault:
     path: str | None
     skip: int = 0
     spoil: Callable[[SimRequest, SimResponse], SimResponse] | None = None
+    #: Requests to paths starting with this (a login) never meet the fault.
+    spare: str | None = None
 
     def matches(self, request: SimRequest) -> bool:
+        if self.spare is not None and request.path.startswith(self.spare):
+            return False
         return self.path is None or request.path.startswith(self.path)
 
 
@@ -362,14 +366,20 @@ class Simulator:
         headers: Mapping[str, str] | None = None,
         times: int = 1,
         path: str | None = None,
+        skip: int = 0,
+        spare: str | None = None,
     ) -> None:
-        """Answer the next `times` requests (to paths starting with `path`) with this instead."""
+        """Answer the next `times` requests (to paths starting with `path`) with this instead.
+
+        `skip` such requests are let through first; paths starting with `spare` (a login)
+        never meet the fault.
+        """
         if body is None:
             body = json.dumps({"detail": f"simulated HTTP {status}"})
         raw = body.encode() if isinstance(body, str) else body
         response = SimResponse(status, raw, {"Content-Type": "application/json", **(headers or {})})
         with self.lock:
-            self._faults.append(_Fault(response, times, path))
+            self._faults.append(_Fault(response, times, path, skip, spare=spare))
 
     def _add_fault(
         self,
