@@ -236,6 +236,13 @@ class MaestraSimulator(Simulator):
 
     # -- the provider contract (logd.contract) ---------------------------------------------
 
+    @classmethod
+    def for_contract(cls) -> MaestraSimulator:
+        """The default data set with running exports not capped."""
+        # A simulated export moves only when checked (the vendor's run on by themselves), so
+        # the exports of a crashed poll would hold both slots for good.
+        return cls(max_running=100)
+
     def contract_source(self, name: str) -> dict[str, Any]:
         """`demo_source` reaching back past the oldest record (it lies up to 3d15m back)."""
         return {**self.demo_source(name), "backfill": "4d"}
