@@ -19,4 +19,4 @@ def test_provider_contract(provider: str, check: str, tmp_path: Path) -> None:
 
 def test_every_bundled_provider_is_covered() -> None:
     providers = {provider for provider, _check in contract_cases()}
-    assert {"akinon", "elasticpath", "fleetit", "maestra", "pegasus"} <= providers
+    assert {"akinon", "elasticpath", "fleetit", "http", "maestra", "pegasus"} <= providers

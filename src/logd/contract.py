@@ -23,17 +23,23 @@ test_provider_contract.py` runs them all; a new plugin gets them by registering 
 - `secrets_masked`: no configured credential appears in a report error or in any log record
   (debug level, through logd's own `SecretFilter`) of a bad-credential poll or a re-login.
 
-The simulator is made by `Simulator.for_contract()` (a data set of a few pages).
+The simulator is made by `Simulator.for_contract()` (a data set of a few pages). A simulator
+that does not declare `native_ids()` is held to what a clean poll stores (completeness is then
+unchecked), and without `credential_keys()` every `Secret` in the source's options is one.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
+import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+from pydantic import BaseModel, SecretStr
 
 from .engine import SourceReport
 from .plugins import load_plugins
@@ -123,11 +129,22 @@ def _stored(run: SyncRun) -> list[str]:
 def _expected(sim: Simulator) -> set[str]:
     ids = sim.native_ids()
     if ids is None:
-        raise AssertionError(
-            f"{type(sim).__name__}.native_ids() is not implemented: the contract needs the ids "
-            "the simulator serves"
-        )
+        ids = _reference_ids(sim)
     return ids
+
+
+def _reference_ids(sim: Simulator) -> set[str]:
+    """What a clean poll stores, for a simulator that does not declare `native_ids()`."""
+    cached: set[str] | None = getattr(sim, "_contract_reference", None)
+    if cached is None:
+        with tempfile.TemporaryDirectory() as scratch:
+            run = _run(Path(scratch), sim)
+            report = _sync(run)
+            assert report.ok, f"a clean backfill failed: {report.error}"
+            cached = set(_stored(run))
+            run.close()
+        sim._contract_reference = cached  # type: ignore[attr-defined]
+    return cached
 
 
 def _all_once(run: SyncRun, sim: Simulator, when: str) -> None:
@@ -148,12 +165,46 @@ def _one_line(report: SourceReport) -> str:
     return error
 
 
-def _wrong(sim: Simulator) -> dict[str, Any]:
-    keys = sim.credential_keys()
-    if not keys:
-        raise AssertionError(f"{type(sim).__name__}.credential_keys() names no credential key")
+def _credentials(sim: Simulator) -> dict[str, str]:
+    """Dotted key → configured value of each credential of the contract source.
+
+    `Simulator.credential_keys()` when declared, else every `Secret` in the validated options
+    (nested tables included, such as `auth.bearer.token`).
+    """
     table = sim.contract_source(SOURCE)
-    return {key: f"wrong-{table[key]}" for key in keys}
+    keys = list(sim.credential_keys())
+    if not keys:
+        with tempfile.TemporaryDirectory() as scratch:
+            run = _run(Path(scratch), sim)
+            keys = list(_secret_paths(run.settings.source(SOURCE).options))
+            run.close()
+    assert keys, f"{type(sim).__name__}'s source has no credential (no Secret option)"
+    return {key: str(_get(table, key)) for key in keys}
+
+
+def _secret_paths(model: BaseModel, prefix: str = "") -> Iterator[str]:
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        if isinstance(value, SecretStr):
+            yield f"{prefix}{name}"
+        elif isinstance(value, BaseModel):
+            yield from _secret_paths(value, f"{prefix}{name}.")
+
+
+def _get(table: Any, key: str) -> Any:
+    for part in key.split(".") if key else ():
+        table = table[part]
+    return table
+
+
+def _wrong(sim: Simulator) -> dict[str, Any]:
+    """Top-level source keys with every credential made wrong (`wrong-<value>`)."""
+    table = copy.deepcopy(sim.contract_source(SOURCE))
+    credentials = _credentials(sim)
+    for key, value in credentials.items():
+        parent, _, last = key.rpartition(".")
+        _get(table, parent)[last] = f"wrong-{value}"
+    return {top: table[top] for top in {key.split(".")[0] for key in credentials}}
 
 
 @contextmanager
@@ -268,10 +319,9 @@ def check_stop(sim: Simulator, directory: Path) -> None:
 
 def check_secrets_masked(sim: Simulator, directory: Path) -> None:
     """No configured credential in a report error or a log line, on failure or re-login."""
-    table = sim.contract_source(SOURCE)
-    secrets = [str(table[k]) for k in sim.credential_keys()]
+    configured = list(_credentials(sim).values())
+    secrets = [*configured, *(f"wrong-{value}" for value in configured)]
     wrong = _wrong(sim)
-    secrets += [str(v) for v in wrong.values()]
     errors: list[str] = []
     with _captured() as lines:
         bad = _run(directory / "bad", sim, **wrong)

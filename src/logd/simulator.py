@@ -211,11 +211,18 @@ class Simulator:
         return self.demo_source(name)
 
     def native_ids(self) -> set[str] | None:
-        """Native ids of every entry a poll of `contract_source` stores (None: not declared)."""
+        """Native ids of every entry a poll of `contract_source` stores.
+
+        None (not declared): the suite takes what a clean poll stores, so it cannot tell
+        a record never fetched.
+        """
         return None
 
     def credential_keys(self) -> tuple[str, ...]:
-        """Keys of `contract_source` that hold secret credentials (the suite makes them wrong)."""
+        """Dotted keys of `contract_source` holding credentials (the suite makes them wrong).
+
+        Empty (the default): every `Secret` in the source's validated options.
+        """
         return ()
 
     def contract_now(self) -> datetime | None:
