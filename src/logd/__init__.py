@@ -1,8 +1,8 @@
 """logd: integration logs from vendor APIs in one SQLite file, with search and failure alerts.
 
 The public contract for provider plugins is re-exported here: the hook marker, the provider
-base classes, the entry model and the error types. Names load on first use, so that
-`logd query` never imports the HTTP or plugin machinery it does not need.
+base classes, the auth helpers, the entry model and the error types. Names load on first use,
+so that `logd query` never imports the HTTP or plugin machinery it does not need.
 """
 
 from __future__ import annotations
@@ -13,6 +13,10 @@ from typing import TYPE_CHECKING, Any
 from .__about__ import __version__
 
 if TYPE_CHECKING:
+    from .auth import Auth as Auth
+    from .auth import BearerToken as BearerToken
+    from .auth import LoginSession as LoginSession
+    from .auth import Token as Token
     from .config import Duration as Duration
     from .config import Secret as Secret
     from .entries import (
@@ -88,6 +92,10 @@ if TYPE_CHECKING:
     )
 
 _WHERE = {
+    "Auth": "auth",
+    "BearerToken": "auth",
+    "LoginSession": "auth",
+    "Token": "auth",
     "Duration": "config",
     "Secret": "config",
     "Batch": "entries",
@@ -118,8 +126,10 @@ _WHERE = {
 }
 
 __all__ = [
+    "Auth",
     "AuthError",
     "Batch",
+    "BearerToken",
     "ConfigError",
     "Duration",
     "Entry",
@@ -127,6 +137,7 @@ __all__ = [
     "Invalid",
     "InvalidEntry",
     "LogdError",
+    "LoginSession",
     "PollContext",
     "ProtocolError",
     "Provider",
@@ -138,6 +149,7 @@ __all__ = [
     "SourceClient",
     "SourceError",
     "Status",
+    "Token",
     "TransportError",
     "__version__",
     "hookimpl",

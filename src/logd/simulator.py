@@ -141,8 +141,12 @@ class _Fault:
     path: str | None
     skip: int = 0
     spoil: Callable[[SimRequest, SimResponse], SimResponse] | None = None
+    #: Requests to paths starting with this (a login) never meet the fault.
+    spare: str | None = None
 
     def matches(self, request: SimRequest) -> bool:
+        if self.spare is not None and request.path.startswith(self.spare):
+            return False
         return self.path is None or request.path.startswith(self.path)
 
 
@@ -190,6 +194,40 @@ class Simulator:
 
     def tick(self) -> None:
         """Produce a few new records, as the live API would between polls (for the demo)."""
+
+    # -- what the provider contract suite (logd.contract) asks -------------------------------
+
+    #: Path of the vendor's login request when the provider keeps a login session (its
+    #: re-login on a 401 is then checked); None for static credentials.
+    login_path: ClassVar[str | None] = None
+
+    @classmethod
+    def for_contract(cls) -> Self:
+        """A simulator with a small data set of a few pages, for the contract suite."""
+        return cls()
+
+    def contract_source(self, name: str) -> dict[str, Any]:
+        """The `[[sources]]` table the contract suite polls (default: `demo_source`)."""
+        return self.demo_source(name)
+
+    def native_ids(self) -> set[str] | None:
+        """Native ids of every entry a poll of `contract_source` stores.
+
+        None (not declared): the suite takes what a clean poll stores, so it cannot tell
+        a record never fetched.
+        """
+        return None
+
+    def credential_keys(self) -> tuple[str, ...]:
+        """Dotted keys of `contract_source` holding credentials (the suite makes them wrong).
+
+        Empty (the default): every `Secret` in the source's validated options.
+        """
+        return ()
+
+    def contract_now(self) -> datetime | None:
+        """The engine's clock for the suite, when the simulator's data hangs on its own NOW."""
+        return None
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -335,14 +373,20 @@ class Simulator:
         headers: Mapping[str, str] | None = None,
         times: int = 1,
         path: str | None = None,
+        skip: int = 0,
+        spare: str | None = None,
     ) -> None:
-        """Answer the next `times` requests (to paths starting with `path`) with this instead."""
+        """Answer the next `times` requests (to paths starting with `path`) with this instead.
+
+        `skip` such requests are let through first; paths starting with `spare` (a login)
+        never meet the fault.
+        """
         if body is None:
             body = json.dumps({"detail": f"simulated HTTP {status}"})
         raw = body.encode() if isinstance(body, str) else body
         response = SimResponse(status, raw, {"Content-Type": "application/json", **(headers or {})})
         with self.lock:
-            self._faults.append(_Fault(response, times, path))
+            self._faults.append(_Fault(response, times, path, skip, spare=spare))
 
     def _add_fault(
         self,

@@ -7,6 +7,9 @@
             assert report.ok and report.new == 250
 
 Nothing here sleeps: retries wait through `SyncRun.waits` (recorded, not slept).
+
+The provider contract suite every plugin with a simulator passes is `logd.contract`
+(`contract_cases`, `run_check`, re-exported here).
 """
 
 from __future__ import annotations
@@ -72,12 +75,16 @@ class SyncRun:
             group=group,
         )
 
-    def sync(self, *names: str) -> dict[str, SourceReport]:
-        """Poll the named sources (default all enabled) once; reports by source name."""
+    def sync(self, *names: str, stop: threading.Event | None = None) -> dict[str, SourceReport]:
+        """Poll the named sources (default all enabled) once; reports by source name.
+
+        `stop` is the engine's stop event (what Ctrl-C sets): a poll ends after the batch
+        it is committing once it is set.
+        """
         sources = [self.settings.source(n) for n in names] or [
             s for s in self.settings.sources if s.enabled
         ]
-        return {r.source: r for r in self.engine.sync(sources)}
+        return {r.source: r for r in self.engine.sync(sources, stop=stop)}
 
     def rows(self, **filters: Any) -> list[Row]:
         """All stored entries matching `Filters(**filters)`, newest first."""
@@ -138,3 +145,13 @@ def wait_until(check: Callable[[], T | None], timeout: float, what: str = "condi
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(0.02)
+
+
+def __getattr__(name: str) -> Any:
+    # The contract suite builds on SyncRun: loaded on first use, so neither imports the other
+    # while it is being initialised.
+    if name in ("CHECKS", "NotApplicable", "contract_cases", "run_check"):
+        from . import contract
+
+        return getattr(contract, name)
+    raise AttributeError(f"module 'logd.testing' has no attribute {name!r}")

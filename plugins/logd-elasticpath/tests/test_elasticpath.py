@@ -230,20 +230,6 @@ def test_token_is_refreshed_shortly_before_it_expires(
     assert sim.served[401] == 0  # never sent a token the server was about to refuse
 
 
-def test_revoked_token_gets_one_fresh_login_on_401(
-    tmp_path: Path, sim: ElasticPathSimulator, clock: Clock
-) -> None:
-    run = make_run(tmp_path, sim, clock)
-    run.sync()
-    sim.expire_tokens()
-    added = sim.add_records(3)
-    report = run.sync()["ep"]
-    assert report.ok, report.error
-    assert report.new == 3 and ids(added) <= stored(run)
-    assert sim.served[401] == 1
-    assert len(sim.requests_to(TOKEN_PATH)) == 2
-
-
 def test_a_401_after_a_fresh_login_fails_clearly(
     tmp_path: Path, sim: ElasticPathSimulator, clock: Clock
 ) -> None:

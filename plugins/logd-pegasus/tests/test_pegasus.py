@@ -372,30 +372,6 @@ def test_a_token_is_sent_as_authenticate_without_login(
     assert {r.header("Authenticate") for r in sim.requests} == {sim.token}
 
 
-def test_an_expired_session_logs_in_again_exactly_once(
-    tmp_path: Path, sim: PegasusSimulator
-) -> None:
-    run = SyncRun(
-        tmp_path, [source(sim)], batch_hooks=[Counts(fail_at=1, then=sim.expire_sessions)]
-    )
-    report = run.sync()[SOURCE]
-    assert report.ok, report.error
-    assert logins(sim) == 2
-    assert set(stored_changelogs(run)) == vendor_ids(sim)
-    tokens = [r.header("Authenticate") for r in changelog_requests(sim)]
-    assert len(set(tokens)) == 2  # the request after the 401 went with the new session
-
-
-def test_a_fresh_session_refused_again_is_an_auth_error(
-    tmp_path: Path, sim: PegasusSimulator
-) -> None:
-    sim.session_uses = 0  # every session is refused on first use
-    report = SyncRun(tmp_path, [source(sim)]).sync()[SOURCE]
-    assert report.error is not None and "\n" not in report.error
-    assert "HTTP 401" in report.error and UNAUTHORIZED in report.error
-    assert (logins(sim), len(changelog_requests(sim))) == (2, 2)
-
-
 def test_bad_credentials_are_a_one_line_error_with_the_vendor_text(
     tmp_path: Path, sim: PegasusSimulator
 ) -> None:
@@ -548,16 +524,3 @@ def test_demo_source_syncs_and_tick_adds_records(tmp_path: Path) -> None:
         second = run.sync()["pegasus"]
         assert second.ok and second.new >= 1
         assert set(stored_changelogs(run)) == vendor_ids(demo)
-
-
-def test_the_session_is_kept_between_polls_and_renewed_when_it_expires(
-    tmp_path: Path, sim: PegasusSimulator
-) -> None:
-    run = SyncRun(tmp_path, [source(sim)])
-    assert run.sync()[SOURCE].ok
-    assert run.sync()[SOURCE].ok
-    assert logins(sim) == 1  # the second poll reused the session
-    sim.expire_sessions()
-    sim.add_changelogs(3)
-    assert run.sync()[SOURCE].ok
-    assert logins(sim) == 2  # refused once, logged in again, carried on

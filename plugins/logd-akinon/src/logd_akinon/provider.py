@@ -26,6 +26,7 @@ from functools import partial
 from typing import Any
 
 from logd import (
+    Auth,
     AuthError,
     Batch,
     Entry,
@@ -41,7 +42,7 @@ from logd import (
 from .api import download, line_logs, log_page
 from .options import AkinonOptions
 from .records import MAIN, DownloadError, is_finished, native_id, to_entry
-from .session import Session
+from .session import Session, login_session, static_token
 
 #: A follow-up (download, line logs) that failed this many polls in a row is given up.
 MAX_TRIES = 10
@@ -79,29 +80,16 @@ class Akinon(Provider[AkinonOptions]):
     description = "Akinon Integrator flow logs (GET /logs, /logs/download)"
 
     def __init__(self) -> None:
-        # The last login token: the engine keeps this instance between polls of its source,
-        # so an idle poll needs no login. Memory only, never the cursor.
-        self._token: str | None = None
+        # The login session: the engine keeps this instance between polls of its source, so
+        # an idle poll needs no login. Memory only, never the cursor.
+        self.session = login_session()
 
     def poll(self, ctx: PollContext[AkinonOptions]) -> Iterator[Batch]:
         """Retry earlier follow-ups, then walk every flow and log type back to its bound."""
         opts = ctx.options
-
-        def logged_in(token: str) -> None:
-            """Remember a new token for later polls and mask it in this one."""
-            self._token = token
-            ctx.add_secret(token)
-
-        if self._token:
-            ctx.add_secret(self._token)
-        session = Session(
-            ctx.client,
-            token=opts.token.get_secret_value() if opts.token else None,
-            username=opts.username.get_secret_value() if opts.username else None,
-            password=opts.password.get_secret_value() if opts.password else None,
-            remembered=self._token,
-            on_login=logged_in,
-        )
+        auth: Auth = static_token(opts.token.get_secret_value()) if opts.token else self.session
+        auth.apply(ctx)
+        session = Session(ctx, auth)
         state = _State.load(ctx.cursor)
         # Flows taken out of the config leave nothing behind to re-check or retry.
         state.flows = {f: w for f, w in state.flows.items() if f in opts.flow_ids}

@@ -126,6 +126,34 @@ class AkinonSimulator(LogBook, Simulator):
             "interval": "30s",
         }
 
+    # -- the provider contract (logd.contract) ---------------------------------------------
+
+    login_path = "/api/nifi/login"
+
+    @classmethod
+    def for_contract(cls) -> AkinonSimulator:
+        """Main logs over several pages in one flow, sub logs in another."""
+        return cls(records={"flow-orders": 150, "flow-products": 20, "flow-stocks": 0}, sub_logs=5)
+
+    def contract_source(self, name: str) -> dict[str, Any]:
+        """`demo_source` with main and sub logs (line logs are API-specific)."""
+        return {**self.demo_source(name), "line_logs": False}
+
+    def native_ids(self) -> set[str]:
+        """`{id}` of main logs and `sub-{id}` of sub logs of the configured flows."""
+        prefix = {1: "", 2: "sub-"}
+        with self.lock:
+            return {
+                f"{prefix[t]}{r['id']}"
+                for (_flow, t), rows in self.logs.items()
+                if t in prefix
+                for r in rows
+            }
+
+    def credential_keys(self) -> tuple[str, ...]:
+        """The login account."""
+        return ("password",)
+
     # -- switches ---------------------------------------------------------------------------
 
     def expire_tokens(self) -> None:

@@ -15,12 +15,14 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from functools import partial
 from typing import Annotated, Any
 from uuid import UUID
 
 from pydantic import Field
+
+from logd.auth import LoginSession, Token
 
 # Straight from the contract modules: mypy cannot see through `logd`'s lazy re-exports.
 from logd.config import Duration, Secret
@@ -52,75 +54,36 @@ class ElasticPathOptions(ProviderOptions):
     )
 
 
-@dataclass(frozen=True)
-class _Token:
-    value: str
-    refresh_at: datetime
-
-
-class _Session:
-    """Authenticated GETs for one poll, with the access token kept on the provider instance.
-
-    The engine keeps one provider instance per source while its options are unchanged, so
-    the token outlives the poll (in memory only) and a rotated secret gets a fresh instance.
-    """
-
-    def __init__(self, ctx: PollContext[ElasticPathOptions], provider: ElasticPath) -> None:
-        self.ctx = ctx
-        self.provider = provider
-        # On a 401 the client asks for a new token once and repeats the request.
-        ctx.client.set_login(lambda: self._ensure_token(force=True))
-
-    def get_json(self, path: str, params: Mapping[str, Any]) -> Any:
-        """GET with a valid token; a token refused right after being issued is an `AuthError`."""
-        self._ensure_token()
-        try:
-            return self.ctx.client.get_json(path, params=params)
-        except AuthError as exc:
+def _fetch_token(ctx: PollContext[ElasticPathOptions]) -> Token:
+    """An access token from the OAuth client-credentials grant, with its `expires_in`."""
+    opts = ctx.options
+    form = {
+        "grant_type": "client_credentials",
+        "client_id": opts.client_id.get_secret_value(),
+        "client_secret": opts.client_secret.get_secret_value(),
+    }
+    try:
+        # The form is the credential: no stale Bearer header rides along.
+        response = ctx.client.request("POST", TOKEN_PATH, data=form, credentials=False)
+    except HTTPStatusError as exc:
+        if exc.status_code in (400, 401, 403):
             raise AuthError(
-                f"Elastic Path refused a freshly issued access token: {exc}",
-                hint="check that the client credentials may read integration logs",
+                f"Elastic Path refused the client credentials: {exc.vendor_text} "
+                f"(HTTP {exc.status_code} from {exc.url})",
+                hint="check client_id and client_secret",
             ) from None
-
-    def _ensure_token(self, *, force: bool = False) -> None:
-        now = self.ctx.now()
-        token = self.provider.token
-        if force or token is None or now >= token.refresh_at:
-            token = self.provider.token = self._fetch_token(now)
-        self.ctx.add_secret(token.value)
-        self.ctx.client.set_credentials({"Authorization": f"Bearer {token.value}"})
-
-    def _fetch_token(self, now: datetime) -> _Token:
-        opts = self.ctx.options
-        form = {
-            "grant_type": "client_credentials",
-            "client_id": opts.client_id.get_secret_value(),
-            "client_secret": opts.client_secret.get_secret_value(),
-        }
-        try:
-            # The form is the credential: no stale Bearer header rides along.
-            response = self.ctx.client.request("POST", TOKEN_PATH, data=form, credentials=False)
-        except HTTPStatusError as exc:
-            if exc.status_code in (400, 401, 403):
-                raise AuthError(
-                    f"Elastic Path refused the client credentials: {exc.vendor_text} "
-                    f"(HTTP {exc.status_code} from {exc.url})",
-                    hint="check client_id and client_secret",
-                ) from None
-            raise
-        body = self.ctx.client.json(response)
-        value = body.get("access_token") if isinstance(body, dict) else None
-        expires_in = body.get("expires_in") if isinstance(body, dict) else None
-        if not isinstance(value, str) or not value:
-            raise ProtocolError(f"{TOKEN_PATH} answer has no `access_token`")
-        if not isinstance(expires_in, int | float) or isinstance(expires_in, bool):
-            raise ProtocolError(f"{TOKEN_PATH} answer has no numeric `expires_in`")
-        token_type = body.get("token_type")
-        if token_type is not None and str(token_type).lower() != "bearer":
-            raise ProtocolError(f"{TOKEN_PATH} issued a {token_type!r} token, not a Bearer one")
-        # Never refresh more often than every half lifetime, however large the margin.
-        lifetime = max(float(expires_in) - opts.token_refresh_margin, float(expires_in) / 2)
-        return _Token(value, now + timedelta(seconds=lifetime))
+        raise
+    body = ctx.client.json(response)
+    value = body.get("access_token") if isinstance(body, dict) else None
+    expires_in = body.get("expires_in") if isinstance(body, dict) else None
+    if not isinstance(value, str) or not value:
+        raise ProtocolError(f"{TOKEN_PATH} answer has no `access_token`")
+    if not isinstance(expires_in, int | float) or isinstance(expires_in, bool):
+        raise ProtocolError(f"{TOKEN_PATH} answer has no numeric `expires_in`")
+    token_type = body.get("token_type")
+    if token_type is not None and str(token_type).lower() != "bearer":
+        raise ProtocolError(f"{TOKEN_PATH} issued a {token_type!r} token, not a Bearer one")
+    return Token(value, expires_in=float(expires_in))
 
 
 @dataclass(frozen=True)
@@ -140,11 +103,19 @@ class ElasticPath(Provider[ElasticPathOptions]):
     max_rate = "20/s"
 
     def __init__(self) -> None:
-        self.token: _Token | None = None
+        # The engine keeps one instance per source while its options are unchanged, so the
+        # token outlives the poll (in memory only) and a rotated secret gets a fresh instance.
+        self.session = LoginSession(
+            _fetch_token,
+            refused_again="Elastic Path refused a freshly issued access token",
+            hint="check that the client credentials may read integration logs",
+        )
 
     def poll(self, ctx: PollContext[ElasticPathOptions]) -> Iterator[Batch]:
         """Walk each scope's pages, or one page when the scope looks idle."""
-        session = _Session(ctx, self)
+        session = self.session
+        session.refresh_margin = ctx.options.token_refresh_margin
+        session.apply(ctx)
         scopes = _scopes(ctx.options)
         old = (ctx.cursor or {}).get("totals")
         old_totals = old if isinstance(old, dict) else {}
@@ -169,7 +140,7 @@ class ElasticPath(Provider[ElasticPathOptions]):
     def _walk(
         self,
         ctx: PollContext[ElasticPathOptions],
-        session: _Session,
+        session: LoginSession,
         scope: _Scope,
         totals: dict[str, int],
     ) -> Iterator[Batch]:
@@ -178,9 +149,10 @@ class ElasticPath(Provider[ElasticPathOptions]):
         first_total: int | None = None
         while True:
             before = ctx.client.requests
-            body = session.get_json(
-                scope.path, params={"page[limit]": PAGE_SIZE, "page[offset]": offset}
-            )
+            with session.authenticated():
+                body = ctx.client.get_json(
+                    scope.path, params={"page[limit]": PAGE_SIZE, "page[offset]": offset}
+                )
             records, total = _page(body)
             seen_at = ctx.now()
             entries, invalid = map_records(records, partial(to_entry, seen_at=seen_at))

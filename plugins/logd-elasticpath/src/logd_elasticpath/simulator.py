@@ -206,6 +206,18 @@ class ElasticPathSimulator(Simulator):
             "interval": "30s",
         }
 
+    # -- the provider contract (logd.contract) ---------------------------------------------
+
+    login_path = "/oauth/access_token"
+
+    def native_ids(self) -> set[str]:
+        """Ids of every record of the store: what a poll of `demo_source` stores."""
+        return {str(r["id"]) for r in self.all_records()}
+
+    def credential_keys(self) -> tuple[str, ...]:
+        """The OAuth client credentials."""
+        return ("client_id", "client_secret")
+
     # -- the API ----------------------------------------------------------------------------
 
     def handle(self, request: SimRequest) -> SimResponse:

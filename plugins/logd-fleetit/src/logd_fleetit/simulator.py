@@ -133,6 +133,17 @@ class FleetITSimulator(Simulator):
             "interval": "30s",
         }
 
+    # -- the provider contract (logd.contract) ---------------------------------------------
+
+    def native_ids(self) -> set[str]:
+        """Ids of the default fleet's records: what a poll of `demo_source` stores."""
+        with self.lock:
+            return {str(r["id"]) for r in self.fleets[self.default_fleet].records}
+
+    def credential_keys(self) -> tuple[str, ...]:
+        """The API token."""
+        return ("token",)
+
     # -- the API ----------------------------------------------------------------------------
 
     def handle(self, request: SimRequest) -> SimResponse:

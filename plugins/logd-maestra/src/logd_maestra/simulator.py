@@ -234,6 +234,32 @@ class MaestraSimulator(Simulator):
             "interval": "30s",
         }
 
+    # -- the provider contract (logd.contract) ---------------------------------------------
+
+    @classmethod
+    def for_contract(cls) -> MaestraSimulator:
+        """The default data set with running exports not capped."""
+        # A simulated export moves only when checked (the vendor's run on by themselves), so
+        # the exports of a crashed poll would hold both slots for good.
+        return cls(max_running=100)
+
+    def contract_source(self, name: str) -> dict[str, Any]:
+        """`demo_source` reaching back past the oldest record (it lies up to 3d15m back)."""
+        return {**self.demo_source(name), "backfill": "4d"}
+
+    def contract_now(self) -> datetime:
+        """The simulator's NOW: the windows must not move while the suite runs."""
+        return self.now
+
+    def native_ids(self) -> set[str]:
+        """Transaction ids of every record (all older than the demo's `lag`)."""
+        with self.lock:
+            return {r["OperationLogTransactionId"] for r in self.records}
+
+    def credential_keys(self) -> tuple[str, ...]:
+        """The secret key."""
+        return ("secret_key",)
+
     # -- the API ----------------------------------------------------------------------------
 
     def handle(self, request: SimRequest) -> SimResponse:

@@ -30,12 +30,15 @@ from urllib.parse import urlencode
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from logd import (
+    Auth,
     AuthError,
     Batch,
+    BearerToken,
     Duration,
     Entry,
     HTTPStatusError,
     Invalid,
+    LoginSession,
     PollContext,
     ProtocolError,
     Provider,
@@ -138,14 +141,25 @@ class Pegasus(Provider[PegasusOptions]):
     description = "Pegasus Gateway changelogs (GET /changelogs, /changelogs/modifications)"
 
     def __init__(self) -> None:
-        # The login token outlives a poll: the engine keeps this instance per source, and a
+        # The login session outlives a poll: the engine keeps this instance per source, and a
         # session lasts an hour idle, so most polls need no login at all (memory only).
-        self.session_token: str | None = None
+        self.session = LoginSession(_login, header="Authenticate", prefix="")
 
     def poll(self, ctx: PollContext[PegasusOptions]) -> Iterator[Batch]:
         """Finish an interrupted changelog walk, walk the new top, then each modifications item."""
-        session = _Session(ctx, self)
-        session.open()
+        token = ctx.options.token
+        auth: Auth = (
+            BearerToken(
+                token.get_secret_value(),
+                header="Authenticate",
+                prefix="",
+                refused="Pegasus refused the token",
+            )
+            if token is not None
+            else self.session
+        )
+        auth.apply(ctx)
+        session = _Session(ctx, auth)
         cursor = _Cursor.load(ctx.cursor)
         # Forget the windows of items no longer configured (an edited item is a new key).
         configured = {item.key for item in ctx.options.modifications}
@@ -158,63 +172,40 @@ class Pegasus(Provider[PegasusOptions]):
 
 
 class _Session:
-    """The `Authenticate` header: a configured token, or a login renewed once after a 401."""
+    """GETs of JSON objects with the source's credentials."""
 
-    def __init__(self, ctx: PollContext[PegasusOptions], provider: Pegasus) -> None:
-        self.ctx = ctx
+    def __init__(self, ctx: PollContext[PegasusOptions], auth: Auth) -> None:
         self.client = ctx.client
-        self.options = ctx.options
-        self.log = ctx.log
-        self.provider = provider
-
-    def open(self) -> None:
-        """Send the configured token, the session of an earlier poll, or log in."""
-        if self.options.token is not None:
-            self.client.set_credentials({"Authenticate": self.options.token.get_secret_value()})
-            return
-        # Sessions expire after an hour idle: the client logs in again once on a 401.
-        self.client.set_login(self._login)
-        if self.provider.session_token is not None:
-            self.ctx.add_secret(self.provider.session_token)
-            self.client.set_credentials({"Authenticate": self.provider.session_token})
-        else:
-            self._login()
+        self.auth = auth
 
     def get(self, path: str, params: Mapping[str, Any]) -> dict[str, Any]:
         """GET a JSON object; a refused configured token is an `AuthError`."""
-        try:
+        with self.auth.authenticated():
             body = self.client.get_json(path, params=params)
-        except HTTPStatusError as exc:
-            if exc.status_code != 401 or self.options.token is None:
-                raise
-            raise AuthError(
-                f"Pegasus refused the token on GET {path} (HTTP 401): {exc.vendor_text}"
-            ) from None
         if not isinstance(body, dict):
             raise ProtocolError(f"GET {path}: expected a JSON object, got {type(body).__name__}")
         return body
 
-    def _login(self) -> None:
-        password = self.options.password.get_secret_value() if self.options.password else ""
-        try:
-            body = self.client.post_json(
-                LOGIN,
-                json={"username": self.options.username, "password": password},
-                credentials=False,
-            )
-        except HTTPStatusError as exc:
-            if exc.status_code in (400, 401, 403):
-                raise AuthError(
-                    f"Pegasus refused the login of {self.options.username!r} "
-                    f"(HTTP {exc.status_code}): {exc.vendor_text}"
-                ) from None
-            raise
-        token = body.get("auth") if isinstance(body, dict) else None
-        if not isinstance(token, str) or not token:
-            raise ProtocolError(f"POST {LOGIN} answered without an `auth` token")
-        self.ctx.add_secret(token)
-        self.provider.session_token = token
-        self.client.set_credentials({"Authenticate": token})
+
+def _login(ctx: PollContext[PegasusOptions]) -> str:
+    """POST the configured account to `/login`; its `auth` is the session token."""
+    opts = ctx.options
+    password = opts.password.get_secret_value() if opts.password else ""
+    try:
+        body = ctx.client.post_json(
+            LOGIN, json={"username": opts.username, "password": password}, credentials=False
+        )
+    except HTTPStatusError as exc:
+        if exc.status_code in (400, 401, 403):
+            raise AuthError(
+                f"Pegasus refused the login of {opts.username!r} "
+                f"(HTTP {exc.status_code}): {exc.vendor_text}"
+            ) from None
+        raise
+    token = body.get("auth") if isinstance(body, dict) else None
+    if not isinstance(token, str) or not token:
+        raise ProtocolError(f"POST {LOGIN} answered without an `auth` token")
+    return token
 
 
 @dataclass

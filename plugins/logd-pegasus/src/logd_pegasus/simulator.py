@@ -186,6 +186,32 @@ class PegasusSimulator(Simulator):
             ],
         }
 
+    # -- the provider contract (logd.contract) ---------------------------------------------
+
+    login_path = "/api/login"
+
+    @classmethod
+    def for_contract(cls) -> PegasusSimulator:
+        """Three pages of changelogs."""
+        return cls(records=250)
+
+    def native_ids(self) -> set[str]:
+        """Changelog ids and `{$$id}:{$$object}` of the demo item's modifications."""
+        with self.lock:
+            records = list(self.changelogs)
+        ids = {str(r["id"]) for r in records}
+        item = self.demo_source("")["modifications"][0]
+        for record in records:
+            for mod in self.modifications_of(
+                record, item["resource"], changes=tuple(item["changes"])
+            ):
+                ids.add(f"{mod['$$id']}:{mod['$$object']}")
+        return ids
+
+    def credential_keys(self) -> tuple[str, ...]:
+        """The login password (the user name is not a secret)."""
+        return ("password",)
+
     # -- switches ---------------------------------------------------------------------------
 
     def expire_sessions(self) -> None:
