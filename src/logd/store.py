@@ -768,7 +768,7 @@ class Store:
             # newest first and 0.3 ms oldest first on 5M entries, and a match that ends empty
             # walks its doclists through either way, oldest first 1.4-5 x faster. So ask
             # oldest first for one more than the limit: fewer means that is every match.
-            oldest = self._run_query(f"{sql} ORDER BY {key_col} LIMIT ?", [*params, limit + 1], f)
+            oldest = self._run_query(f"{sql} ORDER BY {key_col} LIMIT ?", [*params, limit + 1])
             if len(oldest) <= limit:
                 return oldest[::-1]
         sql += f" ORDER BY {key_col} DESC"
