@@ -117,6 +117,8 @@ def expected(store: Store, f: Filters, limit: int | None) -> list[str]:
 @pytest.mark.parametrize(("text", "fts"), TEXTS)
 def test_every_filter_combination_returns_what_it_did(store: Store, text: str, fts: bool) -> None:
     cells = 0
+    #: Cells with at most `limit` matches (all found oldest first) and with more (newest first).
+    paths = {"few": 0, "more": 0}
     for statuses, sources, providers, (since, until) in itertools.product(
         STATUSES, SOURCE_FILTERS, PROVIDER_FILTERS, WINDOWS
     ):
@@ -133,7 +135,10 @@ def test_every_filter_combination_returns_what_it_did(store: Store, text: str, f
             got = [r.id for r in store.search(f, limit=limit)]
             assert got == expected(store, f, limit), (f, limit)
             cells += bool(got)
+            if limit:
+                paths["more" if len(expected(store, f, None)) > limit else "few"] += 1
     assert cells > 20 or text == "absent"  # the grid is not all empty cells
+    assert paths["few"] > 0 and (paths["more"] > 0 or text in ("absent", "ORD-17"))
 
 
 def test_filters_reach_fts5_as_tag_words(store: Store) -> None:

@@ -789,6 +789,15 @@ class Store:
         sql, where, params, key_col = self._where(f)
         if where:
             sql += " WHERE " + " AND ".join(where)
+        if limit and key_col == "entries_fts.rowid":
+            # FTS5 walks a doclist newest first by re-reading its pages, oldest first by
+            # skipping them: a phrase with a word every entry has ("ORD-123") took 115 ms
+            # newest first and 0.3 ms oldest first on 5M entries, and a match that ends empty
+            # walks its doclists through either way, oldest first 1.4-5 x faster. So ask
+            # oldest first for one more than the limit: fewer means that is every match.
+            oldest = self._run_query(f"{sql} ORDER BY {key_col} LIMIT ?", [*params, limit + 1])
+            if len(oldest) <= limit:
+                return oldest[::-1]
         sql += f" ORDER BY {key_col} DESC"
         if limit:
             sql += " LIMIT ?"
