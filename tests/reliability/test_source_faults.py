@@ -64,11 +64,6 @@ FAULTS: dict[str, Fault] = {
 # Pegasus end that poll "ok" and the next poll misses records; a Maestra export that stays
 # NotReady is checked in a loop until the poll's deadline (an hour by default).
 XFAIL: dict[tuple[str, tuple[str, ...]], pytest.MarkDecorator] = {
-    ("non-advancing-pages", ("elasticpath", "pegasus")): needs(
-        "repeated-page detection in these providers' walks (the poll ends ok, the next misses "
-        "records)",
-        3,
-    ),
     ("non-advancing-pages", ("maestra",)): needs(
         "a cap on checks of an export that stays NotReady, short of the poll deadline", 3
     ),
