@@ -31,6 +31,9 @@ if TYPE_CHECKING:
         Status as Status,
     )
     from .entries import (
+        cap_watermark as cap_watermark,
+    )
+    from .entries import (
         map_record as map_record,
     )
     from .entries import (
@@ -94,6 +97,7 @@ _WHERE = {
     "Entry": "entries",
     "Invalid": "entries",
     "InvalidEntry": "entries",
+    "cap_watermark": "entries",
     "map_record": "entries",
     "map_records": "entries",
     "native_id_of": "entries",
@@ -140,6 +144,7 @@ __all__ = [
     "Status",
     "TransportError",
     "__version__",
+    "cap_watermark",
     "hookimpl",
     "map_record",
     "map_records",
