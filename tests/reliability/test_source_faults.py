@@ -227,9 +227,7 @@ PART_FAULTS: dict[str, Fault] = {
     "drip-part": FAULTS["drip"],
     "gzip-bomb-part": lambda s, p, k: s.gzip_bomb(80 * 2**20, times=TIMES, path=p, skip=k),
 }
-PART_XFAIL = {
-    "drip-part": needs("the whole-request deadline in SourceClient.stream (a part dripping)", 5),
-}
+PART_XFAIL: dict[str, pytest.MarkDecorator] = {}
 
 
 @pytest.mark.parametrize(
