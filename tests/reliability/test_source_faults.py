@@ -59,15 +59,10 @@ FAULTS: dict[str, Fault] = {
     "non-advancing-pages": lambda s, p, k: s.repeat_answer(path=p, skip=k),
 }
 
-# (fault, providers it fails for today) → what is still missing. With the engine's and the
-# HTTP client's fixes merged, FleetIT and Akinon stop on a repeated page; Elastic Path and
-# Pegasus end that poll "ok" and the next poll misses records; a Maestra export that stays
-# NotReady is checked in a loop until the poll's deadline (an hour by default).
-XFAIL: dict[tuple[str, tuple[str, ...]], pytest.MarkDecorator] = {
-    ("non-advancing-pages", ("maestra",)): needs(
-        "a cap on checks of an export that stays NotReady, short of the poll deadline", 3
-    ),
-}
+# (fault, providers it fails for today) → what is still missing; empty while every fault is
+# handled (a repeated page stops any provider's poll in the engine's paging guard; an export
+# that stays NotReady fails after `export_timeout`, fast in this suite's Maestra profile).
+XFAIL: dict[tuple[str, tuple[str, ...]], pytest.MarkDecorator] = {}
 
 
 def expect_failure(request: pytest.FixtureRequest, provider: str, fault: str) -> None:
