@@ -15,12 +15,13 @@ from logd import (
     ProtocolError,
     SourceError,
     Status,
+    cap_watermark,
     map_record,
     map_records,
     native_id_of,
     parse_timestamp,
 )
-from logd.entries import EARLIEST, LATEST
+from logd.entries import EARLIEST, LATEST, WATERMARK_TOLERANCE
 from logd.search import time_key
 
 WHEN = datetime(2026, 5, 1, 10, 0, tzinfo=UTC)
@@ -191,3 +192,15 @@ def test_native_id_of_refuses_what_str_would_turn_into_a_shared_id(value: Any) -
     with pytest.raises(InvalidEntry, match=r"^record id must be"):
         native_id_of(value, "record id")
     assert native_id_of(12) == "12" and native_id_of("a-1") == "a-1"
+
+
+def test_a_watermark_never_runs_more_than_the_tolerance_ahead_of_our_clock() -> None:
+    now = datetime(2026, 1, 1, 12, tzinfo=UTC)
+    plus3 = timezone(timedelta(hours=3))
+    # Behind or a little ahead of our clock (within tolerance): kept as it is.
+    for value in (now - timedelta(days=3), now + WATERMARK_TOLERANCE):
+        assert cap_watermark(value, now) == value
+    # Days ahead: our clock plus the tolerance, in the vendor's own offset.
+    capped = cap_watermark((now + timedelta(days=3)).astimezone(plus3), now)
+    assert capped == now + WATERMARK_TOLERANCE and capped.utcoffset() == timedelta(hours=3)
+    assert cap_watermark(now + timedelta(hours=1), now, timedelta(0)) == now

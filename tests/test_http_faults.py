@@ -21,7 +21,7 @@ import pytest
 
 from logd import logs, redact
 from logd.errors import HTTPStatusError, ProtocolError, TransportError
-from logd.http import RetryPolicy, SourceClient
+from logd.http import LOW_SPEED_LIMIT, RetryPolicy, SourceClient
 
 BASE = "https://api.example.com/base"
 Handler = Callable[[httpx.Request], httpx.Response]
@@ -404,6 +404,28 @@ def test_a_stalled_download_fails_after_the_timeout(drip: Callable[..., DripServ
     with pytest.raises(TransportError, match=stalled), client.stream("/part.csv") as chunks:
         for _ in chunks:
             pass
+
+
+def test_a_download_dripping_within_each_wait_stops_under_the_low_speed_limit(
+    drip: Callable[..., DripServer],
+) -> None:
+    # 20 bytes/s: no wait lasts the 0.3 s timeout, the hour of download_timeout is far off.
+    server = drip(HEAD_100, b"x" * 100, gap=0.05)
+    client = local_client(server.port, timeout=0.3, download_timeout=3600)
+    stalled = f"/part.csv stalled: under {LOW_SPEED_LIMIT} bytes/s for 0.3s"
+    with pytest.raises(TransportError, match=stalled), client.stream("/part.csv") as chunks:
+        for _ in chunks:
+            pass
+
+
+def test_a_download_comes_in_pieces_of_at_most_chunk_size(
+    drip: Callable[..., DripServer],
+) -> None:
+    server = drip(HEAD_100, b"x" * 100, gap=0)
+    client = local_client(server.port, timeout=5)
+    with client.stream("/part.csv", chunk_size=16) as chunks:
+        pieces = list(chunks)
+    assert b"".join(pieces) == b"x" * 100 and max(map(len, pieces)) <= 16
 
 
 def test_a_quick_answer_over_a_real_socket_is_read_whole(drip: Callable[..., DripServer]) -> None:

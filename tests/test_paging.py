@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from click.testing import CliRunner
 from logd_akinon.simulator import AkinonSimulator
@@ -17,7 +18,7 @@ from logd_fleetit import FleetITSimulator
 
 from logd.cli import cli
 from logd.entries import Batch, Entry, Status
-from logd.http import REPEAT_LIMIT
+from logd.http import REPEAT_LIMIT, SourceClient
 from logd.paging import EMPTY_RUN, EMPTY_RUN_UNSAID, PagingError, PagingGuard
 from logd.testing import SyncRun, write_config
 
@@ -62,8 +63,9 @@ def cursor(config: Path) -> Any:
         ("stuck", 0, "the same page came back again", 3),
         # The offset ignored: page 2 is page 1 again.
         ("ignored", 0, "the same page came back again", 2),
-        # `next` stuck while the log grows, so the pages differ: the client sees the same GET.
-        ("stuck", 1, f"asked {REPEAT_LIMIT} times in one poll", REPEAT_LIMIT),
+        # `next` stuck while the log grows, so the pages differ by a record and the cursor
+        # stays: the engine sees a page of records this poll already had, and nothing new.
+        ("stuck", 1, "records an earlier page of this poll already handed over", 3),
         # Empty pages that keep saying there is more (after the first, to compare with).
         ("empty", 0, f"{EMPTY_RUN} empty pages in a row", EMPTY_RUN + 1),
     ],
@@ -91,7 +93,7 @@ def test_fleetit_paging_that_does_not_advance_stops_the_poll(
     sim.paging, sim.grow = None, 0
     assert sync(config) == (0, [])
     # The 5 new records, and one for each request the growing log answered.
-    assert count(config) == 255 + REPEAT_LIMIT * grow
+    assert count(config) == 255 + most_requests * grow
     assert cursor(config) != good_cursor
 
 
@@ -241,3 +243,50 @@ def test_pegasus_empty_sections_are_fine_and_empty_pointer_pages_stop_the_poll(
         assert run.count() == 50  # the changelogs, stored before the modifications walk
         peg.empty_modification_pages = False
         assert run.sync()["peg"].ok
+
+
+def test_pages_that_bring_nothing_new_to_the_poll_trip_whatever_their_cursor() -> None:
+    # Elastic Path's offset counted on past a repeated page: the cursor moves, the records not.
+    check, _ = guard()
+    check.check(Batch([entry(1), entry(2)], cursor={"offset": 0}))
+    check.check(Batch([entry(3), entry(4)], cursor={"offset": 2}))
+    with pytest.raises(PagingError, match="a page repeated 2 records an earlier page"):
+        check.check(Batch([entry(1), entry(2)], cursor={"offset": 4}))  # not the page before
+    # Pegasus's changelogs hand over only rows not stored yet: a repeated page is an empty
+    # batch whose ids the provider found among the rows this poll handed over.
+    check, _ = guard()
+    check.check(Batch([entry(1), entry(2)], cursor={"resume": 1}, more=True))
+    check.consult({"1", "2"})
+    with pytest.raises(PagingError, match="a page repeated 2 records"):
+        check.check(Batch([], cursor={"resume": 2}, more=True))
+
+
+def test_overlaps_and_records_of_earlier_polls_are_not_repeats() -> None:
+    check, _ = guard()
+    # Pegasus modifications: a page's last item comes back first on the next; the stored one
+    # is filtered out, even when it is all the last page holds.
+    check.check(Batch([entry(1), entry(2)], cursor={"p": 0}, more=True))
+    check.consult({"2"})
+    check.check(Batch([entry(3), entry(4)], cursor={"p": 2}, more=True))
+    check.consult({"4"})
+    check.check(Batch([], cursor={"p": 4}, more=False))
+    # An idle poll (Akinon, FleetIT): pages of records stored by earlier polls, filtered out
+    # or handed over again, under one cursor or a moving one.
+    check, _ = guard()
+    for i in range(0, 20, 2):
+        check.consult({str(i), str(i + 1)})
+        check.check(Batch([], cursor={"w": 1}, more=True))
+        check.check(Batch([entry(100 + i), entry(101 + i)], cursor={"w": i}))
+
+
+def test_the_same_get_asked_again_and_again_trips_the_client() -> None:
+    # The backstop for walks the guard cannot see: a GET repeated within one poll.
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, json={"results": []}))
+    client = SourceClient("s", "https://api.example.com", transport=transport)
+    for _ in range(REPEAT_LIMIT - 1):
+        client.get_json("/logs", params={"offset": 100})
+    with pytest.raises(
+        PagingError,
+        match=f"GET https://api.example.com/logs\\?offset=100 asked {REPEAT_LIMIT} times",
+    ):
+        client.get_json("/logs", params={"offset": 100})

@@ -35,6 +35,9 @@ if TYPE_CHECKING:
         Status as Status,
     )
     from .entries import (
+        cap_watermark as cap_watermark,
+    )
+    from .entries import (
         map_record as map_record,
     )
     from .entries import (
@@ -102,6 +105,7 @@ _WHERE = {
     "Entry": "entries",
     "Invalid": "entries",
     "InvalidEntry": "entries",
+    "cap_watermark": "entries",
     "map_record": "entries",
     "map_records": "entries",
     "native_id_of": "entries",
@@ -152,6 +156,7 @@ __all__ = [
     "Token",
     "TransportError",
     "__version__",
+    "cap_watermark",
     "hookimpl",
     "map_record",
     "map_records",

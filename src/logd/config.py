@@ -177,7 +177,7 @@ class SourceConfig(BaseModel):
         3600.0,  # logd.http.DEFAULT_DOWNLOAD_TIMEOUT
         gt=0,
         description="Longest one file download (an export part) may take; each wait for data "
-        "is bounded by `timeout`.",
+        "is bounded by `timeout`, and under 1 KiB/s over any `timeout`-long stretch is a stall.",
     )
     retry: RetryConfig = Field(default_factory=RetryConfig, description="Retry policy.")
     max_pages: int = Field(

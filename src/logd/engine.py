@@ -287,7 +287,7 @@ class Engine:
         def known_ids(ids: list[str]) -> set[str]:
             # Batches fetched ahead count as stored: the provider sees what a serial poll would.
             found = self.store.known_ids(src.name, ids) | fetched.known(ids)
-            guard.consulted += len(found)
+            guard.consult(found)
             return found
 
         ctx: PollContext[Any] = PollContext(

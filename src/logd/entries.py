@@ -348,6 +348,26 @@ def parse_timestamp(value: str | int | float, *, default_tz: tzinfo = UTC) -> da
     raise ValueError(f"timestamp must be text or epoch seconds, not {_kind(value)}")
 
 
+#: How far past the poll's own `now` a watermark may move (`cap_watermark`): vendor clocks a
+#: little ahead are common and harmless; days ahead would hide the records that come next.
+WATERMARK_TOLERANCE = timedelta(minutes=5)
+
+
+def cap_watermark(
+    value: datetime, now: datetime, tolerance: timedelta = WATERMARK_TOLERANCE
+) -> datetime:
+    """`value` (a watermark taken from vendor times) no later than `now` plus `tolerance`.
+
+    A vendor clock days ahead stamps records in the future; a watermark set to such a time
+    would make the next polls ask only for what is newer and miss the records that arrive
+    meanwhile. The cap keeps `value`'s zone (some vendors' filters take their own offset).
+    """
+    limit = now + tolerance
+    if value <= limit:
+        return value
+    return limit.astimezone(value.tzinfo) if value.tzinfo is not None else limit
+
+
 def searchable_text(value: Any, *, known: Iterable[str | None] = ()) -> str:
     """Flatten the scalar values of a JSON document into one line of words for the FTS index.
 

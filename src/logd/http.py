@@ -12,7 +12,8 @@ Bounds, whatever the server sends:
 - Time: `timeout` bounds one whole attempt (connect, send, headers, body), not each read: every
   socket operation waits at most what is left of it (`logd.deadline`), so a server dripping
   one byte a second fails after `timeout` seconds. `stream()` (a file download) waits at most
-  `timeout` for each piece of data and `download_timeout` for the whole body.
+  `timeout` for each piece of data and `download_timeout` for the whole body, and fails when
+  fewer than `LOW_SPEED_LIMIT` bytes a second arrive over any `timeout`-long stretch (a drip).
 - Memory: a response body (decoded) larger than `max_response_bytes` is a `ProtocolError`
   naming the URL and the source's `max_response_size` key; decompression yields bounded pieces,
   so a compressed bomb never inflates past the cap. Only gzip and deflate are asked for.
@@ -79,6 +80,10 @@ REPEAT_LIMIT = 5
 DEFAULT_MAX_RESPONSE_BYTES = 4 * 1024 * 1024
 #: Longest a `stream()` download may take in all (each wait for data is `timeout`).
 DEFAULT_DOWNLOAD_TIMEOUT = 3600.0
+#: Slowest a `stream()` download may run, in wire bytes per second over each `timeout`-long
+#: stretch (curl's low-speed limit): a server dripping a byte at a time never makes one wait
+#: last `timeout`, and would otherwise hold the poll for all of `download_timeout`.
+LOW_SPEED_LIMIT = 1024
 #: Most decompressed bytes produced per step: bounds memory whatever the compression ratio.
 INFLATE_STEP = 256 * 1024
 #: What logd can decode itself with a bound on the output.
@@ -302,6 +307,7 @@ class SourceClient:
         self._login: Callable[[], None] | None = None
         self._deadline = Deadline()
         self._deadline_hit = False  # the last timeout was the attempt's deadline, not a read's
+        self._stalled = False  # the last stream() stopped under LOW_SPEED_LIMIT
         self._http = httpx.Client(
             timeout=httpx.Timeout(timeout),
             headers={
@@ -498,7 +504,9 @@ class SourceClient:
         """GET a large body piece by piece (no size cap); without credentials unless asked.
 
         Retries cover getting the response; once bytes flow, an interruption is an error.
-        Each wait for data lasts at most `timeout`, the whole download `download_timeout`.
+        Each wait for data lasts at most `timeout`, the whole download `download_timeout`, and
+        a download slower than `LOW_SPEED_LIMIT` bytes/s over any `timeout` seconds stops.
+        `chunk_size` is the most one piece holds (pieces come as the network delivers them).
         """
         full = self.url(url)
         finish_by = time.monotonic() + self.download_timeout
@@ -521,10 +529,16 @@ class SourceClient:
             raise self._status_error(exc.response, gave_up=True) from None
         except httpx.RequestError as exc:
             raise TransportError(f"GET {redact_url(full)} failed: {self._describe(exc)}") from None
+        self._stalled = False
         try:
-            yield self._body(response, finish_by, chunk_size)
+            yield self._body(response, finish_by, chunk_size, low_speed=True)
         except httpx.RequestError as exc:
-            if time.monotonic() >= finish_by:
+            if self._stalled:
+                what = (
+                    f"stalled: under {LOW_SPEED_LIMIT} bytes/s for {self.timeout:g}s (the "
+                    "source's timeout)"
+                )
+            elif time.monotonic() >= finish_by:
                 what = (
                     f"took longer than the source's download_timeout ({self.download_timeout:g}s)"
                 )
@@ -701,18 +715,34 @@ class SourceClient:
         )
 
     def _body(
-        self, response: httpx.Response, until: float, chunk_size: int | None = None
+        self,
+        response: httpx.Response,
+        until: float,
+        chunk_size: int | None = None,
+        *,
+        low_speed: bool = False,
     ) -> Iterator[bytes]:
         """The decoded body of a streamed `response`, piece by piece, within the deadline."""
         if response.is_stream_consumed:  # built in memory and decoded already (MockTransport)
             return iter((response.content,))
-        return _decoded(response, self._raw(response, until, chunk_size))
+        return _decoded(response, self._raw(response, until, chunk_size, low_speed=low_speed))
 
     def _raw(
-        self, response: httpx.Response, until: float, chunk_size: int | None = None
+        self,
+        response: httpx.Response,
+        until: float,
+        chunk_size: int | None = None,
+        *,
+        low_speed: bool = False,
     ) -> Iterator[bytes]:
-        """Wire chunks of `response`, each read bounded by the deadline `until`."""
-        chunks = response.iter_raw(chunk_size)
+        """Wire chunks of `response`, each read bounded by the deadline `until`.
+
+        With `low_speed`, pieces come as read (httpx's chunker would hold a drip back, and
+        with it every check here) and fewer than `LOW_SPEED_LIMIT` bytes/s over a stretch
+        of `timeout` seconds is a `ReadTimeout` (`_stalled` set).
+        """
+        chunks = response.iter_raw(None if low_speed else chunk_size)
+        stretch_start, stretch_bytes = time.monotonic(), 0
         while True:
             try:
                 with self._deadline.until(until):
@@ -722,9 +752,22 @@ class SourceClient:
                 raise
             if chunk is None:
                 return
-            if time.monotonic() > until:  # a transport without our sockets (tests, proxies)
+            now = time.monotonic()
+            if now > until:  # a transport without our sockets (tests, proxies)
                 self._deadline_hit = True
                 raise httpx.ReadTimeout("the request's deadline passed", request=response.request)
+            if low_speed:
+                stretch_bytes += len(chunk)
+                spent = now - stretch_start
+                if spent >= self.timeout:
+                    if stretch_bytes < LOW_SPEED_LIMIT * spent:
+                        self._stalled = True
+                        raise httpx.ReadTimeout("the download stalled", request=response.request)
+                    stretch_start, stretch_bytes = now, 0
+                if chunk_size and len(chunk) > chunk_size:
+                    for at in range(0, len(chunk), chunk_size):
+                        yield chunk[at : at + chunk_size]
+                    continue
             yield chunk
 
     def _buffer(self, response: httpx.Response, method: str, until: float) -> httpx.Response:

@@ -13,6 +13,12 @@ Providers follow the vendor's paging as documented; the engine checks that it mo
   `EMPTY_RUN` of them; when the provider does not say (`more` is None), `EMPTY_RUN_UNSAID`
   such batches that each cost a GET (a backstop: a run of empty sections or scopes, each
   complete, looks the same from here);
+- a page that brings nothing new to this poll: every record on it (and every stored id the
+  provider asked about for it) was already handed over by an earlier page of this poll, more
+  than the one-record overlap some vendors put between pages (Pegasus modifications repeat a
+  page's last item first on the next). A page that starts over with a cursor that still
+  moves (an offset counted past the repeat, a resume point) passes the first check and not
+  this one; records stored by earlier polls are progress (an idle poll), not repeats;
 - more than the source's `max_pages` pages in one poll is a walk that does not end.
 
 The HTTP client adds the fourth check (`SourceClient.repeat_limit`): the same GET asked again
@@ -62,10 +68,22 @@ class PagingGuard:
         self.pages = 0
         #: Stored ids the provider asked about since the last batch (`ctx.known_ids`).
         self.consulted = 0
+        #: Of those, the ids an earlier page of this poll handed over (`consult`).
+        self.repeated = 0
+        # Hashes of the native ids this poll's pages handed over: ints, not the strings, to
+        # keep a long walk's memory small; a collision can only hide a repeat, never fake one
+        # unless a whole page collides.
+        self._handed: set[int] = set()
         self._cursor: bytes | None = None
         self._entries: Sequence[Entry] = ()
         self._empty = 0
         self._gets_before = 0
+
+    def consult(self, found: set[str]) -> None:
+        """Note the stored ids a provider's `known_ids` question found, before its next batch."""
+        self.consulted += len(found)
+        handed = self._handed
+        self.repeated += sum(1 for i in found if hash(i) in handed)
 
     def check(self, batch: Batch) -> None:
         """Raise `PagingError` when `batch` shows the walk is not advancing."""
@@ -80,9 +98,9 @@ class PagingGuard:
         cursor = _fingerprint(batch.cursor)
         same_cursor = cursor == self._cursor
         entries = batch.entries
-        gets, consulted = self._gets(), self.consulted
+        gets, consulted, repeated = self._gets(), self.consulted, self.repeated
         spent_gets = gets - self._gets_before
-        self._gets_before, self.consulted = gets, 0
+        self._gets_before, self.consulted, self.repeated = gets, 0, 0
         if entries:
             self._empty = 0
             previous = self._entries
@@ -101,10 +119,26 @@ class PagingGuard:
                 raise self._error(f"{self._empty} empty pages in a row that say there is more")
         else:
             self._empty = 0
+        self._check_news(entries, consulted, repeated)
         # A reference, not a copy: the previous batch is compared only when the cheap checks
         # (count, first and last id) already match.
         self._entries = entries
         self._cursor = cursor
+
+    def _check_news(self, entries: Sequence[Entry], consulted: int, repeated: int) -> None:
+        """Raise when a page holds nothing this poll had not handed over already."""
+        handed = self._handed
+        hashes = [hash(e.native_id) for e in entries]
+        new = sum(1 for h in hashes if h not in handed)
+        repeats = len(hashes) - new + repeated
+        # Stored ids that no page of this poll handed over are records of earlier polls: an
+        # idle poll walking known records is progress, not a repeat.
+        if not new and consulted == repeated and repeats > 1:
+            raise self._error(
+                f"a page repeated {repeats} records an earlier page of this poll already "
+                "handed over, and nothing new"
+            )
+        handed.update(hashes)
 
     def _error(self, what: str) -> PagingError:
         return PagingError(

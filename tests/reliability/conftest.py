@@ -84,6 +84,8 @@ PROFILES: dict[str, Profile] = {
         Profile(
             "maestra",
             lambda: MaestraSimulator(records=300, ready_after=1),
+            # Fast like `timeout`: an export that stays NotReady fails after about ten checks.
+            keys={"export_timeout": "2s"},
             data_path="/v3/operations/sync",
             grow=lambda sim, n: sim.add_records(n, end=_recent()),
         ),

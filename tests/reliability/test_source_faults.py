@@ -59,20 +59,10 @@ FAULTS: dict[str, Fault] = {
     "non-advancing-pages": lambda s, p, k: s.repeat_answer(path=p, skip=k),
 }
 
-# (fault, providers it fails for today) → what is still missing. With the engine's and the
-# HTTP client's fixes merged, FleetIT and Akinon stop on a repeated page; Elastic Path and
-# Pegasus end that poll "ok" and the next poll misses records; a Maestra export that stays
-# NotReady is checked in a loop until the poll's deadline (an hour by default).
-XFAIL: dict[tuple[str, tuple[str, ...]], pytest.MarkDecorator] = {
-    ("non-advancing-pages", ("elasticpath", "pegasus")): needs(
-        "repeated-page detection in these providers' walks (the poll ends ok, the next misses "
-        "records)",
-        3,
-    ),
-    ("non-advancing-pages", ("maestra",)): needs(
-        "a cap on checks of an export that stays NotReady, short of the poll deadline", 3
-    ),
-}
+# (fault, providers it fails for today) → what is still missing; empty while every fault is
+# handled (a repeated page stops any provider's poll in the engine's paging guard; an export
+# that stays NotReady fails after `export_timeout`, fast in this suite's Maestra profile).
+XFAIL: dict[tuple[str, tuple[str, ...]], pytest.MarkDecorator] = {}
 
 
 def expect_failure(request: pytest.FixtureRequest, provider: str, fault: str) -> None:
@@ -192,15 +182,9 @@ def scenario(
     run.close()
 
 
-# FleetIT's watermark is the newest record's time: three days ahead, it asks for
-# `timestamp_after` in the future once the vendor's clock is right, and misses what is new.
-SKEW_XFAIL = {
-    ("fleetit", "future"): pytest.mark.xfail(
-        strict=True,
-        reason="needs a watermark that never runs ahead of our clock: issue 16 'clock skew', "
-        "no fix yet",
-    )
-}
+# A watermark taken from vendor times (FleetIT's newest record, Akinon's, Pegasus's) three
+# days ahead would ask only for the future once the vendor's clock is right, and miss what is
+# new: `logd.cap_watermark` keeps it at our clock.
 
 
 @pytest.mark.parametrize("skew", [timedelta(days=3), timedelta(days=-3)], ids=["future", "past"])
@@ -210,11 +194,7 @@ def test_clock_skew_loses_nothing_once_the_clock_is_right(
     sim: Simulator,
     skew: timedelta,
     caplog: Any,
-    request: pytest.FixtureRequest,
 ) -> None:
-    label = "future" if skew > timedelta(0) else "past"
-    if (profile.name, label) in SKEW_XFAIL:
-        request.applymarker(SKEW_XFAIL[profile.name, label])
     name = profile.name
     control = Control(tmp_path, profile, sim)
     control.ids()
@@ -242,9 +222,7 @@ PART_FAULTS: dict[str, Fault] = {
     "drip-part": FAULTS["drip"],
     "gzip-bomb-part": lambda s, p, k: s.gzip_bomb(80 * 2**20, times=TIMES, path=p, skip=k),
 }
-PART_XFAIL = {
-    "drip-part": needs("the whole-request deadline in SourceClient.stream (a part dripping)", 5),
-}
+PART_XFAIL: dict[str, pytest.MarkDecorator] = {}
 
 
 @pytest.mark.parametrize(

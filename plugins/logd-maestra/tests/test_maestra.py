@@ -260,6 +260,7 @@ def test_slow_export_times_out_then_the_next_poll_follows_the_duplicate(
     first = run.sync()["mx"]
 
     assert first.error is not None and "not ready after 30s" in first.error
+    assert f"POST {sim.base_url}/v3/operations/sync)" in first.error  # where it asked
     # 1 s, doubling up to export_poll between checks, then what is left of the limit.
     assert run.waits == [1.0, 2.0, 4.0, 5.0, 5.0, 5.0, 5.0, 3.0]
     assert run.cursor("mx") is None and run.count() == 0

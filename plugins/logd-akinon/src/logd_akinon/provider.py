@@ -35,6 +35,7 @@ from logd import (
     Provider,
     SourceError,
     Status,
+    cap_watermark,
     map_record,
     parse_timestamp,
 )
@@ -176,7 +177,8 @@ class Akinon(Provider[AkinonOptions]):
                     warnings.append(f"log {nid} (flow {flow}) is no longer listed; forgotten")
                 walk["open"] = still_open
                 if newest is not None:
-                    walk["watermark"] = newest.isoformat()
+                    # Never past our own clock: a vendor clock ahead would hide later logs.
+                    walk["watermark"] = cap_watermark(newest, ctx.now()).isoformat()
             yield Batch(
                 entries,
                 cursor=state.dump(),

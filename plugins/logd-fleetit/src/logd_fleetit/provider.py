@@ -24,6 +24,7 @@ from logd import (
     ProviderOptions,
     Secret,
     Status,
+    cap_watermark,
     map_records,
     native_id_of,
     parse_timestamp,
@@ -90,6 +91,11 @@ class FleetIT(Provider[FleetITOptions]):
             next_url = body.get("next")
             if not next_url:
                 # Only a completed walk moves the watermark: a walk cut short is walked again.
+                # Never past our own clock: a vendor clock days ahead would hide what comes next.
+                if newest_at is not None and (capped := cap_watermark(newest_at, ctx.now())) != (
+                    newest_at
+                ):
+                    newest = capped.isoformat()
                 yield Batch(
                     entries,
                     cursor={"watermark": newest},

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from logd import ProtocolError, SourceClient, SourceError
+from logd.http import redact_url
 
 if TYPE_CHECKING:
     from .provider import MaestraOptions
@@ -227,9 +228,11 @@ class Exporter:
             # Injected sleeps take no time in tests, so count them as well as the clock.
             elapsed = max(self.clock - head.started, time.monotonic() - head.started_at)
             if elapsed >= timeout:
+                # Named with the status URL, like every other error of a request.
                 raise SourceError(
                     f"export {head.export_id} of {head.window} was not ready after {timeout:g}s "
-                    "(export_timeout); the next poll asks for the same window again"
+                    f"(export_timeout; POST {redact_url(self.client.url(PATH))}); the next poll "
+                    "asks for the same window again"
                 )
             if self.stopping():
                 # The daemon's sleep returns at once on shutdown: without this check the

@@ -45,6 +45,7 @@ from logd import (
     ProviderOptions,
     Secret,
     Status,
+    cap_watermark,
     map_records,
     native_id_of,
     parse_timestamp,
@@ -324,6 +325,9 @@ class _ChangelogWalk:
             offset += page.listed
             done = reached or not page.listed or offset >= page.total
             if done:
+                if top is not None:
+                    # Never past our own clock: a vendor clock ahead would hide later rows.
+                    top = cap_watermark(top, self.ctx.now())
                 if top is not None and (self.watermark is None or top > self.watermark):
                     self.cursor.watermark = _iso(top)
                 self.cursor.resume = None
