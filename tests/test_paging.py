@@ -290,3 +290,22 @@ def test_the_same_get_asked_again_and_again_trips_the_client() -> None:
         match=f"GET https://api.example.com/logs\\?offset=100 asked {REPEAT_LIMIT} times",
     ):
         client.get_json("/logs", params={"offset": 100})
+
+
+def test_the_guard_keeps_a_bounded_window_of_ids_however_long_the_walk() -> None:
+    from datetime import UTC, datetime
+
+    from logd.entries import Batch, Entry, Status
+    from logd.paging import HANDED, PagingGuard
+
+    guard = PagingGuard(max_pages=10**9, last_request=lambda: "GET x", gets=lambda: 0)
+    when = datetime(2026, 11, 30, tzinfo=UTC)
+    for page in range(3 * HANDED // 100):
+        entries = [Entry(f"{page}-{i}", when, Status.SUCCESS) for i in range(100)]
+        guard.check(Batch(entries, cursor={"page": page}))
+    # A 1M-record backfill must not keep a hash per record: memory stays a window's worth.
+    assert len(guard._handed) <= HANDED + 100
+    # A page from within the window is still caught.
+    recent = [Entry(f"{3 * HANDED // 100 - 1}-{i}", when, Status.SUCCESS) for i in range(100)]
+    with pytest.raises(Exception, match="paging does not advance"):
+        guard.check(Batch(recent, cursor={"page": "again"}))

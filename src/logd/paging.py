@@ -32,6 +32,7 @@ cheap ones already match.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -40,6 +41,8 @@ import orjson
 from .entries import Batch, Entry
 from .errors import SourceError
 
+#: Record ids of the latest pages kept to spot a page that repeats them (see PagingGuard).
+HANDED = 50_000
 #: Empty pages in a row, each with the vendor's word that more follow, that stop a poll. One
 #: or two happen when records are deleted while offsets are paged; five in a row do not.
 EMPTY_RUN = 5
@@ -70,10 +73,14 @@ class PagingGuard:
         self.consulted = 0
         #: Of those, the ids an earlier page of this poll handed over (`consult`).
         self.repeated = 0
-        # Hashes of the native ids this poll's pages handed over: ints, not the strings, to
-        # keep a long walk's memory small; a collision can only hide a repeat, never fake one
-        # unless a whole page collides.
-        self._handed: set[int] = set()
+        # Hashes of the native ids the last pages of this poll handed over: ints, not the
+        # strings, and at most HANDED ids (a window, oldest page out first), so that a 1M-record
+        # backfill does not hold 1M of them (~70 MB); a walk that loops over more than that
+        # many records is stopped by `max_pages`. A collision can only hide a repeat, never
+        # fake one unless a whole page collides.
+        self._handed: dict[int, int] = {}
+        self._window: deque[list[int]] = deque()
+        self._held = 0
         self._cursor: bytes | None = None
         self._entries: Sequence[Entry] = ()
         self._empty = 0
@@ -138,7 +145,19 @@ class PagingGuard:
                 f"a page repeated {repeats} records an earlier page of this poll already "
                 "handed over, and nothing new"
             )
-        handed.update(hashes)
+        for h in hashes:
+            handed[h] = handed.get(h, 0) + 1
+        self._window.append(hashes)
+        self._held += len(hashes)
+        while self._held > HANDED and len(self._window) > 1:
+            old = self._window.popleft()
+            self._held -= len(old)
+            for h in old:
+                left = handed[h] - 1
+                if left:
+                    handed[h] = left
+                else:
+                    del handed[h]
 
     def _error(self, what: str) -> PagingError:
         return PagingError(
