@@ -509,6 +509,10 @@ class SourceClient:
         `chunk_size` is the most one piece holds (pieces come as the network delivers them).
         """
         full = self.url(url)
+        # A signed URL (a vendor's file link) authorizes by its query: mask it like a secret.
+        signed = redact.url_secrets(full)
+        self._secrets.extend(v for v in signed if v not in self._secrets)
+        redact.register(*signed)
         finish_by = time.monotonic() + self.download_timeout
 
         def attempt() -> httpx.Response:

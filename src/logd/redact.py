@@ -60,6 +60,23 @@ def header_secrets(value: str) -> list[str]:
     return list(dict.fromkeys([value, rest, *rest.split()]))
 
 
+#: A URL path segment or query value this long may be a token (`/hooks/<token>`,
+#: `?X-Signature=<hex>`): masked like a credential.
+TOKEN_LENGTH = 16
+
+
+def url_secrets(url: str, *, all_query: bool = False) -> list[str]:
+    """What may authorize `url` by itself: its password, its query values (all, or only the
+    token-long ones) and its token-long path segments. A signed URL is a credential."""
+    import httpx  # only callers that already send HTTP get here
+
+    parsed = httpx.URL(url)
+    values = [parsed.password] if parsed.password else []
+    values += [v for _, v in parsed.params.multi_items() if all_query or len(v) >= TOKEN_LENGTH]
+    values += [part for part in parsed.path.split("/") if len(part) >= TOKEN_LENGTH]
+    return values
+
+
 def register(*values: str) -> None:
     """Add credentials to the process-wide set every log line is masked with."""
     with _lock:

@@ -72,7 +72,6 @@ ERROR_TEXT_LIMIT = 4000  # enough of a receiver's error page to act on, not a wh
 RECORD_EVERY = 50  # sends per write transaction of their outcomes, at most
 RECORD_AFTER = 1.0  # seconds an outcome may wait to be recorded, about
 #: A URL path segment this long is taken for a token (chat webhooks put theirs in the path).
-TOKEN_SEGMENT = 16
 WORKER_MIN_WAIT = 0.05  # seconds a worker waits at least between rounds (no busy loop)
 
 
@@ -547,11 +546,7 @@ def webhook_secrets(webhook: WebhookConfig) -> list[str]:
     values = [webhook.secret.get_secret_value()]
     for value in webhook.headers.values():
         values += redact.header_secrets(value.get_secret_value())
-    url = httpx.URL(webhook.url)
-    if url.password:
-        values.append(url.password)
-    values += [v for _, v in url.params.multi_items()]
-    values += [part for part in url.path.split("/") if len(part) >= TOKEN_SEGMENT]
+    values += redact.url_secrets(webhook.url, all_query=True)
     if webhook.signature == "standard-webhooks":
         values.append(webhook.secret.get_secret_value().removeprefix("whsec_"))
     return values

@@ -53,7 +53,8 @@ def login(ctx: PollContext[AkinonOptions]) -> str:
         allow_status={400, 401, 403},
     )
     if response.status_code != 200:
-        said = " ".join(response.text.split())[:300] or response.reason_phrase
+        # Masked before it is cut: a credential the vendor echoes must not leave its prefix.
+        said = " ".join(ctx.client.mask(response.text).split())[:300] or response.reason_phrase
         raise AuthError(f"login refused (HTTP {response.status_code}): {said}")
     token = response.text.strip()
     if token.startswith('"'):
