@@ -71,7 +71,6 @@ Clock = Callable[[], datetime]
 ERROR_TEXT_LIMIT = 4000  # enough of a receiver's error page to act on, not a whole HTML site
 RECORD_EVERY = 50  # sends per write transaction of their outcomes, at most
 RECORD_AFTER = 1.0  # seconds an outcome may wait to be recorded, about
-#: A URL path segment this long is taken for a token (chat webhooks put theirs in the path).
 WORKER_MIN_WAIT = 0.05  # seconds a worker waits at least between rounds (no busy loop)
 
 
