@@ -7,6 +7,7 @@ made it leave a stale copy of itself each time (7 stacked copies) and drew over 
 
 from __future__ import annotations
 
+import os
 import shlex
 import shutil
 import subprocess
@@ -33,8 +34,11 @@ class Tmux:
         self.base = ["tmux", "-S", str(socket)]
 
     def start(self, command: str) -> None:
+        # The window's own size must rule: a COLUMNS the test run set would make logd draw
+        # for a wider terminal than tmux shows.
+        env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
         subprocess.run(
-            [*self.base, "new-session", "-d", "-x", "80", "-y", "30", command], check=True
+            [*self.base, "new-session", "-d", "-x", "80", "-y", "30", command], check=True, env=env
         )
 
     def screen(self) -> str:
