@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from logd import plugins
+from logd.plugin import manager as plugins
 
 
 @pytest.fixture(autouse=True)

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from logd import Entry, Status
-from logd.store import Store
+from logd.store.sqlite.store import Store
 
 BATCH = 5_000
 WORDS = [

@@ -21,10 +21,10 @@ from peer import dlt_python, run_dlt
 from procs import logd
 from serve import served
 
-from logd.rows import prepare
-from logd.search import SLOTS, time_key
-from logd.store import Store
-from logd.testing import write_config
+from logd.plugin.testing import write_config
+from logd.store.sqlite.rows import prepare
+from logd.store.sqlite.search import SLOTS, time_key
+from logd.store.sqlite.store import Store
 
 ROW = "1 backfill"
 #: The columns `Prepared.columns` gives, in its order.

@@ -30,7 +30,7 @@ from pathlib import Path
 from common import Figure, count_entries
 
 from logd import Entry, Status
-from logd.store import Store
+from logd.store.sqlite.store import Store
 
 ROW = "3 CLI"
 RUNS = 7

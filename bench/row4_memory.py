@@ -22,7 +22,7 @@ from logd_maestra import MaestraSimulator
 from procs import logd
 from serve import served
 
-from logd.testing import write_config
+from logd.plugin.testing import write_config
 
 ROW = "4 memory"
 LIMIT_MB = 150.0

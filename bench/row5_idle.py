@@ -54,7 +54,7 @@ from logd_pegasus import Modification, PegasusSimulator
 from serve import served
 
 from logd import parse_timestamp
-from logd.testing import SyncRun
+from logd.plugin.testing import SyncRun
 from logd.timeparse import parse_duration
 
 ROW = "5 idle"

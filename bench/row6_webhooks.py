@@ -40,7 +40,7 @@ from common import Figure, percentiles, query_store
 from logd_fleetit import FleetITSimulator
 from serve import served
 
-from logd.signing import sign, verify
+from logd.delivery.signing import sign, verify
 
 ROW = "6 webhooks"
 SECRET = "bench-webhook-secret"

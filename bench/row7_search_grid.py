@@ -23,10 +23,10 @@ from typing import Any
 import corpus
 from common import Figure, timed_ms
 
-from logd.output import write_rows
-from logd.queries import build_filters
-from logd.reader import Reader
-from logd.search import Filters, text_match
+from logd.cli.output import write_rows
+from logd.cli.query import build_filters
+from logd.store.sqlite.reader import Reader
+from logd.store.sqlite.search import Filters, text_match
 
 ROW = "7 search grid"
 TARGET_MS = 20.0

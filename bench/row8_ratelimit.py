@@ -18,8 +18,8 @@ from pathlib import Path
 from common import Figure
 from logd_elasticpath import ElasticPath, ElasticPathSimulator
 
-from logd.engine import SourceReport
-from logd.testing import SyncRun
+from logd.engine.poller import SourceReport
+from logd.plugin.testing import SyncRun
 
 ROW = "8 rate limits"
 RATE = 20  # requests a second the simulated store allows

@@ -18,7 +18,7 @@ from typing import Any
 from common import Figure
 from logd_maestra import MaestraSimulator
 
-from logd.testing import SyncRun
+from logd.plugin.testing import SyncRun
 
 ROW = "9 first sync"
 

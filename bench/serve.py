@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from multiprocessing.connection import Connection
 from typing import Any
 
-from logd.simulator import Simulator
+from logd.plugin.simulator import Simulator
 
 Factory = Callable[..., Simulator]
 

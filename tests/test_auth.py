@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from logd import AuthError, BearerToken, LoginSession, PollContext, ProviderOptions, Token
-from logd.http import RetryPolicy, SourceClient
+from logd.plugin.http import RetryPolicy, SourceClient
 
 BASE = "http://api.test"
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

@@ -13,11 +13,11 @@ import pytest
 from click.testing import CliRunner
 from logd_elasticpath.simulator import ElasticPathSimulator
 
-from logd.cli import cli
-from logd.outbox import outbox_counts
-from logd.receiver import Receiver
-from logd.store import Store
-from logd.testing import write_config
+from logd.cli.main import cli
+from logd.delivery.receiver import Receiver
+from logd.plugin.testing import write_config
+from logd.store.sqlite.outbox import outbox_counts
+from logd.store.sqlite.store import Store
 
 SECRET = "backfill-hook-secret"
 

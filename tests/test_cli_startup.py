@@ -19,11 +19,11 @@ import pytest
 import sqlite_utils
 
 from logd import Entry, Status
-from logd.entrypoints import enabled_entry_points, may_add_commands
 from logd.errors import StoreError
-from logd.reader import Reader
-from logd.search import Filters
-from logd.store import Store
+from logd.plugin.entrypoints import enabled_entry_points, may_add_commands
+from logd.store.sqlite.reader import Reader
+from logd.store.sqlite.search import Filters
+from logd.store.sqlite.store import Store
 
 # What the read commands and --help did import before: the config models, the HTTP client,
 # the scheduler, the writer's sqlite_utils, rich for the query table, and every plugin (each
@@ -38,15 +38,15 @@ HEAVY = (
     "pluggy",
     "prometheus_client",
     "logd_",
-    "logd.config",
-    "logd.plugins",
-    "logd.http",
-    "logd.engine",
+    "logd.config.settings",
+    "logd.plugin.manager",
+    "logd.plugin.http",
+    "logd.engine.poller",
 )
 
 PROBE = """
 import json, sys
-from logd.cli import cli
+from logd.cli.main import cli
 try:
     cli(sys.argv[1:], prog_name="logd")
 except SystemExit as stop:
@@ -172,7 +172,7 @@ def test_help_still_lists_plugin_commands(tmp_path: Path) -> None:
     code, output, loaded = run_logd("--help", pythonpath=tmp_path)
     assert code == 0 and "zz-hello" in output and "Say hello from a plugin." in output
     assert "zz-star" in output
-    assert "logd.plugins" in loaded  # the plugins were loaded for it
+    assert "logd.plugin.manager" in loaded  # the plugins were loaded for it
     code, output, _ = run_logd("zz-hello", pythonpath=tmp_path)
     assert code == 0 and "hello from zz" in output
 

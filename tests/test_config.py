@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from logd.cli import cli
-from logd.config import config_path, database_path, load_settings
+from logd.cli.main import cli
+from logd.config.settings import config_path, database_path, load_settings
 from logd.errors import ConfigError
 
 FLEET = 'name = "fleet"\nprovider = "fleetit"\ntoken = "tok-123456"\n'

@@ -18,11 +18,11 @@ import pytest
 from click.testing import CliRunner, Result
 from logd_fleetit import FleetITSimulator
 
-from logd.cli import cli
-from logd.config import load_settings
+from logd.cli.main import cli
+from logd.config.settings import load_settings
 from logd.errors import ConfigError
-from logd.plugins import load_plugins
-from logd.testing import write_config
+from logd.plugin.manager import load_plugins
+from logd.plugin.testing import write_config
 
 REPO = Path(__file__).resolve().parents[1]
 DEADLINE = 20.0
@@ -173,8 +173,8 @@ def restore_logging() -> Iterator[None]:
 def test_reload_keeps_the_running_config_whatever_fails(
     tmp_path: Path, restore_logging: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from logd import daemon as daemon_module
-    from logd.daemon import Daemon, poll_job_id
+    from logd.daemon import service as daemon_module
+    from logd.daemon.service import Daemon, poll_job_id
 
     with FleetITSimulator(records=3) as sim:
         config = write_config(tmp_path, [{**sim.demo_source("a"), "interval": 600}])
@@ -404,7 +404,7 @@ def test_a_second_daemon_on_one_database_is_refused_naming_the_pid(tmp_path: Pat
         finally:
             first.close()
         # The lock went with the daemon: the next one may take it.
-        from logd.instance_lock import InstanceLock
+        from logd.daemon.instance_lock import InstanceLock
 
         lock = InstanceLock(tmp_path / "logd.db")
         lock.acquire()

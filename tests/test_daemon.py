@@ -27,10 +27,10 @@ import tomli_w
 from click.testing import CliRunner
 from logd_fleetit import FleetITSimulator
 
-from logd.cli import cli
-from logd.entries import Entry, Status
-from logd.store import Store
-from logd.testing import write_config
+from logd.cli.main import cli
+from logd.plugin.entries import Entry, Status
+from logd.plugin.testing import write_config
+from logd.store.sqlite.store import Store
 
 DEADLINE = 15.0
 

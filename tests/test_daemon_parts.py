@@ -24,15 +24,15 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from click.testing import CliRunner
 
 from logd import heap
-from logd.cli import cli
-from logd.daemon import BACKOFF_CAP, backoff_interval, jitter_for
-from logd.entries import Entry, Status
+from logd.cli.main import cli
+from logd.daemon.health import Heartbeat, Watchdog
+from logd.daemon.notify import Notifier, watchdog_interval
+from logd.daemon.service import BACKOFF_CAP, backoff_interval, jitter_for
 from logd.errors import ConfigError
-from logd.health import Heartbeat, Watchdog
-from logd.notify import Notifier, watchdog_interval
-from logd.retention import apply_retention, free_pages
-from logd.store import Filters, Store
-from logd.testing import write_config
+from logd.plugin.entries import Entry, Status
+from logd.plugin.testing import write_config
+from logd.store.sqlite.retention import apply_retention, free_pages
+from logd.store.sqlite.store import Filters, Store
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -238,7 +238,7 @@ def test_retention_keeps_the_latest_poll_runs_that_status_reads(tmp_path: Path) 
 
 
 def test_retention_and_metrics_listen_config(tmp_path: Path) -> None:
-    from logd.config import load_settings, parse_listen
+    from logd.config.settings import load_settings, parse_listen
 
     settings = load_settings(
         write_config(tmp_path, [], retention="90d", metrics_listen="127.0.0.1:9464")
@@ -326,7 +326,7 @@ def test_reload_applies_sources_and_webhooks_and_keeps_the_old_config_when_inval
 ) -> None:
     from logd_fleetit import FleetITSimulator
 
-    from logd.daemon import Daemon, poll_job_id
+    from logd.daemon.service import Daemon, poll_job_id
 
     hook = {"name": "ops", "url": "http://127.0.0.1:9/hook", "secret": "s3cret"}
     with FleetITSimulator(records=5) as sim:
@@ -398,9 +398,9 @@ def test_the_daemon_sends_a_batchs_failures_once_it_commits_not_at_the_tick_or_p
 
     from logd_fleetit import FleetITSimulator
 
-    from logd import daemon as daemon_module
-    from logd.receiver import Receiver
-    from logd.simulator import SimRequest, SimResponse
+    from logd.daemon import service as daemon_module
+    from logd.delivery.receiver import Receiver
+    from logd.plugin.simulator import SimRequest, SimResponse
 
     # The periodic round runs once at start (the outbox is empty then) and never again.
     monkeypatch.setattr(daemon_module, "DELIVERY_EVERY", 3600.0)

@@ -14,9 +14,9 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from logd.deadline import Deadline, transport
 from logd.errors import TransportError
-from logd.http import RetryPolicy, SourceClient
+from logd.plugin.deadline import Deadline, transport
+from logd.plugin.http import RetryPolicy, SourceClient
 
 
 class _Silent:

@@ -6,9 +6,9 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from logd.cli import cli
-from logd.plugins import load_plugins
-from logd.store import Store
+from logd.cli.main import cli
+from logd.plugin.manager import load_plugins
+from logd.store.sqlite.store import Store
 
 
 def test_demo_syncs_every_simulator_and_verifies_deliveries(tmp_path: Path) -> None:

@@ -21,8 +21,8 @@ from logd import (
     native_id_of,
     parse_timestamp,
 )
-from logd.entries import EARLIEST, LATEST, WATERMARK_TOLERANCE
-from logd.search import time_key
+from logd.plugin.entries import EARLIEST, LATEST, WATERMARK_TOLERANCE
+from logd.store.sqlite.search import time_key
 
 WHEN = datetime(2026, 5, 1, 10, 0, tzinfo=UTC)
 INT64 = 2**63 - 1

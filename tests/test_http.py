@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from logd.errors import AuthError, HTTPStatusError, ProtocolError, TransportError
-from logd.http import RetryPolicy, SourceClient, retry_after_seconds
+from logd.plugin.http import RetryPolicy, SourceClient, retry_after_seconds
 
 Handler = Callable[[httpx.Request], httpx.Response]
 
@@ -239,7 +239,7 @@ def test_clients_share_one_tls_context_instead_of_reading_the_ca_bundle_each_pol
     # CPU each time, most of an idle poll.
     import ssl
 
-    from logd.deadline import tls_context
+    from logd.plugin.deadline import tls_context
 
     shared = tls_context()
     made: list[ssl.SSLContext] = []

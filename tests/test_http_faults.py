@@ -19,9 +19,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from logd import logs, redact
+from logd import logging_setup as logs
+from logd import redact
 from logd.errors import HTTPStatusError, ProtocolError, TransportError
-from logd.http import LOW_SPEED_LIMIT, RetryPolicy, SourceClient
+from logd.plugin.http import LOW_SPEED_LIMIT, RetryPolicy, SourceClient
 
 BASE = "https://api.example.com/base"
 Handler = Callable[[httpx.Request], httpx.Response]
@@ -250,7 +251,7 @@ def test_peak_memory_stays_bounded_for_an_oversized_page(tmp_path: Path) -> None
         import resource, sys, zlib
         import httpx
         from logd.errors import ProtocolError
-        from logd.http import RetryPolicy, SourceClient
+        from logd.plugin.http import RetryPolicy, SourceClient
 
         class Generated(httpx.SyncByteStream):
             def __init__(self, make):

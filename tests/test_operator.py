@@ -15,9 +15,9 @@ import sqlite_utils
 from click.testing import CliRunner
 
 from logd import Entry, Status
-from logd.cli import cli
-from logd.queries import follow_rows
-from logd.store import Filters, Row, Store
+from logd.cli.main import cli
+from logd.cli.query import follow_rows
+from logd.store.sqlite.store import Filters, Row, Store
 
 NOW = datetime.now(UTC)
 

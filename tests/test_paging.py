@@ -16,11 +16,11 @@ from logd_akinon.simulator import AkinonSimulator
 from logd_elasticpath.simulator import ElasticPathSimulator
 from logd_fleetit import FleetITSimulator
 
-from logd.cli import cli
-from logd.entries import Batch, Entry, Status
-from logd.http import REPEAT_LIMIT, SourceClient
-from logd.paging import EMPTY_RUN, EMPTY_RUN_UNSAID, PagingError, PagingGuard
-from logd.testing import SyncRun, write_config
+from logd.cli.main import cli
+from logd.engine.paging import EMPTY_RUN, EMPTY_RUN_UNSAID, PagingError, PagingGuard
+from logd.plugin.entries import Batch, Entry, Status
+from logd.plugin.http import REPEAT_LIMIT, SourceClient
+from logd.plugin.testing import SyncRun, write_config
 
 PATH = "/v2/integrations/logs/"
 
@@ -295,8 +295,8 @@ def test_the_same_get_asked_again_and_again_trips_the_client() -> None:
 def test_the_guard_keeps_a_bounded_window_of_ids_however_long_the_walk() -> None:
     from datetime import UTC, datetime
 
-    from logd.entries import Batch, Entry, Status
-    from logd.paging import HANDED, PagingGuard
+    from logd.engine.paging import HANDED, PagingGuard
+    from logd.plugin.entries import Batch, Entry, Status
 
     guard = PagingGuard(max_pages=10**9, last_request=lambda: "GET x", gets=lambda: 0)
     when = datetime(2026, 11, 30, tzinfo=UTC)

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from logd import plugins
-from logd.cli import cli
+from logd.cli.main import cli
 from logd.errors import PluginError
+from logd.plugin import manager as plugins
 
 
 def fake_distribution(root: Path, name: str, module_source: str) -> None:

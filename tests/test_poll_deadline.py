@@ -20,17 +20,17 @@ from typing import Any, ClassVar
 import pytest
 from logd_fleetit import FleetITSimulator
 
-from logd import daemon as daemon_module
-from logd.engine import Engine
-from logd.entries import Batch, Entry, Status
-from logd.health import Heartbeat, Watchdog
-from logd.notify import Notifier
-from logd.plugins import load_plugins
-from logd.provider import PollContext, Provider, ProviderOptions
-from logd.simulator import SimRequest, SimResponse
-from logd.status import collect_status, write_status
-from logd.store import Store
-from logd.testing import SyncRun, write_config
+from logd.cli.status import collect_status, write_status
+from logd.daemon import service as daemon_module
+from logd.daemon.health import Heartbeat, Watchdog
+from logd.daemon.notify import Notifier
+from logd.engine.poller import Engine
+from logd.plugin.entries import Batch, Entry, Status
+from logd.plugin.manager import load_plugins
+from logd.plugin.provider import PollContext, Provider, ProviderOptions
+from logd.plugin.simulator import SimRequest, SimResponse
+from logd.plugin.testing import SyncRun, write_config
+from logd.store.sqlite.store import Store
 
 OFFLINE = "http://127.0.0.1:9"
 

@@ -12,9 +12,9 @@ import pytest
 from logd_fleetit import FleetITSimulator
 
 from logd import Batch, Entry, Status
-from logd.prefetch import Prefetch, merge
-from logd.store import BatchResult
-from logd.testing import SyncRun
+from logd.engine.prefetch import Prefetch, merge
+from logd.plugin.testing import SyncRun
+from logd.store.sqlite.store import BatchResult
 
 NOW = datetime(2026, 11, 23, 12, tzinfo=UTC)
 
@@ -159,7 +159,7 @@ def test_groups_stop_at_the_limit_and_merge_keeps_order_and_the_last_cursor() ->
 def test_groups_past_the_deadline_raise_unless_everything_was_handed_over() -> None:
     import time
 
-    from logd.prefetch import PollTimeout
+    from logd.engine.prefetch import PollTimeout
 
     def endless() -> Iterator[Batch]:
         n = 0

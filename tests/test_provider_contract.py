@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from logd.contract import NotApplicable, contract_cases, run_check
+from logd.plugin.contract import NotApplicable, contract_cases, run_check
 
 
 @pytest.mark.parametrize(("provider", "check"), contract_cases())

@@ -19,11 +19,11 @@ from click.testing import CliRunner
 from logd_fleetit import FleetITSimulator
 
 from logd import Entry, Status
-from logd.cli import cli
-from logd.search import SLOTS, time_key
-from logd.status import collect_status
-from logd.store import BatchResult, Store
-from logd.testing import SyncRun
+from logd.cli.main import cli
+from logd.cli.status import collect_status
+from logd.plugin.testing import SyncRun
+from logd.store.sqlite.search import SLOTS, time_key
+from logd.store.sqlite.store import BatchResult, Store
 
 NOW = datetime.now(UTC)
 

@@ -14,8 +14,8 @@ import pytest
 from click.testing import CliRunner
 
 from logd import Entry, Status
-from logd.cli import cli
-from logd.store import Store
+from logd.cli.main import cli
+from logd.store.sqlite.store import Store
 
 NOW = datetime.now(UTC)
 
@@ -214,7 +214,7 @@ def test_python_dash_m_and_version() -> None:
 
 def test_query_path_loads_no_plugins_or_http(db: Path) -> None:
     code = (
-        "import sys; from logd.cli import cli\n"
+        "import sys; from logd.cli.main import cli\n"
         "try:\n    cli(['query', '--db', sys.argv[1], '-n', '1'])\nexcept SystemExit: pass\n"
         "heavy = ('httpx', 'logd_', 'apscheduler', 'logd.engine')\n"
         "bad = [m for m in sys.modules if m.startswith(heavy)]\n"

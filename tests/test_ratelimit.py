@@ -13,14 +13,14 @@ import httpx
 import pytest
 from logd_fleetit import FleetITSimulator
 
-from logd.config import SourceConfig
-from logd.engine import SourceReport
+from logd.cli.status import collect_status, write_status
+from logd.config.settings import SourceConfig
+from logd.engine.poller import SourceReport
 from logd.errors import SourceError
-from logd.http import RetryPolicy, SourceClient
-from logd.ratelimit import Budget, Budgets, format_rate, parse_rate, reset_seconds
-from logd.status import collect_status, write_status
-from logd.store import Store
-from logd.testing import SyncRun
+from logd.plugin.http import RetryPolicy, SourceClient
+from logd.plugin.ratelimit import Budget, Budgets, format_rate, parse_rate, reset_seconds
+from logd.plugin.testing import SyncRun
+from logd.store.sqlite.store import Store
 
 
 @pytest.mark.parametrize(
@@ -161,7 +161,7 @@ def test_a_poll_shows_its_wait_as_it_starts_and_counts_it(tmp_path: Path) -> Non
 def test_the_progress_line_counts_down_a_rate_budget_wait() -> None:
     from rich.progress import Progress
 
-    from logd.sync import _line
+    from logd.cli.sync import _line
 
     with Progress(disable=True) as progress:
         now = time.monotonic()

@@ -13,8 +13,8 @@ import pytest
 from click.testing import CliRunner
 
 from logd import Entry, Status
-from logd.cli import cli
-from logd.store import Store
+from logd.cli.main import cli
+from logd.store.sqlite.store import Store
 
 
 @pytest.fixture
@@ -83,7 +83,7 @@ def test_without_a_config_the_store_alone_knows_the_names(db: Path) -> None:
 
 def test_the_check_imports_neither_pydantic_nor_plugins(config: Path) -> None:
     probe = (
-        "import sys\nfrom logd.cli import cli\n"
+        "import sys\nfrom logd.cli.main import cli\n"
         "try:\n    cli(sys.argv[1:])\nexcept SystemExit as stop:\n    code = stop.code\n"
         "heavy = [m for m in sys.modules if m.startswith(('pydantic', 'logd_', 'logd.plugins'))]"
         "\nprint('EXIT', code, 'HEAVY', heavy)\n"

@@ -13,8 +13,8 @@ from pathlib import Path
 import httpx
 from click.testing import CliRunner
 
-from logd.cli import cli
-from logd.testing import write_config
+from logd.cli.main import cli
+from logd.plugin.testing import write_config
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from logd.config import load_settings
-from logd.reference import fields_of, models, render
+from logd.config.reference import fields_of, models, render
+from logd.config.settings import load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "config.example.toml"

@@ -6,8 +6,8 @@ import random
 from datetime import UTC, datetime, timedelta, timezone
 
 from logd import Entry, Status, searchable_text
-from logd.rows import digest, dumps, prepare, utc_iso
-from logd.search import EPOCH, MICROSECOND, time_key
+from logd.store.sqlite.rows import digest, dumps, prepare, utc_iso
+from logd.store.sqlite.search import EPOCH, MICROSECOND, time_key
 
 
 def test_utc_iso_is_isoformat_with_microseconds() -> None:

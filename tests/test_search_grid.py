@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from logd import Entry, Status
-from logd.retention import apply_retention
-from logd.search import Filters, text_match, time_key
-from logd.store import Store
+from logd.store.sqlite.retention import apply_retention
+from logd.store.sqlite.search import Filters, text_match, time_key
+from logd.store.sqlite.store import Store
 
 NOW = datetime.now(UTC)
 WORDS = ["invoice", "stock", "sync", "vehicle", "bağlantı", "σφάλμα", "Straße", "order"]
@@ -143,7 +143,7 @@ def test_every_filter_combination_returns_what_it_did(store: Store, text: str, f
 
 def test_filters_reach_fts5_as_tag_words(store: Store) -> None:
     # The MATCH names the statuses and sources asked for, so FTS5 skips the rest itself.
-    from logd.search import search_sql
+    from logd.store.sqlite.search import search_sql
 
     _, _, params, _ = search_sql(
         Filters(text="sync", statuses=("failure",), sources=("fleet",), providers=("fleetit",))

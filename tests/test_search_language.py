@@ -23,18 +23,18 @@ import sqlite_utils
 from click.testing import CliRunner
 
 from logd import Entry, Status
-from logd.cli import cli
-from logd.config import load_settings
+from logd.cli.main import cli
+from logd.config.settings import load_settings
+from logd.config.webhooks import match_problem
+from logd.delivery.webhooks import outbox_hook
 from logd.errors import ConfigError, QueryError
-from logd.migrations import MIGRATIONS
-from logd.outbox import list_deliveries
-from logd.query_language import And, Column, Not, Or, Term, fold, parse
-from logd.retention import apply_retention
-from logd.search import Filters, fts5_match
-from logd.store import Store
-from logd.testing import write_config
-from logd.webhook_config import match_problem
-from logd.webhooks import outbox_hook
+from logd.plugin.testing import write_config
+from logd.store.query_language import And, Column, Not, Or, Term, fold, parse
+from logd.store.sqlite.migrations import MIGRATIONS
+from logd.store.sqlite.outbox import list_deliveries
+from logd.store.sqlite.retention import apply_retention
+from logd.store.sqlite.search import Filters, fts5_match
+from logd.store.sqlite.store import Store
 
 NOW = datetime.now(UTC)
 

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from logd.cli import cli
-from logd.plugins import load_plugins
-from logd.simulate import END_MARK
+from logd.cli.main import cli
+from logd.cli.simulate import END_MARK
+from logd.plugin.manager import load_plugins
 
 DEADLINE = 30.0
 
@@ -134,7 +134,7 @@ def test_an_unknown_provider_is_exit_2_listing_the_installed() -> None:
 def test_tick_grows_each_simulator_between_polls() -> None:
     from logd_fleetit import FleetITSimulator
 
-    from logd.simulate import produce
+    from logd.cli.simulate import produce
 
     with FleetITSimulator(records=3) as sim:
         stop = threading.Event()

@@ -13,10 +13,10 @@ import sqlite_utils
 
 from logd import Entry, Status, searchable_text
 from logd.errors import QueryError, StoreError
-from logd.migrations import MIGRATIONS, migrate
-from logd.reader import Reader
-from logd.search import search_sql
-from logd.store import Filters, Store, time_key
+from logd.store.sqlite.migrations import MIGRATIONS, migrate
+from logd.store.sqlite.reader import Reader
+from logd.store.sqlite.search import search_sql
+from logd.store.sqlite.store import Filters, Store, time_key
 
 T0 = datetime(2024, 5, 5, 12, 0, tzinfo=UTC)
 

@@ -17,9 +17,9 @@ from click.testing import CliRunner
 from logd_fleetit import FleetITSimulator
 
 from logd import heap
-from logd.cli import cli
-from logd.store import BatchResult
-from logd.testing import SyncRun, write_config
+from logd.cli.main import cli
+from logd.plugin.testing import SyncRun, write_config
+from logd.store.sqlite.store import BatchResult
 
 TOKEN = "fleet-demo-token"
 
@@ -196,8 +196,8 @@ def test_a_terminal_gets_live_progress_and_the_same_summary(
 ) -> None:
     import io
 
-    from logd.config import load_settings
-    from logd.sync import run_sync
+    from logd.cli.sync import run_sync
+    from logd.config.settings import load_settings
 
     class Terminal(io.StringIO):
         def isatty(self) -> bool:

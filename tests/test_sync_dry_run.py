@@ -7,8 +7,8 @@ from pathlib import Path
 from click.testing import CliRunner
 from logd_fleetit import FleetITSimulator
 
-from logd.cli import cli
-from logd.testing import write_config
+from logd.cli.main import cli
+from logd.plugin.testing import write_config
 
 
 def test_dry_run_prints_the_first_entries_and_stores_nothing(tmp_path: Path) -> None:

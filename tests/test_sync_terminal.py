@@ -20,9 +20,9 @@ import pytest
 from logd_fleetit import FleetITSimulator
 from logd_maestra import MaestraSimulator
 
-from logd.engine import SourceReport
-from logd.sync import _RichProgress
-from logd.testing import SyncRun, write_config
+from logd.cli.sync import _RichProgress
+from logd.engine.poller import SourceReport
+from logd.plugin.testing import SyncRun, write_config
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
 

@@ -6,9 +6,9 @@ import io
 
 import pytest
 
-from logd.output import write_entry, write_records, write_table
-from logd.search import Row
-from logd.table import Column, cell_width, fit, render
+from logd.cli.output import write_entry, write_records, write_table
+from logd.cli.table import Column, cell_width, fit, render
+from logd.store.sqlite.search import Row
 
 
 def row(entry_id: str, status: str, message: str, error: str | None = None) -> Row:

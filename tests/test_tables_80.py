@@ -17,11 +17,11 @@ from click.testing import CliRunner
 from logd_elasticpath import ElasticPathSimulator
 from logd_pegasus import PegasusSimulator
 
-from logd.cli import cli
-from logd.outbox import Attempt, enqueue, record_attempts
-from logd.store import Store
-from logd.table import cell_width
-from logd.testing import SyncRun
+from logd.cli.main import cli
+from logd.cli.table import cell_width
+from logd.plugin.testing import SyncRun
+from logd.store.sqlite.outbox import Attempt, enqueue, record_attempts
+from logd.store.sqlite.store import Store
 
 SOURCES = ("akinon", "elasticpath", "fleet", "maestra", "pegasus")
 

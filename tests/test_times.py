@@ -14,9 +14,9 @@ import pytest
 from click.testing import CliRunner
 
 from logd import Entry, Status
-from logd.cli import cli
-from logd.stats import write_bars
-from logd.store import Store
+from logd.cli.main import cli
+from logd.cli.stats import write_bars
+from logd.store.sqlite.store import Store
 from logd.timeparse import parse_time, short_time
 
 NOW = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(minutes=30)

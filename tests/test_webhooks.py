@@ -24,14 +24,14 @@ from click.testing import CliRunner
 from standardwebhooks import Webhook
 
 from logd import Entry, Status
-from logd.cli import cli
-from logd.config import Settings, load_settings
-from logd.outbox import Delivery, list_deliveries, outbox_counts
-from logd.receiver import Receiver
-from logd.signing import sign, verify
-from logd.store import BatchResult, Filters, Store
-from logd.testing import write_config
-from logd.webhooks import Deliverer, outbox_hook
+from logd.cli.main import cli
+from logd.config.settings import Settings, load_settings
+from logd.delivery.receiver import Receiver
+from logd.delivery.signing import sign, verify
+from logd.delivery.webhooks import Deliverer, outbox_hook
+from logd.plugin.testing import write_config
+from logd.store.sqlite.outbox import Delivery, list_deliveries, outbox_counts
+from logd.store.sqlite.store import BatchResult, Filters, Store
 
 SECRET = "fleetit-webhook-secret-0123456789"
 WHSEC = "whsec_" + base64.b64encode(b"standard-webhooks-secret-32bytes").decode()
@@ -527,7 +527,7 @@ def _echoing(padding: int = 0) -> httpx.MockTransport:
 def test_secrets_echoed_by_a_receiver_are_masked_in_log_outbox_and_list(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, padding: int | None
 ) -> None:
-    from logd.webhooks import ERROR_TEXT_LIMIT
+    from logd.delivery.webhooks import ERROR_TEXT_LIMIT
 
     if padding is None:  # the token straddles the cut: its first 10 characters fit before it
         padding = ERROR_TEXT_LIMIT - len("Bearer ") - 10
@@ -558,7 +558,7 @@ def test_the_log_filter_masks_webhook_secrets_in_httpx_lines_too(
 ) -> None:
     import logging
 
-    from logd import logs
+    from logd import logging_setup as logs
 
     env = Env(
         tmp_path,
@@ -719,8 +719,8 @@ def test_under_logd_run_a_slow_webhook_does_not_hold_up_another_webhooks_rounds(
 
     from logd_fleetit import FleetITSimulator
 
-    from logd import daemon as daemon_module
-    from logd.daemon import Daemon
+    from logd.daemon import service as daemon_module
+    from logd.daemon.service import Daemon
 
     def no_exit(code: int) -> None:
         raise AssertionError("shutdown gave up waiting for a webhook attempt")

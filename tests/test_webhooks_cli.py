@@ -13,9 +13,9 @@ import pytest
 from click.testing import CliRunner, Result
 from logd_fleetit import FleetITSimulator
 
-from logd.cli import cli
-from logd.receiver import Receiver
-from logd.testing import write_config
+from logd.cli.main import cli
+from logd.delivery.receiver import Receiver
+from logd.plugin.testing import write_config
 
 SECRET = "ops-hook-secret-do-not-print"
 TOKEN = "fleet-token-do-not-print"
@@ -255,8 +255,8 @@ def test_verify_command_standard_webhooks(tmp_path: Path) -> None:
 
 
 def test_custom_header_values_are_secrets(tmp_path: Path) -> None:
-    from logd.config import load_settings
-    from logd.testing import write_config
+    from logd.config.settings import load_settings
+    from logd.plugin.testing import write_config
 
     hook = {
         "name": "ops",
@@ -284,7 +284,7 @@ def test_verify_on_a_terminal_says_what_it_reads(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    from logd.signing import fleetit_signature
+    from logd.delivery.signing import fleetit_signature
 
     body = b'{"count": 1}'
     timestamp = "1700000000"

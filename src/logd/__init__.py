@@ -10,108 +10,108 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from .__about__ import __version__
+from logd.__about__ import __version__
 
 if TYPE_CHECKING:
-    from .auth import Auth as Auth
-    from .auth import BearerToken as BearerToken
-    from .auth import LoginSession as LoginSession
-    from .auth import Token as Token
-    from .config import Duration as Duration
-    from .config import Secret as Secret
-    from .entries import (
-        Batch as Batch,
-    )
-    from .entries import (
-        Entry as Entry,
-    )
-    from .entries import (
-        Invalid as Invalid,
-    )
-    from .entries import (
-        InvalidEntry as InvalidEntry,
-    )
-    from .entries import (
-        Status as Status,
-    )
-    from .entries import (
-        cap_watermark as cap_watermark,
-    )
-    from .entries import (
-        map_record as map_record,
-    )
-    from .entries import (
-        map_records as map_records,
-    )
-    from .entries import (
-        native_id_of as native_id_of,
-    )
-    from .entries import (
-        parse_timestamp as parse_timestamp,
-    )
-    from .entries import (
-        searchable_text as searchable_text,
-    )
-    from .errors import (
+    from logd.config.settings import Duration as Duration
+    from logd.config.settings import Secret as Secret
+    from logd.errors import (
         AuthError as AuthError,
     )
-    from .errors import (
+    from logd.errors import (
         ConfigError as ConfigError,
     )
-    from .errors import (
+    from logd.errors import (
         HTTPStatusError as HTTPStatusError,
     )
-    from .errors import (
+    from logd.errors import (
         LogdError as LogdError,
     )
-    from .errors import (
+    from logd.errors import (
         ProtocolError as ProtocolError,
     )
-    from .errors import (
+    from logd.errors import (
         SourceError as SourceError,
     )
-    from .errors import (
+    from logd.errors import (
         TransportError as TransportError,
     )
-    from .hookspecs import hookimpl as hookimpl
-    from .http import SourceClient as SourceClient
-    from .provider import (
+    from logd.plugin.auth import Auth as Auth
+    from logd.plugin.auth import BearerToken as BearerToken
+    from logd.plugin.auth import LoginSession as LoginSession
+    from logd.plugin.auth import Token as Token
+    from logd.plugin.entries import (
+        Batch as Batch,
+    )
+    from logd.plugin.entries import (
+        Entry as Entry,
+    )
+    from logd.plugin.entries import (
+        Invalid as Invalid,
+    )
+    from logd.plugin.entries import (
+        InvalidEntry as InvalidEntry,
+    )
+    from logd.plugin.entries import (
+        Status as Status,
+    )
+    from logd.plugin.entries import (
+        cap_watermark as cap_watermark,
+    )
+    from logd.plugin.entries import (
+        map_record as map_record,
+    )
+    from logd.plugin.entries import (
+        map_records as map_records,
+    )
+    from logd.plugin.entries import (
+        native_id_of as native_id_of,
+    )
+    from logd.plugin.entries import (
+        parse_timestamp as parse_timestamp,
+    )
+    from logd.plugin.entries import (
+        searchable_text as searchable_text,
+    )
+    from logd.plugin.hookspecs import hookimpl as hookimpl
+    from logd.plugin.http import SourceClient as SourceClient
+    from logd.plugin.provider import (
         PollContext as PollContext,
     )
-    from .provider import (
+    from logd.plugin.provider import (
         Provider as Provider,
     )
-    from .provider import (
+    from logd.plugin.provider import (
         ProviderOptions as ProviderOptions,
     )
-    from .simulator import (
+    from logd.plugin.simulator import (
         SimRequest as SimRequest,
     )
-    from .simulator import (
+    from logd.plugin.simulator import (
         SimResponse as SimResponse,
     )
-    from .simulator import (
+    from logd.plugin.simulator import (
         Simulator as Simulator,
     )
 
 _WHERE = {
-    "Auth": "auth",
-    "BearerToken": "auth",
-    "LoginSession": "auth",
-    "Token": "auth",
-    "Duration": "config",
-    "Secret": "config",
-    "Batch": "entries",
-    "Entry": "entries",
-    "Invalid": "entries",
-    "InvalidEntry": "entries",
-    "cap_watermark": "entries",
-    "map_record": "entries",
-    "map_records": "entries",
-    "native_id_of": "entries",
-    "Status": "entries",
-    "parse_timestamp": "entries",
-    "searchable_text": "entries",
+    "Auth": "plugin.auth",
+    "BearerToken": "plugin.auth",
+    "LoginSession": "plugin.auth",
+    "Token": "plugin.auth",
+    "Duration": "config.settings",
+    "Secret": "config.settings",
+    "Batch": "plugin.entries",
+    "Entry": "plugin.entries",
+    "Invalid": "plugin.entries",
+    "InvalidEntry": "plugin.entries",
+    "cap_watermark": "plugin.entries",
+    "map_record": "plugin.entries",
+    "map_records": "plugin.entries",
+    "native_id_of": "plugin.entries",
+    "Status": "plugin.entries",
+    "parse_timestamp": "plugin.entries",
+    "searchable_text": "plugin.entries",
     "AuthError": "errors",
     "ConfigError": "errors",
     "HTTPStatusError": "errors",
@@ -119,14 +119,14 @@ _WHERE = {
     "ProtocolError": "errors",
     "SourceError": "errors",
     "TransportError": "errors",
-    "hookimpl": "hookspecs",
-    "SourceClient": "http",
-    "PollContext": "provider",
-    "Provider": "provider",
-    "ProviderOptions": "provider",
-    "SimRequest": "simulator",
-    "SimResponse": "simulator",
-    "Simulator": "simulator",
+    "hookimpl": "plugin.hookspecs",
+    "SourceClient": "plugin.http",
+    "PollContext": "plugin.provider",
+    "Provider": "plugin.provider",
+    "ProviderOptions": "plugin.provider",
+    "SimRequest": "plugin.simulator",
+    "SimResponse": "plugin.simulator",
+    "Simulator": "plugin.simulator",
 }
 
 __all__ = [

@@ -1,5 +1,5 @@
 """`python -m logd`."""
 
-from .cli import cli
+from logd.cli.main import cli
 
 cli()

@@ -20,7 +20,7 @@ from logd_fleetit import FleetITSimulator
 from logd_maestra import MaestraSimulator
 from logd_pegasus import PegasusSimulator
 
-from logd.simulator import Simulator
+from logd.plugin.simulator import Simulator
 
 #: Fast polls: a fault costs two attempts and a tenth of a second of (recorded) waiting.
 FAST: dict[str, Any] = {"retry": {"attempts": 2, "max_wait": "0.1s"}, "timeout": "1s"}

@@ -19,10 +19,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from logd.reader import Reader
-from logd.status import collect_status
-from logd.store import Filters
-from logd.testing import wait_until, write_config
+from logd.cli.status import collect_status
+from logd.plugin.testing import wait_until, write_config
+from logd.store.sqlite.reader import Reader
+from logd.store.sqlite.store import Filters
 
 #: Hang guard for one subprocess, not a measurement.
 DEADLINE = 60.0

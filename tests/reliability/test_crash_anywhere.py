@@ -30,9 +30,9 @@ from typing import Any
 
 import pytest
 
-from logd.receiver import Receiver
-from logd.simulator import Simulator
-from logd.testing import SyncRun, wait_until, write_config
+from logd.delivery.receiver import Receiver
+from logd.plugin.simulator import Simulator
+from logd.plugin.testing import SyncRun, wait_until, write_config
 
 SECRET = "crash-webhook-secret"
 #: Deadline for a process to exit or to reach the network: a hang guard, not a measurement.

@@ -38,10 +38,10 @@ from logd_maestra.simfiles import COLUMNS, render_part
 from logd_pegasus import provider as pegasus
 
 from logd import Batch, Entry, Invalid, LogdError, map_record, map_records
-from logd.http import RetryPolicy, SourceClient
-from logd.provider import PollContext, Provider
-from logd.rows import prepare
-from logd.search import SLOTS
+from logd.plugin.http import RetryPolicy, SourceClient
+from logd.plugin.provider import PollContext, Provider
+from logd.store.sqlite.rows import prepare
+from logd.store.sqlite.search import SLOTS
 
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 INT64 = 2**63 - 1

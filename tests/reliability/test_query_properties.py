@@ -18,11 +18,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from logd import Entry, Status
+from logd.config.webhooks import match_problem
 from logd.errors import QueryError
-from logd.query_language import fold, parse
-from logd.search import Filters, fts5_match
-from logd.store import Store
-from logd.webhook_config import match_problem
+from logd.store.query_language import fold, parse
+from logd.store.sqlite.search import Filters, fts5_match
+from logd.store.sqlite.store import Store
 
 MESSAGES = [
     "Timeout while contacting Fleetio",

@@ -26,9 +26,9 @@ from typing import Any
 
 import pytest
 
-from logd.receiver import Receiver
-from logd.simulator import SimRequest, SimResponse, Simulator
-from logd.testing import SyncRun, write_config
+from logd.delivery.receiver import Receiver
+from logd.plugin.simulator import SimRequest, SimResponse, Simulator
+from logd.plugin.testing import SyncRun, write_config
 
 DEADLINE = 120.0
 CREDENTIAL_HEADERS = ("authorization", "authentication", "authenticate", "cookie", "fleet-id")

@@ -16,8 +16,8 @@ from datetime import timedelta
 import httpx
 import pytest
 
-from logd.simulator import SimRequest, SimResponse, Simulator
-from logd.testing import run_bounded, wait_until
+from logd.plugin.simulator import SimRequest, SimResponse, Simulator
+from logd.plugin.testing import run_bounded, wait_until
 
 PAGE = {
     "results": [

@@ -24,10 +24,10 @@ from typing import Any
 
 import pytest
 
-from logd.engine import SourceReport
-from logd.http import SourceClient
-from logd.simulator import Simulator
-from logd.testing import SyncRun, run_bounded
+from logd.engine.poller import SourceReport
+from logd.plugin.http import SourceClient
+from logd.plugin.simulator import Simulator
+from logd.plugin.testing import SyncRun, run_bounded
 
 #: Far above what a bounded poll takes here (two attempts, 1 s timeouts): a hang guard.
 GUARD = 3.0

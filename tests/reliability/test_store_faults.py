@@ -22,9 +22,9 @@ import pytest
 from click.testing import CliRunner, Result
 from logd_fleetit import FleetITSimulator
 
-from logd import store as store_module
-from logd.cli import cli
-from logd.testing import SyncRun, write_config
+from logd.cli.main import cli
+from logd.plugin.testing import SyncRun, write_config
+from logd.store.sqlite import store as store_module
 
 READ_COMMANDS = (
     ["query", "-n", "0"],
@@ -330,7 +330,7 @@ def test_the_daemon_fails_a_poll_on_a_locked_store_and_retries_it(
     import logging
     import time
 
-    from logd.daemon import Daemon
+    from logd.daemon.service import Daemon
 
     monkeypatch.setattr(store_module, "BUSY_TIMEOUT_MS", 100)
     config = write_config(tmp_path, [{**sim.demo_source("fleet"), "interval": 1}])

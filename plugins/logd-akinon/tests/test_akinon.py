@@ -20,7 +20,7 @@ from logd_akinon.simlogs import zip_json
 from pydantic import ValidationError
 
 from logd import PollContext, SourceClient, Status
-from logd.testing import SyncRun
+from logd.plugin.testing import SyncRun
 
 ONE_FLOW = ("flow-orders",)
 

@@ -14,12 +14,12 @@ from logd_elasticpath import ElasticPath, ElasticPathSimulator
 from logd_elasticpath.provider import to_entry
 from logd_elasticpath.simulator import LOGS_PATH, TOKEN_PATH, VENDOR_EXAMPLE
 
-from logd.entries import Status
 from logd.errors import ConfigError
-from logd.plugins import load_plugins
-from logd.provider import PollContext
-from logd.simulator import SimRequest, SimResponse
-from logd.testing import SyncRun
+from logd.plugin.entries import Status
+from logd.plugin.manager import load_plugins
+from logd.plugin.provider import PollContext
+from logd.plugin.simulator import SimRequest, SimResponse
+from logd.plugin.testing import SyncRun
 
 EXAMPLE_INTEGRATION = VENDOR_EXAMPLE["relationships"]["integration"]["data"]["id"]
 MISSING = "0b5a6e0e-0000-4000-8000-000000000404"

@@ -11,7 +11,7 @@ from typing import Any
 
 from logd_elasticpath import ElasticPathSimulator
 
-from logd.testing import SyncRun
+from logd.plugin.testing import SyncRun
 
 RECORDS = (300, 200, 200)  # seven pages of 100 and a token: eight requests
 

@@ -11,7 +11,7 @@ from logd_fleetit import FleetITSimulator
 from logd_fleetit.provider import to_entry
 
 from logd import Status
-from logd.testing import SyncRun
+from logd.plugin.testing import SyncRun
 
 
 @pytest.fixture

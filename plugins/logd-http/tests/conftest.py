@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from logd.simulator import SimRequest, SimResponse, Simulator
+from logd.plugin.simulator import SimRequest, SimResponse, Simulator
 
 Route = Callable[[SimRequest], SimResponse]
 

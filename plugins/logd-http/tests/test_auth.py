@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from logd.simulator import SimRequest, SimResponse
-from logd.testing import SyncRun
+from logd.plugin.simulator import SimRequest, SimResponse
+from logd.plugin.testing import SyncRun
 
 PAGE = {"data": [{"id": 1, "at": "2026-01-01T00:00:00Z", "msg": "one"}]}
 

@@ -8,7 +8,7 @@ from typing import Any
 import tomli_w
 from click.testing import CliRunner
 
-from logd.cli import cli
+from logd.cli.main import cli
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 

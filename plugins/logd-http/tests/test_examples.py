@@ -17,8 +17,8 @@ from logd_elasticpath import ElasticPathSimulator
 from logd_fleetit import FleetITSimulator
 from logd_http import EventsSimulator
 
-from logd.search import Row
-from logd.testing import SyncRun
+from logd.plugin.testing import SyncRun
+from logd.store.sqlite.search import Row
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from logd_http import EventsSimulator
 
-from logd.simulator import SimRequest, SimResponse
-from logd.testing import SyncRun
+from logd.plugin.simulator import SimRequest, SimResponse
+from logd.plugin.testing import SyncRun
 
 
 def records(ids: range | list[int]) -> list[dict[str, Any]]:

@@ -9,7 +9,7 @@ import pytest
 from logd_http.options import RecordsOptions, StatusRule
 from logd_http.records import RecordMapper, status_of
 
-from logd.entries import Status
+from logd.plugin.entries import Status
 
 
 def rules(*specs: dict[str, Any]) -> list[StatusRule]:

@@ -23,8 +23,8 @@ from logd_maestra.simfiles import render_part
 from pydantic import ValidationError
 
 from logd import ProtocolError, SourceError, Status
-from logd.store import BatchResult
-from logd.testing import SyncRun
+from logd.plugin.testing import SyncRun
+from logd.store.sqlite.store import BatchResult
 
 NOW = datetime.now(UTC)
 

@@ -16,9 +16,9 @@ from logd_pegasus.provider import changelog_entry, modification_entry
 from logd_pegasus.simulator import UNAUTHORIZED
 
 from logd import ConfigError, SimRequest, SimResponse, Status
-from logd.plugins import load_plugins
-from logd.store import BatchResult
-from logd.testing import SyncRun
+from logd.plugin.manager import load_plugins
+from logd.plugin.testing import SyncRun
+from logd.store.sqlite.store import BatchResult
 
 SOURCE = "peg"
 

@@ -3,7 +3,7 @@
 from collections.abc import Callable
 from typing import Any
 
-from logd.hookspecs import hookimpl
+from logd.plugin.hookspecs import hookimpl
 
 from .provider import ElasticPath, ElasticPathOptions
 from .simulator import ElasticPathSimulator

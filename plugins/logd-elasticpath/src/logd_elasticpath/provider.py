@@ -22,13 +22,12 @@ from uuid import UUID
 
 from pydantic import Field
 
-from logd.auth import LoginSession, Token
-
 # Straight from the contract modules: mypy cannot see through `logd`'s lazy re-exports.
-from logd.config import Duration, Secret
-from logd.entries import Batch, Entry, Status, map_records, parse_timestamp
+from logd.config.settings import Duration, Secret
 from logd.errors import AuthError, HTTPStatusError, ProtocolError, SourceError
-from logd.provider import PollContext, Provider, ProviderOptions
+from logd.plugin.auth import LoginSession, Token
+from logd.plugin.entries import Batch, Entry, Status, map_records, parse_timestamp
+from logd.plugin.provider import PollContext, Provider, ProviderOptions
 
 PAGE_SIZE = 100
 TOKEN_PATH = "/oauth/access_token"

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from logd.simulator import SimRequest, SimResponse, Simulator
+from logd.plugin.simulator import SimRequest, SimResponse, Simulator
 
 TOKEN_PATH = "/oauth/access_token"
 LOGS_PATH = "/v2/integrations/logs"

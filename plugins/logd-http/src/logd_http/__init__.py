@@ -3,7 +3,7 @@
 from collections.abc import Callable
 from typing import Any
 
-from logd.hookspecs import hookimpl
+from logd.plugin.hookspecs import hookimpl
 
 from .options import HTTPOptions
 from .provider import HTTPProvider

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from logd.errors import AuthError, HTTPStatusError, ProtocolError
-from logd.provider import PollContext
+from logd.plugin.provider import PollContext
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,8 @@ from jmespath import exceptions as jmespath_errors
 from jmespath.functions import Functions
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from logd.config import Duration, Secret
-from logd.provider import ProviderOptions
+from logd.config.settings import Duration, Secret
+from logd.plugin.provider import ProviderOptions
 
 
 @functools.lru_cache(maxsize=512)

@@ -14,7 +14,7 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 import httpx
 
 from logd.errors import ProtocolError
-from logd.http import SourceClient, redact_url
+from logd.plugin.http import SourceClient, redact_url
 
 from .options import (
     CursorPaging,

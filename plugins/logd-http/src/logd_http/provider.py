@@ -19,9 +19,9 @@ from typing import Any
 import httpx
 from pydantic import BaseModel, SecretStr
 
-from logd.entries import Batch, Entry, map_records, parse_timestamp
 from logd.errors import ProtocolError
-from logd.provider import PollContext, Provider
+from logd.plugin.entries import Batch, Entry, map_records, parse_timestamp
+from logd.plugin.provider import PollContext, Provider
 
 from .auth import (
     Credentials,

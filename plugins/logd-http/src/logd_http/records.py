@@ -15,7 +15,7 @@ from typing import Any
 
 from jmespath.exceptions import JMESPathError
 
-from logd.entries import Entry, Status, parse_timestamp
+from logd.plugin.entries import Entry, Status, parse_timestamp
 
 from .options import FieldOptions, RecordsOptions, StatusRule, TimestampOptions, compiled, zone
 

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
-from logd.simulator import SimRequest, SimResponse, Simulator
+from logd.plugin.simulator import SimRequest, SimResponse, Simulator
 
 PATH = "/v1/events"
 MAX_LIMIT = 50

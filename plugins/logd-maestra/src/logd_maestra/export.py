@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from logd import ProtocolError, SourceClient, SourceError
-from logd.http import redact_url
+from logd.plugin.http import redact_url
 
 if TYPE_CHECKING:
     from .provider import MaestraOptions

@@ -1,0 +1,3 @@
+"""Polling: `poller` runs each source's provider and commits what it yields with its cursor;
+`prefetch` fetches a provider's next pages while the store commits; `paging` guards every
+batch against paging that does not advance."""

@@ -1,0 +1,970 @@
+"""The SQLite store: entries with full-text search, cursors, poll runs.
+
+One file, WAL, owner-only permissions. Writers share one connection behind a lock (the store
+has one writer at a time); readers in other processes read while it writes. The store knows
+nothing of HTTP, providers or the terminal.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from logd.errors import QueryError, StoreError
+from logd.plugin.entries import Entry, Status, searchable_text
+from logd.store.sqlite.migrations import migrate
+from logd.store.sqlite.rows import Prepared, prepare
+from logd.store.sqlite.search import (
+    ENTRY_COLUMNS,
+    SLOTS,
+    Filters,
+    Row,
+    Texts,
+    index_text,
+    search_sql,
+    time_key,
+)
+
+if TYPE_CHECKING:  # imported in Store.__init__: logd.reader opens stores without it
+    import sqlite_utils
+
+__all__ = [
+    "BatchHook",
+    "BatchResult",
+    "Filters",
+    "Row",
+    "Store",
+    "store_error",
+    "store_errors",
+    "time_key",
+]
+
+#: How long a write waits for another connection's write lock before it fails (milliseconds).
+#: Read at each open, so tests (and `Store(busy_timeout=…)`) can make it short.
+BUSY_TIMEOUT_MS = 10_000
+#: WAL size that triggers a checkpoint (SQLite's default is 1,000 pages, 4 MB at 4 KiB).
+WAL_CHECKPOINT_BYTES = 40 * 2**20
+INSERT_ENTRY = (
+    "INSERT INTO entries (id, source, native_id, provider, timestamp, status, message, error, "
+    "entity_type, entity_id, raw, details, search_text, hash, details_hash, timestamp_observed, "
+    "first_seen, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+# -- what a failed SQLite call means, in one line -------------------------------------------
+# Every store entry point (open, `transaction`, `reading`, the reader) maps `sqlite3.Error`
+# through `store_error`, so every command and the daemon say the same thing for the same fault.
+
+#: SQLite's primary result codes (sqlite3.h) that `store_error` tells apart.
+_BUSY, _LOCKED, _READONLY, _IOERR, _CORRUPT, _FULL, _CANTOPEN, _NOTADB = 5, 6, 8, 10, 11, 13, 14, 26
+
+
+@contextmanager
+def store_errors(path: Path, busy_timeout: float) -> Iterator[None]:
+    """Raise StoreError (one line: the file, what is wrong, what to do) for any sqlite3.Error."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        raise store_error(exc, path, busy_timeout) from exc
+
+
+def store_error(exc: sqlite3.Error, path: Path, busy_timeout: float) -> StoreError:
+    """The StoreError for a failed SQLite call on the store at `path` (one line, no hint)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    primary = code & 0xFF if isinstance(code, int) else None
+    text = str(exc)
+    # A full disk can also surface as an I/O error (growing the -shm file, say).
+    full = primary == _IOERR and _free_bytes(path) < 2**20
+    if primary == _FULL or "disk is full" in text or full:
+        return StoreError(
+            f"{path}: the disk is full ({_sizes(path)}); the batch being written was rolled "
+            f"back and everything stored before it is kept; free space on the file system "
+            f"holding {path.parent} (the WAL grows to about "
+            f"{WAL_CHECKPOINT_BYTES // 2**20} MB between checkpoints) and run again"
+        )
+    if primary in (_BUSY, _LOCKED) or "database is locked" in text or "is busy" in text:
+        return StoreError(
+            f"{path} is locked: another connection held its write lock for longer than the "
+            f"busy timeout ({busy_timeout:g}s); {_holders(path)}; let that process finish or "
+            f"stop it (two writers on one file: a second `logd run`?), then run again"
+        )
+    if primary in (_CORRUPT, _NOTADB) or "malformed" in text or "not a database" in text:
+        what = (
+            "is not an SQLite database, or its header is damaged"
+            if primary == _NOTADB or "not a database" in text
+            else "is damaged"
+        )
+        return StoreError(
+            f"{path} {what} ({text}); if it is the right file, stop logd, keep a copy, and "
+            f'recover what it holds: sqlite3 {path} ".recover" | sqlite3 {path}.recovered, '
+            "then move the .recovered file into its place (or restore a backup)"
+        )
+    problem = _path_problem(path)
+    if problem is not None:
+        return StoreError(f"{problem} ({text})")
+    if primary == _READONLY or "readonly" in text:
+        return StoreError(
+            f"{path} cannot be written ({text}); give the user running logd write access to "
+            "the file, its -wal and -shm files and its directory (chown/chmod), then run again"
+        )
+    if primary == _IOERR or "I/O error" in text:
+        return StoreError(
+            f"{path}: the disk reported an I/O error ({text}); check the device and the file "
+            "system (dmesg), then run again; if it persists, restore the file from a backup"
+        )
+    if primary == _CANTOPEN:
+        return StoreError(
+            f"cannot open {path} ({text}); check that its directory exists and is writable"
+        )
+    return StoreError(f"{path}: database error: {text}")
+
+
+def os_store_error(exc: OSError, path: Path) -> StoreError:
+    """The StoreError for an OSError while creating the store's file or directory."""
+    problem = _path_problem(path)
+    if problem is not None:
+        return StoreError(problem)
+    return StoreError(
+        f"cannot create the database {path}: {exc.strerror}; set `database` in the config "
+        "(or LOGD_DATABASE) to a writable path"
+    )
+
+
+def _path_problem(path: Path) -> str | None:
+    """What stops SQLite using `path`, seen from the file system: a directory in its place,
+    a read-only file, directory or file system; None when none of these."""
+    try:
+        if path.is_dir():
+            return (
+                f"{path} is a directory, not a database file; move it away or set `database` "
+                "to a file path"
+            )
+        directory = path.parent
+        if not directory.is_dir():  # missing, or a file: the OS error says which
+            return None
+        if os.statvfs(directory).f_flag & os.ST_RDONLY:
+            return (
+                f"{path} is on a read-only file system; remount {directory} read-write or set "
+                "`database` to a writable path"
+            )
+        if not os.access(directory, os.W_OK | os.X_OK):
+            return (
+                f"the directory {directory} is not writable (SQLite creates {path.name}-wal and "
+                f"{path.name}-shm there); give the user running logd write access to it "
+                "(chown/chmod)"
+            )
+        for file in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+            if file.exists() and not os.access(file, os.R_OK | os.W_OK):
+                return (
+                    f"{file} is read-only (mode {file.stat().st_mode & 0o777:o}, or immutable: "
+                    f"see lsattr); give the user running logd read and write access to it "
+                    "(chown/chmod/chattr -i)"
+                )
+    except OSError:
+        return None
+    return None
+
+
+def _sizes(path: Path) -> str:
+    """'database 1.2 MB, WAL 3.4 MB, 0 B free': what the file takes and what is left."""
+    parts = []
+    for label, file in (("database", path), ("WAL", Path(f"{path}-wal"))):
+        with suppress(OSError):
+            if size := file.stat().st_size:
+                parts.append(f"{label} {_human(size)}")
+    parts.append(f"{_human(_free_bytes(path))} free")
+    return ", ".join(parts)
+
+
+def _free_bytes(path: Path) -> int:
+    """Bytes an unprivileged writer may still use on the file system holding `path`."""
+    try:
+        vfs = os.statvfs(path.parent)
+    except OSError:
+        return 2**62
+    return vfs.f_bavail * vfs.f_frsize
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} GB"
+
+
+def _holders(path: Path) -> str:
+    """Who holds the write lock (from /proc/locks) and which other processes have the file
+    or its -wal/-shm open (from /proc/*/fd): Linux only, and only what this user may see."""
+    writers = _write_lock_pids(path)
+    names = {os.path.realpath(p) for p in (path, f"{path}-wal", f"{path}-shm")}
+    found: list[int] = []
+    try:
+        pids = [int(p) for p in os.listdir("/proc") if p.isdigit()]
+    except OSError:
+        return "the processes holding it cannot be listed here (no /proc)"
+    for pid in pids:
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+            if any(os.readlink(f"/proc/{pid}/fd/{fd}") in names for fd in fds):
+                found.append(pid)
+        except OSError:  # gone, or another user's: skip it
+            continue
+    parts = []
+    if writers:
+        held = ", ".join(_describe_pid(pid) for pid in sorted(writers))
+        parts.append(f"{held} {'holds' if len(writers) == 1 else 'hold'} the write lock")
+    others = [pid for pid in found if pid not in writers and pid != os.getpid()]
+    if others:
+        parts.append("also open in " + ", ".join(_describe_pid(pid) for pid in others))
+    return "; ".join(parts) or "no other process visible here has it open"
+
+
+#: Where SQLite takes its write lock: byte 120 of the -shm file in WAL mode (WAL_WRITE_LOCK),
+#: the RESERVED byte (2**30 + 1) of the database file otherwise.
+_WRITE_LOCKS = (("-shm", 120), ("", 2**30 + 1))
+
+
+def _write_lock_pids(path: Path) -> set[int]:
+    """Pids holding SQLite's write lock on the store, read from /proc/locks (POSIX locks)."""
+    wanted: dict[tuple[int, int], int] = {}
+    for suffix, byte in _WRITE_LOCKS:
+        try:
+            st = os.stat(f"{path}{suffix}")
+        except OSError:
+            continue
+        wanted[(st.st_dev, st.st_ino)] = byte
+    pids: set[int] = set()
+    try:
+        with open("/proc/locks", encoding="ascii", errors="replace") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return pids
+    for line in lines:
+        fields = line.split()
+        # "1: POSIX  ADVISORY  WRITE 23393 fe:00:2154978 120 120"
+        if len(fields) < 8 or fields[1] != "POSIX" or fields[3] != "WRITE":
+            continue
+        try:
+            major, minor, inode = fields[5].split(":")
+            dev = os.makedev(int(major, 16), int(minor, 16))
+            pid, first = int(fields[4]), int(fields[6])
+            last = fields[7]
+            at = wanted.get((dev, int(inode)))
+            if at is not None and first <= at and (last == "EOF" or at <= int(last)):
+                pids.add(pid)
+        except ValueError:
+            continue
+    return pids
+
+
+def _describe_pid(pid: int) -> str:
+    if pid == os.getpid():
+        return f"pid {pid} (this process)"
+    try:  # the program's name only: a command line may carry a token
+        with open(f"/proc/{pid}/comm", encoding="utf-8", errors="replace") as f:
+            name = f.read().strip()
+    except OSError:
+        name = "?"
+    return f"pid {pid} ({name})"
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+#: Rows per multi-row INSERT (bounded again by the connection's variable limit).
+ROWS_PER_INSERT = 500
+
+
+@lru_cache(maxsize=64)
+def _insert_rows_sql(n: int) -> str:
+    """INSERT_ENTRY for `n` rows in one statement: `?1` is the source, `?2` the time now
+    (shared by every row), then each row's own ROW_VALUES values in order."""
+    rows = []
+    for i in range(n):
+        own = [f"?{3 + i * ROW_VALUES + j}" for j in range(ROW_VALUES)]
+        # Column order of INSERT_ENTRY: id, source, native_id, …, details_hash,
+        # timestamp_observed, first_seen, updated_at.
+        rows.append(f"({own[0]}, ?1, {', '.join(own[1:])}, ?2, ?2)")
+    return INSERT_ENTRY.split(" VALUES ")[0] + " VALUES " + ", ".join(rows)
+
+
+#: Values bound per row by `_insert_rows_sql`: id, native_id and `Prepared.columns`.
+ROW_VALUES = 15
+
+
+def unindex_text(db: sqlite_utils.Database, keys: list[int]) -> None:
+    """Take these stored entries out of the FTS index; call before changing or deleting them."""
+    index_text(db, keys, delete=True)
+
+
+@dataclass
+class BatchResult:
+    """What committing one batch changed."""
+
+    new: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    #: Entries that are failures now and were not before (new failures, pending → failure).
+    new_failures: list[Entry] = field(default_factory=list)
+    #: The batch belongs to a source's first poll (no stored cursor before it): a backfill of
+    #: history, whose failures are not news. Set by the engine.
+    backfill: bool = False
+    #: Quarantined records stored for the first time (status `invalid`; not in `new`).
+    invalid: list[Entry] = field(default_factory=list)
+
+
+#: Called inside the batch's transaction with what the batch changed, so that work depending
+#: on it (webhook outbox rows) commits or rolls back with the entries.
+BatchHook = Callable[["sqlite_utils.Database", str, BatchResult], None]
+
+
+class Store:
+    """One logd database file."""
+
+    #: The columns read into a `Row` (a reader of a store not yet migrated reads fewer).
+    entry_columns = ENTRY_COLUMNS
+
+    def __init__(
+        self, path: str | Path, *, create: bool = True, busy_timeout: float | None = None
+    ) -> None:
+        """Open (and with `create`, make and migrate) the store at `path`.
+
+        `busy_timeout` is how many seconds a write waits for another writer (default
+        BUSY_TIMEOUT_MS). Raises StoreError, one line saying what to do, for any failure.
+        """
+        self.path = Path(path)
+        self.lock = threading.RLock()
+        self.busy_timeout = BUSY_TIMEOUT_MS / 1000 if busy_timeout is None else busy_timeout
+        if not create and not self.path.exists():
+            raise StoreError(
+                f"no logd database at {self.path}",
+                hint="run `logd sync` first, or pass --db / -c for another store",
+            )
+        if create:
+            try:
+                self._create_file()
+            except OSError as exc:
+                raise os_store_error(exc, self.path) from exc
+        import sqlite_utils
+
+        with store_errors(self.path, self.busy_timeout):
+            conn = sqlite3.connect(
+                str(self.path), timeout=self.busy_timeout, check_same_thread=False
+            )
+            self.db = sqlite_utils.Database(conn)
+            self.db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+            if create:
+                # 8 KiB pages, not 4: about 8 % fewer instructions per stored entry (fewer
+                # page splits and cells to shift), measured under callgrind on a FleetIT batch.
+                # Only a new file can take it; existing stores keep the size they have.
+                self.db.execute("PRAGMA page_size = 8192")
+                self.db.execute("PRAGMA auto_vacuum = INCREMENTAL")
+                self.db.enable_wal()
+                migrate(self.db)
+            elif not self.db["entries"].exists():
+                raise StoreError(f"{self.path} is not a logd database (no entries table)")
+            self.db.execute("PRAGMA synchronous = NORMAL")
+            # Checkpoint every ~40 MB of WAL, not the default 4 MB: a backfill then copies
+            # pages back to the database ten times less often (measured: +13 % entries/s).
+            # The file is cut back to 64 MB after a checkpoint, so it does not stay large.
+            # Counted in pages: 40 MiB is 10,240 of an old store's 4 KiB pages, 5,120 of 8 KiB.
+            page = self.db.execute("PRAGMA page_size").fetchone()[0]
+            self.db.execute(f"PRAGMA wal_autocheckpoint = {WAL_CHECKPOINT_BYTES // page}")
+            self.db.execute("PRAGMA journal_size_limit = 67108864")
+            self.db.execute("PRAGMA cache_size = -32000")  # 32 MB: keeps index pages hot
+            # SQLite before 3.32 allowed 999 placeholders per statement, later ones 32766.
+            self._variables = conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+
+    def _create_file(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # Owner-only from the first byte; SQLite gives -wal and -shm the same mode.
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        os.close(fd)
+        os.chmod(self.path, 0o600)
+
+    def close(self) -> None:
+        """Close the connection."""
+        with self.reading():
+            self.db.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite_utils.Database]:
+        """One write transaction, holding the writer lock; SQLite errors become StoreError.
+
+        Anything that fails inside (commit included) rolls the whole transaction back.
+        """
+        with self.lock, store_errors(self.path, self.busy_timeout), self.db.atomic():
+            yield self.db
+
+    @contextmanager
+    def reading(self) -> Iterator[sqlite_utils.Database]:
+        """The connection for reads, holding the writer lock; SQLite errors become StoreError."""
+        with self.lock, store_errors(self.path, self.busy_timeout):
+            yield self.db
+
+    # -- writing ----------------------------------------------------------------------------
+
+    def commit_batch(
+        self,
+        source: str,
+        entries: Sequence[Entry],
+        cursor: Any,
+        *,
+        hooks: Sequence[BatchHook] = (),
+        prepared: Sequence[Prepared] | None = None,
+        backfill: bool = False,
+    ) -> BatchResult:
+        """Store entries and their cursor in one transaction; unchanged rows are left alone.
+
+        `prepared` is `prepare(entry)` for each entry, when the caller made it ahead (in the
+        fetching thread), so that the transaction does only SQL. `backfill` is handed to the
+        hooks in `BatchResult.backfill`.
+        """
+        result = BatchResult(backfill=backfill)
+        for entry in entries:
+            if entry.source != source:  # lookups and inserts must agree on the source
+                raise ValueError(f"entry {entry.id!r} committed under source {source!r}")
+        if prepared is None:
+            prepared = [prepare(e) for e in entries]
+        # A record listed twice in one batch (a vendor repeating a row): the later one wins,
+        # unless it is a quarantined copy of a readable one.
+        rows: dict[str, tuple[Entry, Prepared]] = {}
+        for entry, prep in zip(entries, prepared, strict=True):
+            if entry.status is Status.INVALID and entry.native_id in rows:
+                continue
+            rows[entry.native_id] = (entry, prep)
+        batch = list(rows.values())
+        with self.transaction() as db:
+            existing = self._existing(db, source, list(rows))
+            now = _now()
+            fresh: list[tuple[Entry, Prepared]] = []
+            for entry, prep in batch:
+                old = existing.get(entry.native_id)
+                if old is None:
+                    if entry.status is Status.INVALID:
+                        result.invalid.append(entry)
+                    else:
+                        result.new += 1
+                        if entry.status == Status.FAILURE:
+                            result.new_failures.append(entry)
+                    fresh.append((entry, prep))
+                elif entry.status is Status.INVALID and old[3] != Status.INVALID:
+                    # A stored readable entry is never replaced by an unreadable copy of it.
+                    result.unchanged += 1
+                else:
+                    self._update(db, entry, prep, old, now, result)
+            self._insert_many(db, fresh, now)
+            if cursor is not None:
+                db.execute(
+                    "INSERT INTO cursors (source, cursor, updated_at) VALUES (?, ?, ?) "
+                    "ON CONFLICT (source) DO UPDATE SET cursor = excluded.cursor, "
+                    "updated_at = excluded.updated_at",
+                    [source, json.dumps(cursor, sort_keys=True), now],
+                )
+            for hook in hooks:
+                hook(db, source, result)
+        return result
+
+    def _existing(
+        self, db: sqlite_utils.Database, source: str, native_ids: list[str]
+    ) -> dict[str, tuple[Any, ...]]:
+        """Stored rows among `native_ids` of `source`, by native id: (key, hash, details_hash,
+        status, timestamp, first_seen).
+
+        The ids are bound as parameters, so any string compares exactly: sent in a JSON text
+        through `json_each`, an id holding NUL would end there (SQLite's JSON functions stop
+        at it) and miss its row. One JSON text out: a row per stored entry would cost a GIL
+        round trip each (see _insert_many), and an idle poll re-reads whole windows.
+        """
+        found: dict[str, tuple[Any, ...]] = {}
+        per = max(1, self._variables - 1)
+        for start in range(0, len(native_ids), per):
+            chunk = native_ids[start : start + per]
+            (rows,) = db.execute(
+                "SELECT json_group_array(json_array(native_id, id, hash, details_hash, status, "
+                "timestamp, first_seen)) FROM entries "
+                f"WHERE source = ? AND native_id IN ({','.join('?' * len(chunk))})",
+                [source, *chunk],
+            ).fetchone()
+            found.update((row[0], tuple(row[1:])) for row in orjson.loads(rows))
+        return found
+
+    def _update(
+        self,
+        db: sqlite_utils.Database,
+        entry: Entry,
+        prep: Prepared,
+        old: tuple[Any, ...],
+        now: str,
+        result: BatchResult,
+    ) -> None:
+        """Re-fetched entry: rewrite it when anything changed, record a status change."""
+        key, old_hash, old_details_hash, old_status, old_ts, first_seen = old
+        if entry.timestamp_observed and prep.timestamp != old_ts:
+            # The provider only knows when it saw the record; the first sighting stands.
+            entry.timestamp = datetime.fromisoformat(old_ts)
+            prep = prepare(entry)
+        same_details = prep.details is None or prep.details_hash == old_details_hash
+        if old_hash == prep.hash and same_details:
+            result.unchanged += 1
+            return
+        if prep.details is None and old_details_hash is not None:
+            # No new download: keep the stored one (read only now, not for every re-fetch).
+            details = db.execute("SELECT details FROM entries WHERE id = ?", [key]).fetchone()[0]
+            text = searchable_text(
+                [entry.raw, json.loads(details)], known=(entry.message, entry.error)
+            )
+            prep = replace(prep, details=details, details_hash=old_details_hash, text=text)
+        values = prep.columns(entry)
+        unindex_text(db, [key])  # before the row changes: FTS5 needs the indexed values
+        if old_ts == prep.timestamp:
+            db.execute(
+                "UPDATE entries SET provider=?, timestamp=?, status=?, message=?, error=?, "
+                "entity_type=?, entity_id=?, raw=?, details=?, search_text=?, hash=?, "
+                "details_hash=?, timestamp_observed=?, updated_at=? WHERE id=?",
+                [*values, now, key],
+            )
+            index_text(db, [key], [(entry.message, entry.error, prep.text)])
+        else:  # the time moved, so the key moves with it
+            db.execute("DELETE FROM entries WHERE id = ?", [key])
+            key = self._insert(db, entry, values, first_seen, now)
+        result.updated += 1
+        if old_status != entry.status:
+            db.execute(
+                "INSERT INTO status_changes (entry, source, native_id, old_status, "
+                "new_status, at) VALUES (?, ?, ?, ?, ?, ?)",
+                [key, entry.source, entry.native_id, old_status, entry.status, now],
+            )
+            if entry.status == Status.FAILURE:
+                result.new_failures.append(entry)
+
+    def _insert_many(
+        self, db: sqlite_utils.Database, fresh: list[tuple[Entry, Prepared]], now: str
+    ) -> None:
+        """Insert new entries with one key lookup and one INSERT statement for the lot."""
+        if not fresh:
+            return
+        starts = sorted({prep.key for _, prep in fresh})
+        # The highest key already taken in each candidate microsecond, in one statement that
+        # answers one row: Python's sqlite3 releases and retakes the GIL for every row it
+        # steps through, and while a poll fetches in another thread each retake waits for it
+        # (a row per entry made this lookup the store thread's longest wait).
+        (found,) = db.execute(
+            "SELECT json_group_array(json_array(value, (SELECT max(id) FROM entries "
+            f"WHERE id BETWEEN value AND value + {SLOTS - 1}))) FROM json_each(?)",
+            [orjson.dumps(starts).decode()],
+        ).fetchone()
+        taken: dict[int, int | None] = {start: top for start, top in orjson.loads(found)}
+        keys: list[int] = []
+        texts: list[Texts] = []  # what the FTS index gets of each row in `keys`
+        values: list[Any] = []  # ROW_VALUES per new row, in _insert_rows_sql's order
+        crowded: list[tuple[Entry, Prepared]] = []
+        for entry, prep in fresh:
+            start = prep.key
+            top = taken[start]
+            key = start if top is None else top + 1
+            if key >= start + SLOTS:  # this microsecond is full: the next ones take the rest
+                crowded.append((entry, prep))
+                continue
+            taken[start] = key
+            keys.append(key)
+            texts.append((entry.message, entry.error, prep.text))
+            values.append(key)
+            values.append(entry.native_id)
+            values += prep.columns(entry)
+        source = fresh[0][0].source  # commit_batch checked: one source per batch
+        self._insert_rows(db, source, now, keys, texts, values)
+        if crowded:
+            self._insert_crowded(db, source, now, crowded)
+
+    def _insert_rows(
+        self,
+        db: sqlite_utils.Database,
+        source: str,
+        now: str,
+        keys: list[int],
+        texts: list[Texts],
+        values: list[Any],
+    ) -> None:
+        """Insert rows whose keys are chosen (`values`: ROW_VALUES each) and index their text."""
+        # Hundreds of rows per statement: SQLite inserts them in one step with the GIL
+        # released, so the fetching thread runs meanwhile. executemany takes the GIL back after
+        # every row, and reading the rows from one JSON text (json_each) cost SQLite 231k
+        # instructions a row against 130k for binding them (callgrind, 10k FleetIT rows).
+        per = max(1, min(ROWS_PER_INSERT, (self._variables - 2) // ROW_VALUES))
+        for start in range(0, len(keys), per):
+            n = min(per, len(keys) - start)
+            chunk = values[start * ROW_VALUES : (start + n) * ROW_VALUES]
+            db.execute(_insert_rows_sql(n), [source, now, *chunk])
+        index_text(db, keys, texts)
+
+    def _insert_crowded(
+        self,
+        db: sqlite_utils.Database,
+        source: str,
+        now: str,
+        crowded: list[tuple[Entry, Prepared]],
+    ) -> None:
+        """Insert entries whose own microsecond is full: each takes the next free key after it.
+
+        Entries sharing an instant continue from where the previous one ended, and each
+        microsecond is probed once: linear in the entries, where a scan from each entry's own
+        microsecond was quadratic (200k records sharing one instant took 10 times as long as
+        200k distinct times). Keys stay ordered by time, and by batch order within an instant.
+        """
+        tops: dict[int, int | None] = {}  # microsecond → highest key taken (stored or given)
+        resume: dict[int, int] = {}  # an instant's start key → where its next entry looks
+        keys: list[int] = []
+        texts: list[Texts] = []
+        values: list[Any] = []
+        for entry, prep in crowded:
+            start = prep.key
+            key = resume.get(start, start + SLOTS)  # its own microsecond is known full
+            while True:
+                micro = key - key % SLOTS
+                if micro not in tops:
+                    tops[micro] = db.execute(
+                        "SELECT max(id) FROM entries WHERE id BETWEEN ? AND ?",
+                        [micro, micro + SLOTS - 1],
+                    ).fetchone()[0]
+                top = tops[micro]
+                if top is not None and top >= key:
+                    key = top + 1
+                if key < micro + SLOTS:
+                    break
+                key = micro + SLOTS  # full: the next microsecond
+            tops[micro] = key
+            resume[start] = key + 1
+            keys.append(key)
+            texts.append((entry.message, entry.error, prep.text))
+            values.append(key)
+            values.append(entry.native_id)
+            values += prep.columns(entry)
+        self._insert_rows(db, source, now, keys, texts, values)
+
+    @staticmethod
+    def _insert(
+        db: sqlite_utils.Database, entry: Entry, values: list[Any], first_seen: str, now: str
+    ) -> int:
+        key = time_key(entry.timestamp)
+        while True:
+            top = db.execute(
+                "SELECT max(id) FROM entries WHERE id BETWEEN ? AND ?", [key, key + SLOTS - 1]
+            ).fetchone()[0]
+            if top is None or top < key + SLOTS - 1:
+                key = key if top is None else top + 1
+                break
+            key += SLOTS  # this microsecond is full: take the next one
+        db.execute(INSERT_ENTRY, [key, entry.source, entry.native_id, *values, first_seen, now])
+        index_text(db, [key])
+        return key
+
+    def start_run(self, source: str) -> int:
+        """Record the start of a poll; returns its run id."""
+        with self.transaction() as db:
+            cur = db.execute(
+                "INSERT INTO poll_runs (source, started, pid) VALUES (?, ?, ?)",
+                [source, _now(), os.getpid()],
+            )
+            return int(cur.lastrowid or 0)
+
+    def finish_run(
+        self, run_id: int, *, requests: int | None = None, error: str | None = None
+    ) -> None:
+        """Record the end of a poll, with its error if it failed."""
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE poll_runs SET finished = ?, error = ?, "
+                "requests = coalesce(?, requests), waiting = NULL, waiting_until = NULL "
+                "WHERE id = ?",
+                [_now(), error, requests, run_id],
+            )
+
+    def note_waiting(
+        self, run_id: int, waiting: str, until: datetime, *, timeout: float = 0.5
+    ) -> bool:
+        """Record that running poll `run_id` waits on `waiting` until `until`; False if busy.
+
+        For `status` only, so it never holds up the poll: when another thread or process
+        holds the store for more than `timeout` seconds the note is skipped, not waited for.
+        """
+        if not self.lock.acquire(timeout=timeout):
+            return False
+        try:
+            self.db.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
+            with self.db.atomic():
+                self.db.execute(
+                    "UPDATE poll_runs SET waiting = ?, waiting_until = ? "
+                    "WHERE id = ? AND finished IS NULL",
+                    [waiting, until.astimezone(UTC).isoformat(timespec="seconds"), run_id],
+                )
+            return True
+        except sqlite3.Error:
+            return False
+        finally:
+            with suppress(sqlite3.Error):
+                self.db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+            self.lock.release()
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def cursor(self, source: str) -> Any:
+        """A source's stored cursor, or None."""
+        with self.reading():
+            row = self.db.execute(
+                "SELECT cursor FROM cursors WHERE source = ?", [source]
+            ).fetchone()
+        return json.loads(row[0]) if row and row[0] else None
+
+    def known_ids(self, source: str, native_ids: list[str]) -> set[str]:
+        """Which of `native_ids` are stored for `source` (quarantined records do not count).
+
+        A provider that skips known records then hands over a good fetch of a record stored
+        as `invalid`, which replaces it.
+        """
+        with self.reading() as db:
+            found = self._existing(db, source, native_ids)
+        return {nid for nid, row in found.items() if row[3] != Status.INVALID}
+
+    def get(self, entry_id: str) -> Row | None:
+        """One entry by `source:native_id`."""
+        source, sep, native_id = entry_id.partition(":")
+        if not sep:
+            raise QueryError(f"entry id {entry_id!r} should look like SOURCE:NATIVE_ID")
+        with self.reading():
+            row = self.db.execute(
+                f"SELECT {self.entry_columns} FROM entries WHERE source = ? AND native_id = ?",
+                [source, native_id],
+            ).fetchone()
+        return Row.from_sql(row) if row else None
+
+    def ids_starting(self, prefix: str, *, limit: int = 10) -> list[str]:
+        """Up to `limit` entry ids (`source:native_id`) that start with `prefix`, in order.
+
+        A range on the `(source, native_id)` unique index, so it reads only the ids it
+        returns: `fleet:12` ranges over fleet's native ids from `12` up to `13`, and a prefix
+        without `:` over source names.
+        """
+        source, sep, native = prefix.partition(":")
+        column, start, params = ("native_id", native, [source]) if sep else ("source", source, [])
+        where = [*(["source = ?"] if sep else []), f"{column} >= ?"]
+        params.append(start)
+        if start:  # the first string after every string starting with `start`
+            where.append(f"{column} < ?")
+            after = ord(start[-1]) + 1
+            after = 0xE000 if 0xD800 <= after < 0xE000 else min(after, 0x10FFFF)  # no surrogates
+            params.append(start[:-1] + chr(after))
+        sql = (
+            f"SELECT source || ':' || native_id FROM entries WHERE {' AND '.join(where)} "
+            "ORDER BY source, native_id LIMIT ?"
+        )
+        with self.lock:
+            rows = self.db.execute(sql, [*params, limit]).fetchall()
+        return [r[0] for r in rows]
+
+    def search(self, filters: Filters, *, limit: int | None = 50) -> list[Row]:
+        """Entries matching `filters`, newest first (`limit` None or 0 = all)."""
+        return [Row.from_sql(r) for r in self._search_rows(filters, limit)]
+
+    def _search_rows(self, f: Filters, limit: int | None) -> list[Any]:
+        sql, where, params, key_col = self._where(f)
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        if limit and key_col == "entries_fts.rowid":
+            # FTS5 walks a doclist newest first by re-reading its pages, oldest first by
+            # skipping them: a phrase with a word every entry has ("ORD-123") took 115 ms
+            # newest first and 0.3 ms oldest first on 5M entries, and a match that ends empty
+            # walks its doclists through either way, oldest first 1.4-5 x faster. So ask
+            # oldest first for one more than the limit: fewer means that is every match.
+            oldest = self._run_query(f"{sql} ORDER BY {key_col} LIMIT ?", [*params, limit + 1])
+            if len(oldest) <= limit:
+                return oldest[::-1]
+        sql += f" ORDER BY {key_col} DESC"
+        if limit:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return self._run_query(sql, params)
+
+    def updated_since(
+        self, after: str, filters: Filters, *, limit: int = 1000
+    ) -> list[tuple[str, Row]]:
+        """Entries stored or changed after the `updated_at` value `after`, oldest change first."""
+        sql, where, params, _ = self._where(filters)
+        sql = sql.replace("SELECT ", "SELECT entries.updated_at, ", 1)
+        where.append("entries.updated_at > ?")
+        params.append(after)
+        sql += " WHERE " + " AND ".join(where) + " ORDER BY entries.updated_at LIMIT ?"
+        params.append(limit)
+        return [(r[0], Row.from_sql(r[1:])) for r in self._run_query(sql, params)]
+
+    def _where(self, f: Filters) -> tuple[str, list[str], list[Any], str]:
+        return search_sql(f, self.entry_columns)
+
+    def _run_query(self, sql: str, params: list[Any]) -> list[Any]:
+        try:
+            with self.lock:
+                return self.db.execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise store_error(exc, self.path, self.busy_timeout) from exc
+
+    def source_stats(self) -> list[dict[str, Any]]:
+        """Per source: entries, failures, pending, invalid, last poll, last success, last error,
+        cursor."""
+        with self.reading():
+            counts = {
+                row[0]: row[1:]
+                for row in self.db.execute(
+                    "SELECT source, count(*), sum(status = 'failure'), sum(status = 'pending'), "
+                    "sum(status = 'invalid') FROM entries GROUP BY source"
+                ).fetchall()
+            }
+            runs = {}
+            for row in self.db.execute(
+                """
+                SELECT source,
+                       max(started),
+                       max(CASE WHEN error IS NULL AND finished IS NOT NULL THEN finished END),
+                       (SELECT error FROM poll_runs p2 WHERE p2.source = p.source
+                          AND p2.finished IS NOT NULL ORDER BY id DESC LIMIT 1),
+                       (SELECT finished FROM poll_runs p3 WHERE p3.source = p.source
+                          AND p3.error IS NOT NULL ORDER BY id DESC LIMIT 1)
+                FROM poll_runs p GROUP BY source
+                """
+            ).fetchall():
+                runs[row[0]] = row[1:]
+            cursors = {
+                row[0]: (json.loads(row[1]) if row[1] else None, row[2])
+                for row in self.db.execute("SELECT source, cursor, updated_at FROM cursors")
+            }
+        out = []
+        for source in sorted(set(counts) | set(runs) | set(cursors)):
+            n, failures, pending, invalid = counts.get(source, (0, 0, 0, 0))
+            last_poll, last_success, last_error, last_error_at = runs.get(
+                source, (None, None, None, None)
+            )
+            out.append(
+                {
+                    "source": source,
+                    "entries": n or 0,
+                    "failures": failures or 0,
+                    "pending": pending or 0,
+                    #: Records quarantined as unreadable (`logd query --status invalid`).
+                    "invalid": invalid or 0,
+                    "last_poll": last_poll,
+                    "last_success": last_success,
+                    "last_error": last_error,
+                    "last_error_at": last_error_at,
+                    "cursor": cursors.get(source, (None, None))[0],
+                }
+            )
+        return out
+
+    def unfinished_runs(self) -> dict[str, tuple[str, int | None]]:
+        """Per source whose latest poll run has no end: (started, pid of its process)."""
+        with self.reading():
+            columns = {row[1] for row in self.db.execute("PRAGMA table_info(poll_runs)")}
+            pid = "pid" if "pid" in columns else "NULL"  # a store not migrated yet (m008)
+            rows = self.db.execute(
+                f"SELECT source, started, {pid} FROM poll_runs WHERE id IN "
+                "(SELECT max(id) FROM poll_runs GROUP BY source) AND finished IS NULL"
+            ).fetchall()
+        return {r[0]: (r[1], r[2]) for r in rows}
+
+    def run_waits(self) -> dict[str, tuple[str, str]]:
+        """Per source whose running poll noted a wait: (what it waits on, until, UTC ISO)."""
+        with self.reading():
+            columns = {row[1] for row in self.db.execute("PRAGMA table_info(poll_runs)")}
+            if "waiting_until" not in columns:  # a store not migrated yet (m009)
+                return {}
+            rows = self.db.execute(
+                "SELECT source, waiting, waiting_until FROM poll_runs WHERE id IN "
+                "(SELECT max(id) FROM poll_runs GROUP BY source) AND finished IS NULL "
+                "AND waiting_until IS NOT NULL"
+            ).fetchall()
+        return {r[0]: (r[1], r[2]) for r in rows}
+
+    # -- the daemon's schedule (table `daemon_schedule`, written by `logd run`) ---------------
+
+    def set_schedule(
+        self, source: str, next_run: datetime | None, interval: float, failures: int
+    ) -> None:
+        """Record when the daemon next polls `source`, its interval and failures in a row."""
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO daemon_schedule (source, next_run, interval, consecutive_failures, "
+                "updated_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (source) DO UPDATE SET "
+                "next_run = excluded.next_run, interval = excluded.interval, "
+                "consecutive_failures = excluded.consecutive_failures, "
+                "updated_at = excluded.updated_at",
+                [
+                    source,
+                    next_run.astimezone(UTC).isoformat(timespec="seconds") if next_run else None,
+                    interval,
+                    failures,
+                    _now(),
+                ],
+            )
+
+    def clear_schedule(self, sources: Sequence[str] | None = None) -> None:
+        """Forget the schedule of `sources` (all when None): they are no longer polled."""
+        with self.transaction() as db:
+            if sources is None:
+                db.execute("DELETE FROM daemon_schedule")
+            else:
+                for source in sources:
+                    db.execute("DELETE FROM daemon_schedule WHERE source = ?", [source])
+
+    def schedule(self) -> dict[str, dict[str, Any]]:
+        """Per source the daemon polls: next_run, interval, consecutive_failures (may be empty)."""
+        with self.reading():
+            if not self.db["daemon_schedule"].exists():  # a store no daemon has opened yet
+                return {}
+            rows = self.db.execute(
+                "SELECT source, next_run, interval, consecutive_failures FROM daemon_schedule"
+            ).fetchall()
+        return {
+            r[0]: {"next_run": r[1], "interval": r[2], "consecutive_failures": r[3]} for r in rows
+        }
+
+    def stats(self, *, since: datetime | None = None, by: str = "source") -> list[dict[str, Any]]:
+        """Counts and failure rates grouped by source, provider or status (`by`); days and
+        hours are `logd.stats.bucket_stats`."""
+        group = {"source": "source", "provider": "provider", "status": "status"}[by]
+        where, params = "", []
+        if since is not None:
+            where, params = "WHERE id >= ?", [time_key(since)]
+        sql = (
+            f"SELECT {group} AS grp, count(*), sum(status = 'failure'), sum(status = 'pending') "
+            f"FROM entries {where} GROUP BY grp ORDER BY grp"
+        )
+        with self.reading():
+            rows = self.db.execute(sql, params).fetchall()
+        return [
+            {
+                by: grp,
+                "entries": n,
+                "failures": failures,
+                "failure_rate": round(failures / n * 100, 2) if n else 0.0,
+                "pending": pending,
+            }
+            for grp, n, failures, pending in rows
+        ]
