@@ -16,8 +16,9 @@ from common import Figure, timed_ms
 
 from logd.cli.output import write_rows
 from logd.cli.query import build_filters
+from logd.store.interface import Filters
 from logd.store.sqlite.reader import Reader
-from logd.store.sqlite.search import Filters, text_match
+from logd.store.sqlite.search import text_match
 
 ROW = "2 search"
 TERMS = {

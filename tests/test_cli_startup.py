@@ -21,8 +21,8 @@ import sqlite_utils
 from logd import Entry, Status
 from logd.errors import StoreError
 from logd.plugin.entrypoints import enabled_entry_points, may_add_commands
+from logd.store.interface import Filters
 from logd.store.sqlite.reader import Reader
-from logd.store.sqlite.search import Filters
 from logd.store.sqlite.store import Store
 
 # What the read commands and --help did import before: the config models, the HTTP client,

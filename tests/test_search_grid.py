@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 
 from logd import Entry, Status
+from logd.store.interface import Filters
 from logd.store.sqlite.retention import apply_retention
-from logd.store.sqlite.search import Filters, text_match, time_key
+from logd.store.sqlite.search import text_match, time_key
 from logd.store.sqlite.store import Store
 
 NOW = datetime.now(UTC)

@@ -29,11 +29,12 @@ from logd.config.webhooks import match_problem
 from logd.delivery.webhooks import outbox_hook
 from logd.errors import ConfigError, QueryError
 from logd.plugin.testing import write_config
+from logd.store.interface import Filters
 from logd.store.query_language import And, Column, Not, Or, Term, fold, parse
 from logd.store.sqlite.migrations import MIGRATIONS
 from logd.store.sqlite.outbox import list_deliveries
 from logd.store.sqlite.retention import apply_retention
-from logd.store.sqlite.search import Filters, fts5_match
+from logd.store.sqlite.search import fts5_match
 from logd.store.sqlite.store import Store
 
 NOW = datetime.now(UTC)

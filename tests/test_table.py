@@ -8,7 +8,7 @@ import pytest
 
 from logd.cli.output import write_entry, write_records, write_table
 from logd.cli.table import Column, cell_width, fit, render
-from logd.store.sqlite.search import Row
+from logd.store.interface import Row
 
 
 def row(entry_id: str, status: str, message: str, error: str | None = None) -> Row:

@@ -20,8 +20,9 @@ from hypothesis import strategies as st
 from logd import Entry, Status
 from logd.config.webhooks import match_problem
 from logd.errors import QueryError
+from logd.store.interface import Filters
 from logd.store.query_language import fold, parse
-from logd.store.sqlite.search import Filters, fts5_match
+from logd.store.sqlite.search import fts5_match
 from logd.store.sqlite.store import Store
 
 MESSAGES = [

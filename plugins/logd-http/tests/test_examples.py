@@ -18,7 +18,7 @@ from logd_fleetit import FleetITSimulator
 from logd_http import EventsSimulator
 
 from logd.plugin.testing import SyncRun
-from logd.store.sqlite.search import Row
+from logd.store.interface import Row
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TextIO
 
 from logd.cli.table import Column
-from logd.store.sqlite.search import Row
+from logd.store.interface import Row
 from logd.timeparse import show_time, zone_name
 
 FORMATS = ("table", "json", "ndjson", "csv")

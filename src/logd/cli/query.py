@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, TextIO
 
 from logd.cli.output import write_csv, write_rows, write_table
 from logd.errors import QueryError
+from logd.store.interface import Filters, Row
 from logd.store.query_language import parse
-from logd.store.sqlite.search import Filters, Row
 from logd.timeparse import parse_time
 
 if TYPE_CHECKING:  # `logd query` reads through logd.reader; this module never opens a store

@@ -39,6 +39,7 @@ from logd.errors import QueryError, StoreError
 from logd.plugin.deadline import Deadline
 from logd.plugin.deadline import transport as deadline_transport
 from logd.plugin.http import redact_url, retry_after_seconds
+from logd.store.interface import Row
 from logd.store.query_language import parse
 from logd.store.sqlite.outbox import (
     Attempt,
@@ -53,7 +54,7 @@ from logd.store.sqlite.outbox import (
     record_attempts,
 )
 from logd.store.sqlite.reader import Reader
-from logd.store.sqlite.search import ENTRY_COLUMNS, Row, fts5_match
+from logd.store.sqlite.search import ENTRY_COLUMNS, fts5_match
 from logd.store.sqlite.store import BatchHook, BatchResult, Store
 
 __all__ = [

@@ -12,14 +12,13 @@ that no failure holds read them all).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from logd.store.interface import Filters
 from logd.store.query_language import And, Column, Node, Or, Term, fold, parse
 
 if TYPE_CHECKING:  # the read path runs SQL on a plain sqlite3 connection
@@ -42,81 +41,6 @@ def time_key(when: datetime) -> int:
         when = when.astimezone(UTC)
     # Aware datetimes subtract in UTC; one timedelta division is 5 times faster than the fields.
     return (when - EPOCH) // MICROSECOND * SLOTS
-
-
-@dataclass
-class Row:
-    """One stored entry as read back."""
-
-    id: str
-    source: str
-    provider: str
-    native_id: str
-    timestamp: str
-    status: str
-    message: str
-    error: str | None
-    entity_type: str | None
-    entity_id: str | None
-    raw: Any
-    details: Any
-    #: The vendor gave no time: `timestamp` is when logd first saw the record.
-    timestamp_observed: bool = False
-
-    def as_dict(self) -> dict[str, Any]:
-        """The JSON form used by `query --format json` and webhook bodies."""
-        return {
-            "id": self.id,
-            "source": self.source,
-            "provider": self.provider,
-            "native_id": self.native_id,
-            "timestamp": self.timestamp,
-            "status": self.status,
-            "message": self.message,
-            "error": self.error,
-            "entity_type": self.entity_type,
-            "entity_id": self.entity_id,
-            "raw": self.raw,
-            "details": self.details,
-            "timestamp_observed": self.timestamp_observed,
-        }
-
-    @classmethod
-    def from_sql(cls, row: Sequence[Any]) -> Row:
-        """Build from a `SELECT {ENTRY_COLUMNS}` row."""
-        (_, source, provider, native_id, ts, status, message, error, etype, eid, raw, details) = (
-            row[:12]
-        )
-        return cls(
-            id=f"{source}:{native_id}",
-            source=source,
-            provider=provider,
-            native_id=native_id,
-            timestamp=ts,
-            status=status,
-            message=message,
-            error=error,
-            entity_type=etype,
-            entity_id=eid,
-            raw=json.loads(raw) if raw is not None else None,
-            details=json.loads(details) if details is not None else None,
-            timestamp_observed=bool(row[12]) if len(row) > 12 else False,
-        )
-
-
-@dataclass
-class Filters:
-    """What `logd query` narrows by; all optional."""
-
-    #: Words to search for: plain words and "phrases", or with `fts` the expression language
-    #: of `logd.query_language` (AND, OR, NOT, prefix*, columns).
-    text: str | None = None
-    fts: bool = False
-    sources: Sequence[str] = ()
-    providers: Sequence[str] = ()
-    statuses: Sequence[str] = ()
-    since: datetime | None = None
-    until: datetime | None = None
 
 
 def fts5_match(node: Node) -> str:

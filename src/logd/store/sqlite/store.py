@@ -13,7 +13,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
@@ -23,18 +23,10 @@ import orjson
 
 from logd.errors import QueryError, StoreError
 from logd.plugin.entries import Entry, Status, searchable_text
+from logd.store.interface import BatchResult, Filters, Row
 from logd.store.sqlite.migrations import migrate
 from logd.store.sqlite.rows import Prepared, prepare
-from logd.store.sqlite.search import (
-    ENTRY_COLUMNS,
-    SLOTS,
-    Filters,
-    Row,
-    Texts,
-    index_text,
-    search_sql,
-    time_key,
-)
+from logd.store.sqlite.search import ENTRY_COLUMNS, SLOTS, Texts, index_text, search_sql, time_key
 
 if TYPE_CHECKING:  # imported in Store.__init__: logd.reader opens stores without it
     import sqlite_utils
@@ -310,24 +302,8 @@ def unindex_text(db: sqlite_utils.Database, keys: list[int]) -> None:
     index_text(db, keys, delete=True)
 
 
-@dataclass
-class BatchResult:
-    """What committing one batch changed."""
-
-    new: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    #: Entries that are failures now and were not before (new failures, pending → failure).
-    new_failures: list[Entry] = field(default_factory=list)
-    #: The batch belongs to a source's first poll (no stored cursor before it): a backfill of
-    #: history, whose failures are not news. Set by the engine.
-    backfill: bool = False
-    #: Quarantined records stored for the first time (status `invalid`; not in `new`).
-    invalid: list[Entry] = field(default_factory=list)
-
-
-#: Called inside the batch's transaction with what the batch changed, so that work depending
-#: on it (webhook outbox rows) commits or rolls back with the entries.
+#: Called inside the batch's transaction with what the batch changed (being replaced by
+#: `logd.store.interface.BatchHook`, which gets a `BatchTransaction` instead of the database).
 BatchHook = Callable[["sqlite_utils.Database", str, BatchResult], None]
 
 
