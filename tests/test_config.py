@@ -165,3 +165,13 @@ def test_read_commands_and_sync_find_the_same_database(
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("LOGD_DATABASE", "elsewhere.db")
     assert database_path(path) == load_settings(path).database == Path("elsewhere.db")
+
+
+@pytest.mark.parametrize("value", ["5", '""', "[1, 2]"])
+def test_read_commands_reject_a_database_that_is_not_a_path(tmp_path: Path, value: str) -> None:
+    # Read commands find the store without loading pydantic; a bad value is still one line.
+    path = write(tmp_path, f"database = {value}\n")
+    with pytest.raises(ConfigError, match=r"database: must be a file path"):
+        database_path(path)
+    with pytest.raises(ConfigError, match=r"database"):
+        load_settings(path)

@@ -173,8 +173,8 @@ def database_path(path: str | Path | None = None) -> Path:
     """The store's path without validating sources or loading plugins (for read commands).
 
     `LOGD_DATABASE`, else the file's `database` (beside the file), else the default: the
-    rule `load_settings` applies. A `database` value only the full validation can judge (not
-    a non-empty string) goes through `load_settings`, for its error or its answer.
+    rule `load_settings` applies. Raises ConfigError, one line, when `database` is not a
+    non-empty string.
     """
     if os.environ.get("LOGD_DATABASE"):
         return Path(os.environ["LOGD_DATABASE"])
@@ -187,6 +187,5 @@ def database_path(path: str | Path | None = None) -> Path:
     value = data["database"]
     if isinstance(value, str) and value:
         return beside(file, Path(value))
-    from logd.config.settings import load_settings  # pydantic: only for a value it must judge
-
-    return load_settings(file).database
+    # The same words as the full validation's, without loading pydantic for them.
+    raise ConfigError(f"{file}: database: must be a file path (a non-empty string), not {value!r}")

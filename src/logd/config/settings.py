@@ -30,6 +30,7 @@ from pydantic import (
     PrivateAttr,
     SecretStr,
     ValidationError,
+    field_validator,
 )
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
@@ -329,6 +330,14 @@ class Settings(BaseSettings):
     )
 
     _warnings: list[str] = PrivateAttr(default_factory=list)
+
+    @field_validator("database", mode="before")
+    @classmethod
+    def _database_is_a_path(cls, value: Any) -> Any:
+        # An empty string would be the directory logd starts in, not a file.
+        if isinstance(value, Path) or (isinstance(value, str) and value):
+            return value
+        raise ValueError(f"must be a file path (a non-empty string), not {value!r}")
 
     @property
     def warnings(self) -> list[str]:
