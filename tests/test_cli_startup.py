@@ -203,8 +203,11 @@ def test_a_bad_database_key_is_the_config_error_sync_gives(tmp_path: Path) -> No
     config = tmp_path / "config.toml"
     config.write_text("database = 5\n")
     code, output, _ = run_logd("query", "-c", str(config))
-    assert code == 2 and f"error: {config}: database: Input is not a valid path" in output
+    line = f"error: {config}: database: must be a file path (a non-empty string), not 5"
+    assert code == 2 and line in output
     assert "Traceback" not in output
+    code, output, _ = run_logd("sync", "-c", str(config))
+    assert code == 2 and line in output
     config.write_text("database = [\n")
     code, output, _ = run_logd("query", "-c", str(config))
     assert code == 2 and f"error: {config}: invalid TOML" in output

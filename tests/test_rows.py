@@ -5,9 +5,10 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime, timedelta, timezone
 
-from logd import Entry, Status, searchable_text
+from logd import Entry, Status
 from logd.store.sqlite.rows import digest, dumps, prepare, utc_iso
 from logd.store.sqlite.search import EPOCH, MICROSECOND, time_key
+from logd.store.text import searchable_text
 
 
 def test_utc_iso_is_isoformat_with_microseconds() -> None:

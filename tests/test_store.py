@@ -11,12 +11,13 @@ from typing import Any
 import pytest
 import sqlite_utils
 
-from logd import Entry, Status, searchable_text
+from logd import Entry, Status
 from logd.errors import QueryError, StoreError
 from logd.store.sqlite.migrations import MIGRATIONS, migrate
 from logd.store.sqlite.reader import Reader
 from logd.store.sqlite.search import search_sql
 from logd.store.sqlite.store import Filters, Store, time_key
+from logd.store.text import searchable_text
 
 T0 = datetime(2024, 5, 5, 12, 0, tzinfo=UTC)
 

@@ -70,9 +70,6 @@ if TYPE_CHECKING:
     from logd.plugin.entries import (
         parse_timestamp as parse_timestamp,
     )
-    from logd.plugin.entries import (
-        searchable_text as searchable_text,
-    )
     from logd.plugin.hookspecs import hookimpl as hookimpl
     from logd.plugin.http import SourceClient as SourceClient
     from logd.plugin.provider import (
@@ -111,7 +108,6 @@ _WHERE = {
     "native_id_of": "plugin.entries",
     "Status": "plugin.entries",
     "parse_timestamp": "plugin.entries",
-    "searchable_text": "plugin.entries",
     "AuthError": "errors",
     "ConfigError": "errors",
     "HTTPStatusError": "errors",
@@ -162,7 +158,6 @@ __all__ = [
     "map_records",
     "native_id_of",
     "parse_timestamp",
-    "searchable_text",
 ]
 
 

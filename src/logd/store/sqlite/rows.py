@@ -14,8 +14,9 @@ from typing import Any
 
 import orjson
 
-from logd.plugin.entries import Entry, searchable_text
+from logd.plugin.entries import Entry
 from logd.store.sqlite.search import EPOCH, MICROSECOND, SLOTS
+from logd.store.text import searchable_text
 
 
 @dataclass(slots=True)

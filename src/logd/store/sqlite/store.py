@@ -22,11 +22,12 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from logd.errors import QueryError, StoreError
-from logd.plugin.entries import Entry, Status, searchable_text
+from logd.plugin.entries import Entry, Status
 from logd.store.interface import BatchResult, Filters, Row
 from logd.store.sqlite.migrations import migrate
 from logd.store.sqlite.rows import Prepared, prepare
 from logd.store.sqlite.search import ENTRY_COLUMNS, SLOTS, Texts, index_text, search_sql, time_key
+from logd.store.text import searchable_text
 
 if TYPE_CHECKING:  # imported in Store.__init__: logd.reader opens stores without it
     import sqlite_utils
