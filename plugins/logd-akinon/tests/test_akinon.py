@@ -14,8 +14,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from logd_akinon import Akinon, AkinonOptions, AkinonSimulator, decode_download
-from logd_akinon.records import DownloadError, parse_created, status_of, to_entry
+from logd_akinon import Akinon, AkinonOptions, AkinonSimulator
+from logd_akinon.records import DownloadError, decode_download, parse_created, status_of, to_entry
 from logd_akinon.simlogs import zip_json
 from pydantic import ValidationError
 
