@@ -19,7 +19,6 @@ from datetime import datetime
 from functools import partial
 from typing import Any
 
-# Straight from the contract modules: mypy cannot see through `logd`'s lazy re-exports.
 from logd.errors import AuthError, HTTPStatusError, ProtocolError, SourceError
 from logd.plugin.auth import LoginSession, Token
 from logd.plugin.entries import Batch, Entry, Status, map_records, parse_timestamp
