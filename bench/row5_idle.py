@@ -3,11 +3,11 @@
 Each of the five simulators is served by uvicorn in a process of its own (`serve.served`), so
 every request crosses a real socket to a real server.
 
-Requests per idle poll: the real engine (`logd.testing.SyncRun`) backfills a source, then polls
-it again one operator interval later (5 min; Maestra 10 min, as in the READMEs: the engine's
-clock is moved, nothing is slept), with nothing new at the vendor. The figure is that poll's
-HTTP requests, logins and token requests included (a session still valid costs none). The
-baseline is the least SOURCES.md allows, from the same config and, where it depends on the
+Requests per idle poll: the real engine (`logd.plugin.testing.SyncRun`) backfills a source,
+then polls it again one operator interval later (5 min; Maestra 10 min, as in the READMEs: the
+engine's clock is moved, nothing is slept), with nothing new at the vendor. The figure is that
+poll's HTTP requests, logins and token requests included (a session still valid costs none).
+The baseline is the least SOURCES.md allows, from the same config and, where it depends on the
 data, from asking the simulator directly (outside logd, not counted):
 
 - fleetit: the pages of the window from `date(watermark) - lookback`, walked whole;

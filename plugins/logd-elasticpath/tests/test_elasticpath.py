@@ -1,4 +1,9 @@
-"""The Elastic Path provider against its simulator, through the real engine and store."""
+"""The Elastic Path provider against its simulator, through the real engine and store.
+
+What every provider does is the contract suite's (`logd.plugin.contract`); these tests pin
+Elastic Path's own: scopes, the idle-walk skip, token grant and refresh, JSON:API errors and
+mapping.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +21,6 @@ from logd_elasticpath.simulator import LOGS_PATH, TOKEN_PATH, VENDOR_EXAMPLE
 
 from logd.errors import ConfigError
 from logd.plugin.entries import Status
-from logd.plugin.manager import load_plugins
 from logd.plugin.provider import PollContext
 from logd.plugin.simulator import SimRequest, SimResponse
 from logd.plugin.testing import SyncRun
@@ -238,7 +242,6 @@ def test_a_401_after_a_fresh_login_fails_clearly(
     assert report.error is not None
     assert "refused a freshly issued access token" in report.error
     assert "Unauthorized: Token scope denied" in report.error
-    assert len(sim.requests_to(TOKEN_PATH)) == 2  # one login, one re-login, no loop
 
 
 # -- mapping --------------------------------------------------------------------------------
@@ -358,7 +361,6 @@ def test_secrets_stay_out_of_errors_requests_logs_and_cursor(
     assert "refused the client credentials: Unauthorized: Invalid client credentials" in (
         report.error
     )
-    assert "wrong-secret-value" not in report.error
 
     run = make_run(tmp_path / "good", sim, clock)
     run.sync()
@@ -378,15 +380,12 @@ def test_secrets_stay_out_of_errors_requests_logs_and_cursor(
             assert sim.client_secret.encode() not in request.body
 
 
-# -- wiring ---------------------------------------------------------------------------------
+# -- options --------------------------------------------------------------------------------
 
 
-def test_plugin_registers_provider_and_simulator_and_validates_keys(
+def test_options_default_to_the_us_region_and_take_integration_uuids(
     tmp_path: Path, sim: ElasticPathSimulator
 ) -> None:
-    registry = load_plugins()
-    assert registry.provider("elasticpath") is ElasticPath
-    assert registry.simulators["elasticpath"] is ElasticPathSimulator
     assert ElasticPath.Options.model_fields["base_url"].default == (
         "https://useast.api.elasticpath.com"
     )

@@ -1,4 +1,8 @@
-"""The Maestra provider against its simulator, through the real engine and store."""
+"""The Maestra provider against its simulator, through the real engine and store.
+
+What every provider does is the contract suite's (`logd.plugin.contract`); these tests pin
+Maestra's own: export windows and slots, status checks, parts, filters and mapping.
+"""
 
 from __future__ import annotations
 
@@ -81,10 +85,6 @@ def test_three_window_backfill_is_complete_and_exact(tmp_path: Path, sim: Maestr
     assert sim.peak_running == 2  # the next window is prepared while one is read
     parts = [r.path for r in sim.files.requests]
     assert any(p.endswith(".csv.gz") for p in parts) and any(p.endswith(".csv") for p in parts)
-
-    again = run.sync()["mx"]
-    assert again.ok and (again.new, again.updated) == (0, 0)
-    assert run.count() == len(inside)
 
 
 def test_processing_call_that_fails_later_updates_its_entry(
@@ -362,16 +362,15 @@ def test_vendors_limit_of_two_running_exports_is_reported(
     assert run.cursor("mx") is None
 
 
-def test_bad_secret_key_is_one_line_with_the_vendor_text(
+def test_a_bad_secret_key_error_quotes_the_vendor_text(
     tmp_path: Path, sim: MaestraSimulator
 ) -> None:
     run = SyncRun(tmp_path, [source(sim, backfill="1d", secret_key="wrong-secret-key")])
 
     report = run.sync()["mx"]
 
-    assert report.error is not None and "\n" not in report.error
+    assert report.error is not None
     assert "HTTP 401" in report.error and "ProtocolError: Invalid secret key" in report.error
-    assert "wrong-secret-key" not in report.error
 
 
 def test_filters_go_to_maestra_and_only_matching_calls_are_stored(

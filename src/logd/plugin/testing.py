@@ -8,8 +8,8 @@
 
 Nothing here sleeps: retries wait through `SyncRun.waits` (recorded, not slept).
 
-The provider contract suite every plugin with a simulator passes is `logd.contract`
-(`contract_cases`, `run_check`, re-exported here).
+The provider contract suite every plugin with a simulator passes builds on `SyncRun`: it is
+`logd.plugin.contract` (`contract_cases`, `run_check`), imported from there.
 """
 
 from __future__ import annotations
@@ -145,13 +145,3 @@ def wait_until(check: Callable[[], T | None], timeout: float, what: str = "condi
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(0.02)
-
-
-def __getattr__(name: str) -> Any:
-    # The contract suite builds on SyncRun: loaded on first use, so neither imports the other
-    # while it is being initialised.
-    if name in ("CHECKS", "NotApplicable", "contract_cases", "run_check"):
-        from logd.plugin import contract
-
-        return getattr(contract, name)
-    raise AttributeError(f"module 'logd.testing' has no attribute {name!r}")

@@ -7,16 +7,9 @@ from logd import hookimpl
 
 from .options import AkinonOptions
 from .provider import Akinon
-from .records import decode_download, to_entry
 from .simulator import AkinonSimulator
 
-__all__ = [
-    "Akinon",
-    "AkinonOptions",
-    "AkinonSimulator",
-    "decode_download",
-    "to_entry",
-]
+__all__ = ["Akinon", "AkinonOptions", "AkinonSimulator"]
 
 
 @hookimpl

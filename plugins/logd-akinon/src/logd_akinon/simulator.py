@@ -126,7 +126,7 @@ class AkinonSimulator(LogBook, Simulator):
             "interval": "30s",
         }
 
-    # -- the provider contract (logd.contract) ---------------------------------------------
+    # -- the provider contract (logd.plugin.contract) --------------------------------------
 
     login_path = "/api/nifi/login"
 

@@ -5,7 +5,8 @@ from typing import Any
 
 from logd.plugin.hookspecs import hookimpl
 
-from .provider import ElasticPath, ElasticPathOptions
+from .options import ElasticPathOptions
+from .provider import ElasticPath
 from .simulator import ElasticPathSimulator
 
 __all__ = ["ElasticPath", "ElasticPathOptions", "ElasticPathSimulator"]

@@ -17,40 +17,20 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
-from typing import Annotated, Any
-from uuid import UUID
+from typing import Any
 
-from pydantic import Field
-
-# Straight from the contract modules: mypy cannot see through `logd`'s lazy re-exports.
-from logd.config.settings import Duration, Secret
 from logd.errors import AuthError, HTTPStatusError, ProtocolError, SourceError
 from logd.plugin.auth import LoginSession, Token
 from logd.plugin.entries import Batch, Entry, Status, map_records, parse_timestamp
-from logd.plugin.provider import PollContext, Provider, ProviderOptions
+from logd.plugin.provider import PollContext, Provider
+
+from .options import ElasticPathOptions
 
 PAGE_SIZE = 100
 TOKEN_PATH = "/oauth/access_token"
 STORE_PATH = "/v2/integrations/logs"
 #: Cursor key of the store-wide scope; integration scopes are keyed by their uuid.
 STORE_SCOPE = "store"
-
-
-class ElasticPathOptions(ProviderOptions):
-    """The `[[sources]]` keys of an `elasticpath` source."""
-
-    base_url: str = Field(
-        "https://useast.api.elasticpath.com",
-        description="API root (`https://euwest.api.elasticpath.com` for the EU region).",
-    )
-    client_id: Secret = Field(description="OAuth client id of the store's client credentials.")
-    client_secret: Secret = Field(description="OAuth client secret.")
-    integrations: Annotated[list[UUID], Field(min_length=1)] | None = Field(
-        None, description="Poll only these integrations' logs; default: the whole store's."
-    )
-    token_refresh_margin: Duration = Field(
-        60.0, ge=0, description="Get a new access token this long before the old one expires."
-    )
 
 
 def _fetch_token(ctx: PollContext[ElasticPathOptions]) -> Token:

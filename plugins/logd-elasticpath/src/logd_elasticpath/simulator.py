@@ -206,7 +206,7 @@ class ElasticPathSimulator(Simulator):
             "interval": "30s",
         }
 
-    # -- the provider contract (logd.contract) ---------------------------------------------
+    # -- the provider contract (logd.plugin.contract) --------------------------------------
 
     login_path = "/oauth/access_token"
 

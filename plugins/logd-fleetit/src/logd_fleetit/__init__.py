@@ -5,7 +5,8 @@ from typing import Any
 
 from logd import hookimpl
 
-from .provider import FleetIT, FleetITOptions
+from .options import FleetITOptions
+from .provider import FleetIT
 from .simulator import FleetITSimulator
 
 __all__ = ["FleetIT", "FleetITOptions", "FleetITSimulator"]

@@ -12,17 +12,12 @@ from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
-from pydantic import Field
-
 from logd import (
     Batch,
-    Duration,
     Entry,
     PollContext,
     ProtocolError,
     Provider,
-    ProviderOptions,
-    Secret,
     Status,
     cap_watermark,
     map_records,
@@ -30,24 +25,10 @@ from logd import (
     parse_timestamp,
 )
 
+from .options import FleetITOptions
+
 PAGE_SIZE = 100
 PATH = "/v2/integrations/logs/"
-
-
-class FleetITOptions(ProviderOptions):
-    """The `[[sources]]` keys of a `fleetit` source."""
-
-    base_url: str = Field("https://api.app.fleetit.com", description="API root.")
-    token: Secret = Field(description="API token, sent as `Authorization: Bearer`.")
-    fleet_id: str | None = Field(None, description="Sent as `Fleet-Id`; default: the user's fleet.")
-    integration: str | None = Field(None, description="Only logs of this integration id.")
-    entity_type: int | None = Field(
-        None, description="Only this entity type (1 Ticket, 2 Parking, 3 Violation, 4 Vehicle, …)."
-    )
-    success: bool | None = Field(None, description="Only successful (true) or failed (false) logs.")
-    lookback: Duration = Field(
-        86400.0, ge=0, description="Re-read this far before the newest entry."
-    )
 
 
 class FleetIT(Provider[FleetITOptions]):

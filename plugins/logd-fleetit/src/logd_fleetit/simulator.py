@@ -133,7 +133,7 @@ class FleetITSimulator(Simulator):
             "interval": "30s",
         }
 
-    # -- the provider contract (logd.contract) ---------------------------------------------
+    # -- the provider contract (logd.plugin.contract) --------------------------------------
 
     def native_ids(self) -> set[str]:
         """Ids of the default fleet's records: what a poll of `demo_source` stores."""

@@ -5,11 +5,11 @@ from typing import Any
 
 from logd import hookimpl
 
-from .provider import Maestra, MaestraOptions
-from .simfiles import MaestraFiles
+from .options import MaestraOptions
+from .provider import Maestra
 from .simulator import MaestraSimulator
 
-__all__ = ["Maestra", "MaestraFiles", "MaestraOptions", "MaestraSimulator"]
+__all__ = ["Maestra", "MaestraOptions", "MaestraSimulator"]
 
 
 @hookimpl

@@ -14,15 +14,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 
 from logd import ProtocolError, SourceClient, SourceError
 from logd.plugin.http import redact_url
 
-if TYPE_CHECKING:
-    from .provider import MaestraOptions
+from .options import MaestraOptions
 
 PATH = "/v3/operations/sync"
 VENDOR_TIME = "%Y-%m-%d %H:%M"

@@ -234,7 +234,7 @@ class MaestraSimulator(Simulator):
             "interval": "30s",
         }
 
-    # -- the provider contract (logd.contract) ---------------------------------------------
+    # -- the provider contract (logd.plugin.contract) --------------------------------------
 
     @classmethod
     def for_contract(cls) -> MaestraSimulator:

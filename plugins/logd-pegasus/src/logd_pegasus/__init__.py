@@ -5,7 +5,8 @@ from typing import Any
 
 from logd import hookimpl
 
-from .provider import Modification, Pegasus, PegasusOptions
+from .options import Modification, PegasusOptions
+from .provider import Pegasus
 from .simulator import PegasusSimulator
 
 __all__ = ["Modification", "Pegasus", "PegasusOptions", "PegasusSimulator"]

@@ -186,7 +186,7 @@ class PegasusSimulator(Simulator):
             ],
         }
 
-    # -- the provider contract (logd.contract) ---------------------------------------------
+    # -- the provider contract (logd.plugin.contract) --------------------------------------
 
     login_path = "/api/login"
 
