@@ -195,7 +195,7 @@ class Simulator:
     def tick(self) -> None:
         """Produce a few new records, as the live API would between polls (for the demo)."""
 
-    # -- what the provider contract suite (logd.plugin.contract) asks -------------------------------
+    # -- what the provider contract suite (logd.plugin.contract) asks ---------------------
 
     #: Path of the vendor's login request when the provider keeps a login session (its
     #: re-login on a 401 is then checked); None for static credentials.
