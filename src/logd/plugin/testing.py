@@ -26,7 +26,8 @@ import tomli_w
 from logd.config.settings import Settings, load_settings
 from logd.engine.poller import Engine, SourceReport
 from logd.plugin.manager import load_plugins
-from logd.store.sqlite.store import BatchHook, Filters, Row, Store
+from logd.store.interface import BatchHook, Filters, Row
+from logd.store.sqlite.store import Store
 
 T = TypeVar("T")
 
@@ -92,7 +93,7 @@ class SyncRun:
 
     def count(self) -> int:
         """Number of stored entries."""
-        return int(self.store.db.execute("SELECT count(*) FROM entries").fetchone()[0])
+        return sum(int(row["entries"]) for row in self.store.source_stats())
 
     def cursor(self, source: str) -> Any:
         """A source's stored cursor."""
