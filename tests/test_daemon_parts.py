@@ -263,8 +263,8 @@ def test_status_shows_the_daemons_next_runs(tmp_path: Path) -> None:
     with Store(db) as store:
         store.commit_batch("fleet", _entries("fleet", datetime.now(UTC), 3, "x"), {"c": 1})
         store.finish_run(store.start_run("fleet"))
-        store.set_schedule("fleet", soon, 60, 0)
-        store.set_schedule("new", soon, 30, 0)  # scheduled, never polled yet
+        store.set_schedule("d1", "fleet", soon, 60, 0)
+        store.set_schedule("d1", "new", soon, 30, 0)  # scheduled, never polled yet
     result = CliRunner().invoke(cli, ["status", "--db", str(db), "--format", "json"])
     assert result.exit_code == 0, result.output
     rows = {r["source"]: r for r in json.loads(result.output)}
@@ -274,7 +274,7 @@ def test_status_shows_the_daemons_next_runs(tmp_path: Path) -> None:
     table = CliRunner().invoke(cli, ["status", "--db", str(db)])
     assert table.exit_code == 0 and "next run" in table.output
     with Store(db) as store:
-        store.clear_schedule()
+        store.clear_schedule("d1")
     rows = {
         r["source"]: r
         for r in json.loads(
@@ -381,7 +381,7 @@ def test_retention_prunes_delivered_alerts_but_keeps_pending_and_dead(tmp_path: 
         with store.transaction() as db:
             for i, state in enumerate(("done", "pending", "dead")):
                 db.execute(
-                    "INSERT INTO webhook_outbox (delivery_id, webhook, source, provider, count, "
+                    "INSERT INTO webhook_outbox (delivery_id, sink, source, provider, count, "
                     "body, state, next_attempt_at, created_at, updated_at) "
                     "VALUES (?, 'ops', 'fleet', 'fleetit', 1, x'7b7d', ?, ?, ?, ?)",
                     [f"dlv_{i}", state, old, old, old],

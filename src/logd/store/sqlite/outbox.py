@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from logd.store.interface import Attempt, Delivery, NewDelivery
@@ -173,19 +173,18 @@ def _due_where(
     return sql, params
 
 
-def claim_due(
+def due_rows(
     db: sqlite_utils.Database,
     sink: str,
     holder: str,
-    ttl: float,
     now: datetime,
     *,
     ids: Sequence[str] = (),
     limit: int = 100,
 ) -> list[Delivery]:
-    """Claim for `holder` until `now + ttl` the due rows of `sink`, oldest first (see
-    `Store.claim_due`); inside the caller's write transaction."""
-    if not has_outbox(db):
+    """The rows of `sink` that `holder` may claim at `now`, oldest first (see
+    `Store.claim_due`): a read, so it never waits for a writer."""
+    if not has_outbox(db) or not _has_sink_column(db):
         return []
     stamp = iso(now)
     if not ids:
@@ -199,21 +198,21 @@ def claim_due(
         if busy:
             return []
     sql, params = _due_where(now, ids, sink, holder)
-    rows = db.execute(
-        f"SELECT id, {COLUMNS} {sql} ORDER BY id LIMIT ?", [*params, int(limit)]
-    ).fetchall()
-    if not rows:
-        return []
-    until = iso(now + timedelta(seconds=ttl))
-    keys = [r[0] for r in rows]
-    for start in range(0, len(keys), CHUNK):
-        chunk = keys[start : start + CHUNK]
+    rows = db.execute(f"SELECT {COLUMNS} {sql} ORDER BY id LIMIT ?", [*params, int(limit)])
+    return [from_sql(r) for r in rows.fetchall()]
+
+
+def mark_claimed(
+    db: sqlite_utils.Database, delivery_ids: Sequence[str], holder: str, until: datetime
+) -> None:
+    """Record that `holder` claims these deliveries until `until` (for other processes)."""
+    for start in range(0, len(delivery_ids), CHUNK):
+        chunk = delivery_ids[start : start + CHUNK]
         db.execute(
-            f"UPDATE {TABLE} SET claimed_by = ?, claimed_until = ? "
-            f"WHERE id IN ({','.join('?' * len(chunk))})",
-            [holder, until, *chunk],
+            f"UPDATE {TABLE} SET claimed_by = ?, claimed_until = ? WHERE state = 'pending' "
+            f"AND delivery_id IN ({','.join('?' * len(chunk))})",
+            [holder, iso(until), *chunk],
         )
-    return [from_sql(r[1:]) for r in rows]
 
 
 def due_sinks(db: sqlite_utils.Database, now: datetime, *, ids: Sequence[str] = ()) -> list[str]:

@@ -11,7 +11,7 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -292,6 +292,12 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
+#: Held while a store opens its outbox's reading connection.
+_OPENING = threading.Lock()
+
+#: Seconds a delivery claim waits for the writer to record it in the file (see claim_due).
+CLAIM_WRITE_WAIT = 0.2
+
 #: Rows per multi-row INSERT (bounded again by the connection's variable limit).
 ROWS_PER_INSERT = 500
 
@@ -376,6 +382,8 @@ class Store:
             self.db = sqlite_utils.Database(conn)
             self._readonly = False
             self._outbox_reader: Store | None = None
+            self._claims: dict[str, tuple[str, str, datetime]] = {}
+            self._claims_lock = threading.Lock()
             self.db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
             if create:
                 # 8 KiB pages, not 4: about 8 % fewer instructions per stored entry (fewer
@@ -1125,9 +1133,51 @@ class Store:
         limit: int = 100,
     ) -> list[Delivery]:
         """Pending deliveries to `sink` due at `now`, oldest first, claimed by `holder` for
-        `ttl` seconds: no other holder gets them (or the rows behind them) until then."""
-        with self.transaction() as db:
-            return outbox.claim_due(db, sink, holder, ttl, now, ids=ids, limit=limit)
+        `ttl` seconds: no other holder gets them (or the rows behind them) until then.
+
+        Never waits for a batch being committed (a backfill's large one would hold every
+        sender up): due rows are read on the outbox's own connection, and the claim is kept
+        in this process, where it is exact between holders, and written to the file when the
+        writer is free within CLAIM_WRITE_WAIT, so that another process (a `logd webhooks
+        retry` beside the daemon) skips the rows too; one writing meanwhile may not see it.
+        """
+        if self._readonly:
+            raise StoreError(f"{self.path} was opened read-only")
+        until = now + timedelta(seconds=ttl)
+        with self._claims_lock:
+            live = {
+                d: c for d, c in self._claims.items() if c[2] > now
+            }  # (holder, sink, until) by delivery id; expired claims drop out
+            self._claims = live
+            others = {d for d, (h, _, _) in live.items() if h != holder}
+            if not ids and any(live[d][1] == sink for d in others):
+                return []  # one lane, one sender: the rows behind a claimed one wait too
+            with self._outbox_reading() as db:
+                rows = outbox.due_rows(db, sink, holder, now, ids=ids, limit=limit + len(others))
+            rows = [r for r in rows if r.delivery_id not in others][:limit]
+            for row in rows:
+                live[row.delivery_id] = (holder, sink, until)
+        if rows:
+            claimed = [r.delivery_id for r in rows]
+            self._try_write(lambda db: outbox.mark_claimed(db, claimed, holder, until))
+        return rows
+
+    def _try_write(self, write: Callable[[sqlite_utils.Database], None]) -> bool:
+        """Run `write` in a transaction if the store's writer is free within
+        CLAIM_WRITE_WAIT seconds; False (nothing written) if it is not, or SQLite fails."""
+        if not self.lock.acquire(timeout=CLAIM_WRITE_WAIT):
+            return False
+        try:
+            self.db.execute(f"PRAGMA busy_timeout = {int(CLAIM_WRITE_WAIT * 1000)}")
+            with self.db.atomic():
+                write(self.db)
+            return True
+        except sqlite3.Error:
+            return False
+        finally:
+            with suppress(sqlite3.Error):
+                self.db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+            self.lock.release()
 
     def record_attempts(
         self,
@@ -1142,6 +1192,9 @@ class Store:
             return
         with self.transaction() as db:
             outbox.record_attempts(db, attempts, hold=hold, until=until)
+        with self._claims_lock:
+            for delivery_id in [*(a.delivery_id for a in attempts), *(hold if until else ())]:
+                self._claims.pop(delivery_id, None)
 
     def due_sinks(self, now: datetime, *, ids: Sequence[str] = ()) -> list[str]:
         """The sinks with a pending delivery due (among `ids` when given); no bodies read."""
@@ -1193,7 +1246,7 @@ class Store:
         """A connection to read the outbox on. Its own, not the writers': a poll committing
         a large batch holds the writer lock, and senders and `status` need not wait for it."""
         if self._outbox_reader is None:
-            with self.lock:
+            with _OPENING:  # not `self.lock`: a long commit may hold that
                 if self._outbox_reader is None:
                     from logd.store.sqlite.reader import Reader
 
