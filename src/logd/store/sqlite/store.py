@@ -66,7 +66,8 @@ WAL_CHECKPOINT_BYTES = 40 * 2**20
 INSERT_ENTRY = (
     "INSERT INTO entries (id, source, native_id, provider, timestamp, status, message, error, "
     "entity_type, entity_id, raw, details, search_text, hash, details_hash, timestamp_observed, "
-    "first_seen, updated_at, change) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "first_seen, updated_at, change) VALUES "
+    "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
