@@ -440,3 +440,43 @@ def test_the_daemon_sends_a_batchs_failures_once_it_commits_not_at_the_tick_or_p
         finally:
             second_page.set()
             daemon.shutdown()
+
+
+def test_a_daemon_polls_a_source_only_while_it_holds_the_sources_lease(
+    tmp_path: Path, restore_logging: None
+) -> None:
+    from logd_fleetit import FleetITSimulator
+
+    from logd.daemon.service import Daemon, lease_ttl, poll_job_id
+
+    with FleetITSimulator(records=5) as sim:
+        config = write_config(tmp_path, [{**sim.demo_source("a"), "interval": 3600}])
+        with Store(tmp_path / "logd.db") as other:  # another daemon sharing the store
+            held = other.claim_lease("source:a", "elsewhere:1:ff", ttl=600)
+            assert held is not None
+            daemon = Daemon(config, notifier=_Recorder())
+            daemon.start()
+            try:
+                job = daemon.scheduler.get_job(poll_job_id("a"))
+                deadline = time.monotonic() + 10
+                while job.next_run_time <= datetime.now(UTC) + timedelta(seconds=60):
+                    assert time.monotonic() < deadline, "the first poll never ran"
+                    time.sleep(0.02)
+                    job = daemon.scheduler.get_job(poll_job_id("a"))
+                with daemon._idle:
+                    assert daemon._idle.wait_for(lambda: daemon._active == 0, timeout=10)
+                # Its lease is another daemon's: no poll, nothing stored, no failure counted.
+                assert other.source_stats() == [] and daemon._failures["a"] == 0
+                assert daemon.store.schedule()["a"]["daemon"] == daemon.daemon_id
+
+                other.release_lease(held)
+                daemon._poll("a")
+                assert other.source_stats()[0]["entries"] == 5
+                [lease] = other.leases()
+                assert (lease.holder, lease.token) == (daemon.daemon_id, held.token + 1)
+                assert lease.expires_at <= datetime.now(UTC)  # released after the poll
+            finally:
+                daemon.shutdown()
+            assert other.schedule() == {}  # its own rows go with it
+    src = daemon.settings.source("a")
+    assert lease_ttl(src) >= src.poll_deadline + src.timeout
