@@ -136,26 +136,23 @@ def test_the_follow_query_reads_the_change_index(store: Store, filters: Filters)
     assert "TEMP B-TREE" not in plan, plan
 
 
-def test_an_older_store_gets_change_numbers_in_update_order(tmp_path: Path) -> None:
+def test_an_older_store_numbers_changes_from_its_upgrade_on(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     db = _older_store(path)
-    for key, nid, updated in (
-        (3, "c", "2024-01-03"),
-        (1, "a", "2024-01-02"),
-        (2, "b", "2024-01-01"),
-    ):
-        db.execute(
-            "INSERT INTO entries (id, source, provider, native_id, timestamp, status, hash, "
-            "first_seen, updated_at) VALUES (?, 'src', 'prov', ?, '2024-01-01', 'success', "
-            "'h', ?, ?)",
-            [key, nid, updated, updated],
-        )
+    db.execute(
+        "INSERT INTO entries (id, source, provider, native_id, timestamp, status, hash, "
+        "first_seen, updated_at) VALUES (1, 'src', 'prov', 'a', ?, 'success', 'h', "
+        "'2024-01-01', '2024-01-01')",
+        [T0.isoformat(timespec="microseconds")],
+    )
     db.conn.commit()
     db.close()
     with Store(path) as s:
-        assert [(n, r.native_id) for n, r in s.changes_after(0)] == [(1, "b"), (2, "a"), (3, "c")]
-        s.commit_batch("src", [entry("d")], None)
-        assert s.last_change() == 4
+        # Stored before: no change number (the migration rewrites no row), still searchable.
+        assert s.last_change() == 0 and s.changes_after(0) == []
+        assert [r.native_id for r in s.search(Filters())] == ["a"]
+        s.commit_batch("src", [entry("b")], None)
+        assert [(n, r.native_id) for n, r in s.changes_after(0)] == [(1, "b")]
 
 
 def _older_store(path: Path) -> sqlite_utils.Database:

@@ -272,24 +272,16 @@ def m011_change_sequence(db: sqlite_utils.Database) -> None:
     entry, indexed, so `query --follow` and exports read "what changed after N" as a range."""
     # m005 dropped the `updated_at` index, so following by `updated_at` scanned and sorted
     # the table every second. A counter row (not max(change) + 1) never hands a number out
-    # twice, even when retention deletes the entry that held the largest one.
+    # twice, even when retention deletes the entry that held the largest one. Entries stored
+    # before keep no number (NULL, never "after" any): numbering them would rewrite every row
+    # of a large store in one transaction (its WAL as large as the file), and what follows
+    # the sequence starts from now; a changed one gets its number then.
     db.execute("ALTER TABLE entries ADD COLUMN change INTEGER")
     db.execute(
         "CREATE TABLE IF NOT EXISTS change_counter "
         "(id INTEGER PRIMARY KEY CHECK (id = 1), last INTEGER NOT NULL)"
     )
-    # Entries stored before: numbered in the order they were last changed.
-    db.execute(
-        "CREATE TEMP TABLE m011_order AS SELECT id, row_number() OVER "
-        "(ORDER BY updated_at, id) AS n FROM entries"
-    )
-    db.execute(
-        "UPDATE entries SET change = (SELECT n FROM m011_order WHERE m011_order.id = entries.id)"
-    )
-    db.execute("DROP TABLE m011_order")
-    db.execute(
-        "INSERT INTO change_counter (id, last) SELECT 1, coalesce(max(change), 0) FROM entries"
-    )
+    db.execute("INSERT INTO change_counter (id, last) VALUES (1, 0)")
     db.execute("CREATE UNIQUE INDEX entries_change ON entries (change)")
 
 
