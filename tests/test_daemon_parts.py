@@ -480,3 +480,29 @@ def test_a_daemon_polls_a_source_only_while_it_holds_the_sources_lease(
             assert other.schedule() == {}  # its own rows go with it
     src = daemon.settings.source("a")
     assert lease_ttl(src) >= src.poll_deadline + src.timeout
+
+
+def test_a_restart_after_a_kill_takes_the_dead_daemons_leases_at_once(
+    tmp_path: Path, restore_logging: None
+) -> None:
+    from logd_fleetit import FleetITSimulator
+
+    from logd.daemon.service import Daemon
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # a pid that no longer runs, as a SIGKILLed daemon's
+    dead = f"{socket.gethostname()}:{gone.pid}:00000000"
+    with FleetITSimulator(records=5) as sim:
+        config = write_config(tmp_path, [{**sim.demo_source("a"), "interval": 3600}])
+        with Store(tmp_path / "logd.db") as store:
+            assert store.claim_lease("source:a", dead, ttl=600) is not None
+            assert store.claim_lease("source:b", "elsewhere:1:ff", ttl=600) is not None
+        daemon = Daemon(config, notifier=_Recorder())
+        daemon.start()
+        try:
+            daemon._poll("a")
+            assert daemon.store.source_stats()[0]["entries"] == 5
+            holders = {lease.name: lease.holder for lease in daemon.store.leases()}
+            assert holders == {"source:a": daemon.daemon_id, "source:b": "elsewhere:1:ff"}
+        finally:
+            daemon.shutdown()

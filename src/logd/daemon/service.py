@@ -259,7 +259,7 @@ class Daemon:
         )
         self.heartbeat.alive = lambda: bool(self.scheduler.running)
         self.scheduler.add_listener(self._on_job_event, EVENT_JOB_ERROR | EVENT_JOB_MAX_INSTANCES)
-        self._clear_stale_schedules()
+        self._clear_dead_daemons()
         now = datetime.now(UTC)
         with self._lock:
             self._install(self.settings, now)
@@ -541,9 +541,13 @@ class Daemon:
         if report.failures and self.deliverer is not None:
             self._kick_deliveries()
 
-    def _clear_stale_schedules(self) -> None:
-        """Drop schedule rows of this daemon id and of daemons that ran on this host and
-        are gone (a crash leaves its rows); rows of live daemons elsewhere stay."""
+    def _clear_dead_daemons(self) -> None:
+        """Drop schedule rows and give up leases of daemons that ran on this host and are
+        gone (a crash leaves both: a restart after a kill would otherwise wait out each
+        source's lease); live daemons' rows and leases, here or elsewhere, stay."""
+        for lease in self.store.leases():
+            if lease.holder != self.daemon_id and _dead_here(lease.holder):
+                self.store.release_lease(lease)
         self.store.clear_schedule(self.daemon_id)
         for _ in range(1000):  # `schedule()` shows one row a source: repeat until none is dead
             dead = {row["daemon"] for row in self.store.schedule().values()}
