@@ -5,6 +5,8 @@ bring an older store to them with its rows."""
 from __future__ import annotations
 
 import inspect
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -357,3 +359,16 @@ def test_a_sink_position_never_moves_back(store: Store) -> None:
     with pytest.raises(LeaseLost):
         store.set_sink_position("otlp", 9, lease=lease)
     assert store.sink_position("otlp") == 7
+
+
+def test_the_claims_of_a_process_that_is_gone_are_void(store: Store) -> None:
+    _queue(store, "d1", "d2")
+    now = T0 + timedelta(seconds=1)
+    assert len(store.claim_due("ops", "a", ttl=600, now=now)) == 2
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    # As if the claiming process had been killed mid-round (a `logd run` SIGKILLed).
+    store.db.execute("UPDATE webhook_outbox SET claimed_pid = ?", [gone.pid])
+    store.db.conn.commit()
+    with Store(store.path) as restarted:
+        assert [d.delivery_id for d in restarted.claim_due("ops", "b", 60, now)] == ["d1", "d2"]

@@ -257,11 +257,15 @@ def m009_poll_waiting(db: sqlite_utils.Database) -> None:
 @migration
 def m010_outbox_sinks(db: sqlite_utils.Database) -> None:
     """The outbox holds deliveries for any sink: `webhook` becomes `sink`, and a delivery can
-    be claimed (`claimed_by`, `claimed_until`) so two senders never send the same row."""
+    be claimed (`claimed_by`, `claimed_until`, `claimed_pid`) so two senders never send the
+    same row."""
     # Rows queued before keep their webhook's name as their sink: a webhook is a sink.
     db.execute("ALTER TABLE webhook_outbox RENAME COLUMN webhook TO sink")
     db.execute("ALTER TABLE webhook_outbox ADD COLUMN claimed_by TEXT")
     db.execute("ALTER TABLE webhook_outbox ADD COLUMN claimed_until TEXT")
+    # The claiming process: every user of the file is on this host, so a claim of a process
+    # that is gone (killed mid-round) is void at once, not at its expiry.
+    db.execute("ALTER TABLE webhook_outbox ADD COLUMN claimed_pid INTEGER")
     # A sink's lane reads its pending rows in queue order: (sink, state, id) answers it.
     db.execute("CREATE INDEX IF NOT EXISTS webhook_outbox_sink ON webhook_outbox (sink, state, id)")
 

@@ -10,6 +10,7 @@ its transactions; only SQL lives here (no HTTP, no signing).
 from __future__ import annotations
 
 import json
+import os
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -147,7 +148,11 @@ def list_deliveries(
 
 
 def _due_where(
-    now: datetime, ids: Sequence[str], sink: str | None, holder: str | None = None
+    now: datetime,
+    ids: Sequence[str],
+    sink: str | None,
+    holder: str | None = None,
+    dead: Sequence[int] = (),
 ) -> tuple[str, list[Any]]:
     """FROM … WHERE for the pending rows due at `now` (of `sink`, among `ids`): a sink's lane
     is first in, first out, so without `ids` rows queued after one waiting for a retry wait
@@ -165,8 +170,9 @@ def _due_where(
             )
             params += [sink, stamp]
     if holder is not None:
-        sql += " AND (claimed_by IS NULL OR claimed_by = ? OR claimed_until <= ?)"
-        params += [holder, stamp]
+        gone = f" OR claimed_pid IN ({','.join('?' * len(dead))})" if dead else ""
+        sql += f" AND (claimed_by IS NULL OR claimed_by = ? OR claimed_until <= ?{gone})"
+        params += [holder, stamp, *dead]
     if ids:
         sql += f" AND delivery_id IN ({','.join('?' * len(ids))})"
         params.extend(ids)
@@ -187,17 +193,21 @@ def due_rows(
     if not has_outbox(db) or not _has_sink_column(db):
         return []
     stamp = iso(now)
-    if not ids:
-        # One lane, one sender: while another holder's claim on this sink runs, the rows
-        # behind it wait too (sending them now would overtake the claimed ones).
-        (busy,) = db.execute(
-            f"SELECT count(*) FROM {TABLE} WHERE sink = ? AND state = 'pending' "
+    # Processes holding live claims of other holders on this sink; a gone one's are void.
+    pids = {
+        r[0]
+        for r in db.execute(
+            f"SELECT DISTINCT claimed_pid FROM {TABLE} WHERE sink = ? AND state = 'pending' "
             "AND claimed_by IS NOT NULL AND claimed_by != ? AND claimed_until > ?",
             [sink, holder, stamp],
-        ).fetchone()
-        if busy:
-            return []
-    sql, params = _due_where(now, ids, sink, holder)
+        )
+    }
+    dead = sorted(p for p in pids if p is not None and not process_alive(p))
+    if not ids and len(dead) < len(pids):
+        # One lane, one sender: while another holder's claim on this sink runs, the rows
+        # behind it wait too (sending them now would overtake the claimed ones).
+        return []
+    sql, params = _due_where(now, ids, sink, holder, dead)
     rows = db.execute(f"SELECT {COLUMNS} {sql} ORDER BY id LIMIT ?", [*params, int(limit)])
     return [from_sql(r) for r in rows.fetchall()]
 
@@ -205,14 +215,26 @@ def due_rows(
 def mark_claimed(
     db: sqlite_utils.Database, delivery_ids: Sequence[str], holder: str, until: datetime
 ) -> None:
-    """Record that `holder` claims these deliveries until `until` (for other processes)."""
+    """Record that `holder`, in this process, claims these deliveries until `until` (for
+    other processes)."""
     for start in range(0, len(delivery_ids), CHUNK):
         chunk = delivery_ids[start : start + CHUNK]
         db.execute(
-            f"UPDATE {TABLE} SET claimed_by = ?, claimed_until = ? WHERE state = 'pending' "
-            f"AND delivery_id IN ({','.join('?' * len(chunk))})",
-            [holder, iso(until), *chunk],
+            f"UPDATE {TABLE} SET claimed_by = ?, claimed_until = ?, claimed_pid = ? "
+            f"WHERE state = 'pending' AND delivery_id IN ({','.join('?' * len(chunk))})",
+            [holder, iso(until), os.getpid(), *chunk],
         )
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process `pid` runs (on this host: every user of the file is here)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process
+        return True
+    return True
 
 
 def due_sinks(db: sqlite_utils.Database, now: datetime, *, ids: Sequence[str] = ()) -> list[str]:
