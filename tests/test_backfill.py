@@ -16,7 +16,6 @@ from logd_elasticpath.simulator import ElasticPathSimulator
 from logd.cli.main import cli
 from logd.delivery.receiver import Receiver
 from logd.plugin.testing import write_config
-from logd.store.sqlite.outbox import outbox_counts
 from logd.store.sqlite.store import Store
 
 SECRET = "backfill-hook-secret"
@@ -67,7 +66,7 @@ def test_the_first_sync_stores_failures_and_sends_none_later_ones_are_sent(
     assert any(r["timestamp_observed"] for r in rows)
     assert not any(r["timestamp_observed"] for r in rows if r["raw"].get("meta"))
     with Store(tmp_path / "logd.db", create=False) as store:
-        assert outbox_counts(store) == {}
+        assert store.outbox_counts("source") == {}
     assert rx.received == []
 
     # A failure that appears on a later poll is news: sent as ever.

@@ -263,8 +263,8 @@ def test_status_shows_the_daemons_next_runs(tmp_path: Path) -> None:
     with Store(db) as store:
         store.commit_batch("fleet", _entries("fleet", datetime.now(UTC), 3, "x"), {"c": 1})
         store.finish_run(store.start_run("fleet"))
-        store.set_schedule("fleet", soon, 60, 0)
-        store.set_schedule("new", soon, 30, 0)  # scheduled, never polled yet
+        store.set_schedule("d1", "fleet", soon, 60, 0)
+        store.set_schedule("d1", "new", soon, 30, 0)  # scheduled, never polled yet
     result = CliRunner().invoke(cli, ["status", "--db", str(db), "--format", "json"])
     assert result.exit_code == 0, result.output
     rows = {r["source"]: r for r in json.loads(result.output)}
@@ -274,7 +274,7 @@ def test_status_shows_the_daemons_next_runs(tmp_path: Path) -> None:
     table = CliRunner().invoke(cli, ["status", "--db", str(db)])
     assert table.exit_code == 0 and "next run" in table.output
     with Store(db) as store:
-        store.clear_schedule()
+        store.clear_schedule("d1")
     rows = {
         r["source"]: r
         for r in json.loads(
@@ -381,7 +381,7 @@ def test_retention_prunes_delivered_alerts_but_keeps_pending_and_dead(tmp_path: 
         with store.transaction() as db:
             for i, state in enumerate(("done", "pending", "dead")):
                 db.execute(
-                    "INSERT INTO webhook_outbox (delivery_id, webhook, source, provider, count, "
+                    "INSERT INTO webhook_outbox (delivery_id, sink, source, provider, count, "
                     "body, state, next_attempt_at, created_at, updated_at) "
                     "VALUES (?, 'ops', 'fleet', 'fleetit', 1, x'7b7d', ?, ?, ?, ?)",
                     [f"dlv_{i}", state, old, old, old],
@@ -439,4 +439,70 @@ def test_the_daemon_sends_a_batchs_failures_once_it_commits_not_at_the_tick_or_p
             assert received[0].verified and failed and sorted(sent) == sorted(failed)
         finally:
             second_page.set()
+            daemon.shutdown()
+
+
+def test_a_daemon_polls_a_source_only_while_it_holds_the_sources_lease(
+    tmp_path: Path, restore_logging: None
+) -> None:
+    from logd_fleetit import FleetITSimulator
+
+    from logd.daemon.service import Daemon, lease_ttl, poll_job_id
+
+    with FleetITSimulator(records=5) as sim:
+        config = write_config(tmp_path, [{**sim.demo_source("a"), "interval": 3600}])
+        with Store(tmp_path / "logd.db") as other:  # another daemon sharing the store
+            held = other.claim_lease("source:a", "elsewhere:1:ff", ttl=600)
+            assert held is not None
+            daemon = Daemon(config, notifier=_Recorder())
+            daemon.start()
+            try:
+                job = daemon.scheduler.get_job(poll_job_id("a"))
+                deadline = time.monotonic() + 10
+                while job.next_run_time <= datetime.now(UTC) + timedelta(seconds=60):
+                    assert time.monotonic() < deadline, "the first poll never ran"
+                    time.sleep(0.02)
+                    job = daemon.scheduler.get_job(poll_job_id("a"))
+                with daemon._idle:
+                    assert daemon._idle.wait_for(lambda: daemon._active == 0, timeout=10)
+                # Its lease is another daemon's: no poll, nothing stored, no failure counted.
+                assert other.source_stats() == [] and daemon._failures["a"] == 0
+                assert daemon.store.schedule()["a"]["daemon"] == daemon.daemon_id
+
+                other.release_lease(held)
+                daemon._poll("a")
+                assert other.source_stats()[0]["entries"] == 5
+                [lease] = other.leases()
+                assert (lease.holder, lease.token) == (daemon.daemon_id, held.token + 1)
+                assert lease.expires_at <= datetime.now(UTC)  # released after the poll
+            finally:
+                daemon.shutdown()
+            assert other.schedule() == {}  # its own rows go with it
+    src = daemon.settings.source("a")
+    assert lease_ttl(src) >= src.poll_deadline + src.timeout
+
+
+def test_a_restart_after_a_kill_takes_the_dead_daemons_leases_at_once(
+    tmp_path: Path, restore_logging: None
+) -> None:
+    from logd_fleetit import FleetITSimulator
+
+    from logd.daemon.service import Daemon
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # a pid that no longer runs, as a SIGKILLed daemon's
+    dead = f"{socket.gethostname()}:{gone.pid}:00000000"
+    with FleetITSimulator(records=5) as sim:
+        config = write_config(tmp_path, [{**sim.demo_source("a"), "interval": 3600}])
+        with Store(tmp_path / "logd.db") as store:
+            assert store.claim_lease("source:a", dead, ttl=600) is not None
+            assert store.claim_lease("source:b", "elsewhere:1:ff", ttl=600) is not None
+        daemon = Daemon(config, notifier=_Recorder())
+        daemon.start()
+        try:
+            daemon._poll("a")
+            assert daemon.store.source_stats()[0]["entries"] == 5
+            holders = {lease.name: lease.holder for lease in daemon.store.leases()}
+            assert holders == {"source:a": daemon.daemon_id, "source:b": "elsewhere:1:ff"}
+        finally:
             daemon.shutdown()

@@ -137,16 +137,16 @@ def test_datasette_offers_search_on_entries(store: Store) -> None:
 def test_follow_prints_one_header_above_the_first_entries(store: Store, fmt: str) -> None:
     out = io.StringIO()
     calls = 0
-    real = store.updated_since
+    real = store.changes_after
 
-    def arrive(*args: object, **kwargs: object) -> list[tuple[str, Row]]:
+    def arrive(*args: object, **kwargs: object) -> list[tuple[int, Row]]:
         nonlocal calls
         calls += 1
         if calls <= 2:  # an entry arrives before each of the first two polls
             store.commit_batch("a", [entry(f"n{calls}", "a", Status.FAILURE, 0, "new")], None)
         return real(*args, **kwargs)  # type: ignore[arg-type]
 
-    store.updated_since = arrive  # type: ignore[method-assign]
+    store.changes_after = arrive  # type: ignore[method-assign]
     # Nothing matches at first: the header waits for the first entry that does.
     follow_rows(store, Filters(text="new"), fmt, out, limit=5, interval=0, max_polls=3)
     lines = out.getvalue().splitlines()

@@ -6,7 +6,6 @@ import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 from logd_fleetit import FleetITSimulator
@@ -14,7 +13,7 @@ from logd_fleetit import FleetITSimulator
 from logd import Batch, Entry, Status
 from logd.engine.prefetch import Prefetch, merge
 from logd.plugin.testing import SyncRun
-from logd.store.sqlite.store import BatchResult
+from logd.store.interface import BatchResult, BatchTransaction
 
 NOW = datetime(2026, 11, 23, 12, tzinfo=UTC)
 
@@ -28,7 +27,7 @@ def test_the_next_page_is_fetched_while_a_batch_commits(tmp_path: Path) -> None:
         asked_page_two = threading.Event()
         first = True
 
-        def wait_for_page_two(db: Any, source: str, result: BatchResult) -> None:
+        def wait_for_page_two(tx: BatchTransaction, result: BatchResult) -> None:
             nonlocal first
             if first:  # inside the first batch's transaction: page 2 must be on its way
                 first = False
@@ -119,7 +118,7 @@ def test_batches_that_pile_up_commit_together_with_the_last_cursor(tmp_path: Pat
     with FleetITSimulator(records=1000) as sim:
         commits: list[int] = []
 
-        def slow_first_commit(db: Any, source: str, result: BatchResult) -> None:
+        def slow_first_commit(tx: BatchTransaction, result: BatchResult) -> None:
             if not commits:  # the store lags once: the other nine pages pile up meanwhile
                 for _ in range(500):
                     if len(sim.requests_to("/v2/integrations/logs/")) >= 10:

@@ -137,7 +137,7 @@ def test_a_later_good_fetch_replaces_the_quarantined_record(
     run = SyncRun(
         tmp_path,
         [sim.demo_source("fleet")],
-        batch_hooks=[lambda db, source, result: hook_results.append(result)],
+        batch_hooks=[lambda tx, result: hook_results.append(result)],
     )
     run.sync()
     alerted = [e.raw for r in hook_results for e in r.new_failures]

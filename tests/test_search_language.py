@@ -32,7 +32,6 @@ from logd.plugin.testing import write_config
 from logd.store.interface import Filters
 from logd.store.query_language import And, Column, Not, Or, Term, fold, parse
 from logd.store.sqlite.migrations import MIGRATIONS
-from logd.store.sqlite.outbox import list_deliveries
 from logd.store.sqlite.retention import apply_retention
 from logd.store.sqlite.search import fts5_match
 from logd.store.sqlite.store import Store
@@ -278,7 +277,7 @@ def test_webhook_match_folds_like_query(tmp_path: Path, match: str, expected: li
             make("pol", "Order POL-358 failed"),
         ]
         store.commit_batch("akinon", entries, None, hooks=[outbox_hook(settings)])
-        [delivery] = list_deliveries(store)
+        [delivery] = store.list_deliveries()
         body = json.loads(delivery.body)
     assert sorted(e["native_id"] for e in body["entries"]) == expected
 

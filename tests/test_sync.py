@@ -19,7 +19,7 @@ from logd_fleetit import FleetITSimulator
 from logd import heap
 from logd.cli.main import cli
 from logd.plugin.testing import SyncRun, write_config
-from logd.store.sqlite.store import BatchResult
+from logd.store.interface import BatchResult, BatchTransaction
 
 TOKEN = "fleet-demo-token"
 
@@ -94,8 +94,8 @@ def test_a_crash_inside_the_second_batch_keeps_the_first(
 ) -> None:
     calls = []
 
-    def crash_on_second(db: Any, source: str, result: BatchResult) -> None:
-        calls.append(source)
+    def crash_on_second(tx: BatchTransaction, result: BatchResult) -> None:
+        calls.append(tx.source)
         if len(calls) == 2:
             raise RuntimeError("power cut")
 

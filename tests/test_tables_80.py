@@ -20,7 +20,7 @@ from logd_pegasus import PegasusSimulator
 from logd.cli.main import cli
 from logd.cli.table import cell_width
 from logd.plugin.testing import SyncRun
-from logd.store.sqlite.outbox import Attempt, enqueue, record_attempts
+from logd.store.interface import Attempt, BatchResult, BatchTransaction, NewDelivery
 from logd.store.sqlite.store import Store
 
 SOURCES = ("akinon", "elasticpath", "fleet", "maestra", "pegasus")
@@ -92,13 +92,14 @@ def failing(tmp_path: Path) -> Path:
                 "[Errno 111] Connection refused (after 5 attempts over 31s); "
                 "the next poll starts again from the stored cursor",
             )
-        with store.transaction() as db:
-            dead = enqueue(
-                db, webhook="ops", source="fleet", provider="fleetit", entries=[], now=now
-            )
-            enqueue(db, webhook="ops", source="pegasus", provider="pegasus", entries=[], now=now)
-        record_attempts(
-            store,
+        dead = "dlv_" + "d" * 32
+
+        def queue(tx: BatchTransaction, result: BatchResult) -> None:
+            tx.enqueue(NewDelivery(dead, "ops", "fleet", "fleetit", 0, b"{}"), now)
+            tx.enqueue(NewDelivery("dlv_" + "e" * 32, "ops", "pegasus", "pegasus", 0, b"{}"), now)
+
+        store.commit_batch("fleet", [], None, hooks=[queue])
+        store.record_attempts(
             [
                 Attempt(
                     dead, "dead", 500, "HTTP 500 from hooks.example.com: " + "upstream down " * 8,
@@ -161,9 +162,9 @@ def test_stats_at_80_columns_says_its_window(failing: Path, synced: Path) -> Non
 
 def test_healthy_status_at_80_columns_keeps_headers_and_names_whole(synced: Path) -> None:
     with Store(synced) as store:
-        store.set_schedule("a-source-with-a-rather-long-name", datetime.now(UTC), 30, 0)
+        store.set_schedule("d1", "a-source-with-a-rather-long-name", datetime.now(UTC), 30, 0)
         text = run("status", "--db", str(synced))
-        store.clear_schedule()
+        store.clear_schedule("d1")
     lines = assert_fits(text)
     headers = {"source", "state", "last success (UTC)", "next run (UTC)", "entries", "failures"}
     assert set(re.split(r"\s{2,}", lines[0])) <= headers | {"pending", "hooks pending/dead"}

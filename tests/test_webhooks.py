@@ -19,7 +19,6 @@ from typing import Any
 
 import httpx
 import pytest
-import sqlite_utils
 from click.testing import CliRunner
 from standardwebhooks import Webhook
 
@@ -30,8 +29,8 @@ from logd.delivery.receiver import Receiver
 from logd.delivery.signing import sign, verify
 from logd.delivery.webhooks import Deliverer, outbox_hook
 from logd.plugin.testing import write_config
-from logd.store.sqlite.outbox import Delivery, list_deliveries, outbox_counts
-from logd.store.sqlite.store import BatchResult, Filters, Store
+from logd.store.interface import BatchResult, BatchTransaction, Delivery, Filters
+from logd.store.sqlite.store import Store
 
 SECRET = "fleetit-webhook-secret-0123456789"
 WHSEC = "whsec_" + base64.b64encode(b"standard-webhooks-secret-32bytes").decode()
@@ -97,7 +96,7 @@ class Env:
         return self.store.commit_batch(src, list(entries), None, hooks=[self.hook])
 
     def rows(self, **kw: Any) -> list[Delivery]:
-        return list(reversed(list_deliveries(self.store, **kw)))  # oldest first
+        return list(reversed(self.store.list_deliveries(**kw)))  # oldest first
 
 
 @pytest.fixture
@@ -210,14 +209,14 @@ def test_one_delivery_per_webhook_per_source_chunked_by_max_entries(tmp_path: Pa
     env.commit(*[entry(str(i), ago=timedelta(minutes=10 - i)) for i in range(5)])
     env.commit(entry("x", src="other"), src="other")
     rows = env.rows()
-    ops = [r for r in rows if r.webhook == "ops"]
+    ops = [r for r in rows if r.sink == "ops"]
     assert [(r.source, r.count) for r in ops] == [
         ("fleet", 2),
         ("fleet", 2),
         ("fleet", 1),
         ("other", 1),
     ]
-    assert [(r.source, r.count) for r in rows if r.webhook == "all"] == [("fleet", 5), ("other", 1)]
+    assert [(r.source, r.count) for r in rows if r.sink == "all"] == [("fleet", 5), ("other", 1)]
     ids = [e["native_id"] for r in ops[:3] for e in json.loads(r.body)["entries"]]
     assert ids == ["0", "1", "2", "3", "4"]  # oldest first, none twice
     assert len({r.delivery_id for r in rows}) == len(rows)
@@ -258,7 +257,7 @@ def test_match_filter_is_fts5_on_the_entry(tmp_path: Path) -> None:
 def test_outbox_rows_commit_and_roll_back_with_their_batch(tmp_path: Path) -> None:
     env = Env(tmp_path, hook("http://127.0.0.1:9/hook"))
 
-    def crash(db: sqlite_utils.Database, source: str, result: BatchResult) -> None:
+    def crash(tx: BatchTransaction, result: BatchResult) -> None:
         raise RuntimeError("killed mid-batch")
 
     with pytest.raises(RuntimeError):
@@ -332,7 +331,7 @@ def test_retries_back_off_then_die_after_retry_for(tmp_path: Path, rx: Receiver)
     assert len(waits) < 20
     [row] = env.rows()
     assert row.state == "dead" and "HTTP 500" in (row.last_error or "")
-    assert outbox_counts(env.store) == {"fleet": {"pending": 0, "dead": 1, "done": 0}}
+    assert env.store.outbox_counts("source") == {"fleet": {"pending": 0, "dead": 1, "done": 0}}
 
 
 def test_client_error_is_dead_at_once_with_the_response_text(tmp_path: Path, rx: Receiver) -> None:

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlite_utils
 from logd_maestra import MaestraOptions, MaestraSimulator
 from logd_maestra.csvparts import read_part
 from logd_maestra.export import Window
@@ -28,7 +27,7 @@ from pydantic import ValidationError
 
 from logd import ProtocolError, SourceError, Status
 from logd.plugin.testing import SyncRun
-from logd.store.sqlite.store import BatchResult
+from logd.store.interface import BatchResult, BatchTransaction
 
 NOW = datetime.now(UTC)
 
@@ -216,7 +215,7 @@ class CrashOnCommit:
         self.n = n
         self.calls = 0
 
-    def __call__(self, db: sqlite_utils.Database, source: str, result: BatchResult) -> None:
+    def __call__(self, tx: BatchTransaction, result: BatchResult) -> None:
         self.calls += 1
         if self.calls == self.n:
             raise RuntimeError("simulated crash before commit")
@@ -512,8 +511,8 @@ def test_first_sync_uses_both_export_slots_and_checks_soon_then_less_often(
     rows = sim.add_records(400, end=NOW - timedelta(minutes=15), spread=timedelta(days=6))
     cursors: list[str] = []
 
-    def record_cursor(db: sqlite_utils.Database, source: str, result: BatchResult) -> None:
-        cursors.append(db.execute("SELECT cursor FROM cursors").fetchone()[0])
+    def record_cursor(tx: BatchTransaction, result: BatchResult) -> None:
+        cursors.append(json.dumps(run.store.cursor(tx.source), sort_keys=True))
 
     table = source(sim)  # the documented defaults: backfill 7d, window 2d, export_poll 5s
     table.pop("window")

@@ -14,14 +14,13 @@ from typing import Any
 
 import httpx
 import pytest
-import sqlite_utils
 from logd_pegasus import PegasusSimulator
 from logd_pegasus.provider import changelog_entry, modification_entry
 from logd_pegasus.simulator import UNAUTHORIZED
 
 from logd import ConfigError, SimRequest, SimResponse, Status
 from logd.plugin.testing import SyncRun
-from logd.store.sqlite.store import BatchResult
+from logd.store.interface import BatchResult, BatchTransaction
 
 SOURCE = "peg"
 
@@ -91,7 +90,7 @@ class Counts:
         self.fail_at = fail_at
         self.then = then
 
-    def __call__(self, db: sqlite_utils.Database, source: str, result: BatchResult) -> None:
+    def __call__(self, tx: BatchTransaction, result: BatchResult) -> None:
         self.batches += 1
         if self.batches == self.fail_at:
             if self.then is None:

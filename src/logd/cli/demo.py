@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,8 @@ from logd.cli.sync import run_sync
 from logd.config.settings import load_settings
 from logd.plugin.manager import load_plugins
 from logd.plugin.simulator import Simulator
-from logd.store.sqlite.store import Filters, Store
+from logd.store import open_store
+from logd.store.interface import Filters
 
 
 def start_simulators() -> dict[str, Simulator]:
@@ -99,7 +101,7 @@ def run_demo(directory: Path, *, keep_running: bool = False) -> None:
         settings = load_settings(config)
         run_sync(settings)
         _print_deliveries(received)
-        with Store(settings.database) as store:
+        with closing(open_store(settings.database)) as store:
             click.secho("\nlogd status", bold=True)
             write_status(collect_status(store), "table", sys.stdout)
             click.secho("\nnewest failures", bold=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from contextlib import closing
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +21,7 @@ from logd.cli.webhooks import webhooks
 from logd.errors import ConfigError, LogdError
 
 if TYPE_CHECKING:
-    from logd.store.sqlite.reader import Reader
+    from logd.store.interface import Store
 
 log = logging.getLogger("logd")
 
@@ -126,19 +127,19 @@ def _settings(config: Path | None, *, named_plugins: bool = False) -> Any:
     return settings
 
 
-def _open_store(config: Path | None, db: Path | None) -> Reader:
+def _open_store(config: Path | None, db: Path | None) -> Store:
     """The store for read-only commands: `--db`, else the config's database path.
 
     Neither pydantic (the config models) nor sqlite_utils (the writer) is imported here: the
     read commands start in a fraction of the time.
     """
-    from logd.store.sqlite.reader import Reader
+    from logd.store import open_reader
 
     if db is not None:
-        return Reader(db)
+        return open_reader(db)
     from logd.config.paths import database_path
 
-    return Reader(database_path(config))
+    return open_reader(database_path(config))
 
 
 @cli.command("check-config")
@@ -266,7 +267,7 @@ def query(
         until=until,
         local=local,
     )
-    with _open_store(config, db) as store:
+    with closing(_open_store(config, db)) as store:
         check_names(store, sources=sources, providers=providers, config=config)
         color = sys.stdout.isatty()
         if follow:
@@ -296,7 +297,7 @@ def show(entry_id: str, config: Path | None, db: Path | None, fmt: str, local: b
     from logd.cli.output import dumps, write_entry
     from logd.errors import QueryError
 
-    with _open_store(config, db) as store:
+    with closing(_open_store(config, db)) as store:
         row = store.get(entry_id) if ":" in entry_id else None
         if row is None:
             # Not an id: the start of one? Eleven tell "more than ten" from ten.
@@ -334,7 +335,7 @@ def status(config: Path | None, db: Path | None, fmt: str, local: bool) -> None:
     """Per source: state, last success, entries, failures, last error (all time; UTC times)."""
     from logd.cli.status import collect_status, write_status
 
-    with _open_store(config, db) as store:
+    with closing(_open_store(config, db)) as store:
         rows = collect_status(store, config if db is None else None)
         write_status(rows, fmt, sys.stdout, local=local)
 
@@ -387,7 +388,7 @@ def stats(
     time. Days and hours are UTC days and hours unless --local.
     """
     from logd.cli.output import terminal_width, use_color, write_records
-    from logd.cli.stats import bucket_stats, window_line, write_bars
+    from logd.cli.stats import window_line, write_bars
     from logd.cli.table import Column
     from logd.errors import QueryError
     from logd.timeparse import parse_time
@@ -396,9 +397,11 @@ def stats(
         since_at = parse_time(since or ("24h" if by == "hour" else "7d"), local=local)
     except ValueError as exc:
         raise QueryError(str(exc)) from None
-    with _open_store(config, db) as store:
+    with closing(_open_store(config, db)) as store:
         if by in ("day", "hour"):
-            rows = bucket_stats(store, since=since_at, by=by, local=local)
+            rows = store.bucket_stats(
+                since=since_at, by="day" if by == "day" else "hour", local=local
+            )
         else:
             rows = store.stats(since=since_at, by=by)
     if fmt != "table":

@@ -6,7 +6,7 @@ import difflib
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Literal, TextIO
 
 from logd.cli.output import write_csv, write_rows, write_table
 from logd.errors import QueryError
@@ -14,8 +14,8 @@ from logd.store.interface import Filters, Row
 from logd.store.query_language import parse
 from logd.timeparse import parse_time
 
-if TYPE_CHECKING:  # `logd query` reads through logd.reader; this module never opens a store
-    from logd.store.sqlite.store import Store
+if TYPE_CHECKING:  # `logd query` opens its store read-only (`logd.store.open_reader`)
+    from logd.store.interface import Store
 
 
 def build_filters(
@@ -50,16 +50,6 @@ def build_filters(
     )
 
 
-# The distinct values of an indexed column, one index seek each (a skip scan): a store of
-# millions of entries and a handful of sources answers at once.
-_DISTINCT = """
-WITH RECURSIVE v(x) AS (
-    SELECT min({col}) FROM entries
-    UNION ALL SELECT (SELECT min({col}) FROM entries WHERE {col} > v.x) FROM v WHERE v.x IS NOT NULL
-) SELECT x FROM v WHERE x IS NOT NULL
-"""
-
-
 def check_names(
     store: Store, *, sources: Sequence[str], providers: Sequence[str], config: Path | None
 ) -> None:
@@ -75,34 +65,18 @@ def check_names(
     if not any(wanted.values()):
         return
     configured = configured_names(config)
-    with store.lock:
-        for column, names in wanted.items():
-            for name in names:
-                if name in configured[column] or _stored(store, column, name):
-                    continue
-                known = set(configured[column])
-                known.update(r[0] for r in store.db.execute(_DISTINCT.format(col=column)))
-                if column == "source":
-                    for table in ("poll_runs", "cursors"):
-                        known.update(r[0] for r in store.db.execute(f"SELECT source FROM {table}"))
-                listed = ", ".join(sorted(known)) or "none yet"
-                close = difflib.get_close_matches(name, sorted(known), n=1)
-                raise QueryError(
-                    f"no {column} named {name!r} in the store or the config; known: {listed}",
-                    hint=f"did you mean --{column} {close[0]}?" if close else None,
-                )
-
-
-def _stored(store: Store, column: str, name: str) -> bool:
-    """Whether `name` appears in the store as a source (entries, runs, cursors) or provider."""
-    if store.db.execute(f"SELECT 1 FROM entries WHERE {column} = ? LIMIT 1", [name]).fetchone():
-        return True
-    if column != "source":
-        return False
-    for table in ("poll_runs", "cursors"):
-        if store.db.execute(f"SELECT 1 FROM {table} WHERE source = ? LIMIT 1", [name]).fetchone():
-            return True
-    return False
+    columns: tuple[Literal["source", "provider"], ...] = ("source", "provider")
+    for column in columns:
+        for name in wanted[column]:
+            if name in configured[column] or store.names(column, only=name):
+                continue
+            known = set(configured[column]) | set(store.names(column))
+            listed = ", ".join(sorted(known)) or "none yet"
+            close = difflib.get_close_matches(name, sorted(known), n=1)
+            raise QueryError(
+                f"no {column} named {name!r} in the store or the config; known: {listed}",
+                hint=f"did you mean --{column} {close[0]}?" if close else None,
+            )
 
 
 def follow_rows(
@@ -119,33 +93,28 @@ def follow_rows(
 ) -> None:
     """Print the newest matches, then every new match as it is stored, until interrupted.
 
-    New entries are found by store key (time-ordered), so an entry whose own time is older
-    than what was shown is still printed when it arrives: follow also tracks the largest key.
-    A table or CSV header is printed once, above the first entries printed.
+    New entries are found by the store's change sequence, not by entry time: a record whose
+    own time is old but which was just stored (or just turned into a failure) is news to
+    someone tailing the store, and each poll reads only the changes since the last (an index
+    range). A table or CSV header is printed once, above the first entries printed.
     """
+    # The mark first: a change committed between it and the search shows up twice at most,
+    # never not at all.
+    mark = store.last_change()
     initial = list(reversed(store.search(filters, limit=limit)))
     header = not _emit(initial, fmt, out, color, local, header=True)
-    # Follow by change time, not entry time: a record whose own time is old but which was
-    # just stored (or just turned into a failure) is news to someone tailing the store.
-    mark = _max_update(store)
     polls = 0
     try:
         while max_polls is None or polls < max_polls:
             polls += 1
             time.sleep(interval)
-            rows = store.updated_since(mark, filters)
+            rows = store.changes_after(mark, filters=filters)
             if rows:
                 mark = rows[-1][0]
                 if _emit([r for _, r in rows], fmt, out, color, local, header=header):
                     header = False
     except KeyboardInterrupt:
         return
-
-
-def _max_update(store: Store) -> str:
-    with store.reading() as db:
-        row = db.execute("SELECT coalesce(max(updated_at), '') FROM entries").fetchone()
-    return str(row[0])
 
 
 def _emit(

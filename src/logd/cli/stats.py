@@ -1,4 +1,5 @@
-"""`logd stats`: counts over a stated window, and entries and failures over time as bars.
+"""`logd stats`: counts over a stated window, and entries and failures over time as bars
+(the counts are the store's: `Store.stats`, `Store.bucket_stats`).
 
 Days and hours are those of the zone the tables show (UTC, or local time with `--local`; see
 `logd.timeparse`), so `stats --by day` and `query --since DATE` count the same entries.
@@ -8,54 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import Any, TextIO
 
-from logd.store.sqlite.search import time_key
 from logd.timeparse import show_time, zone_name
 
-if TYPE_CHECKING:
-    from logd.store.sqlite.store import Store
-
-#: SQL giving each entry's bucket label from its stored UTC timestamp, by (group, local).
-#: SQLite's `localtime` reads the same TZ rules as Python's `astimezone()`.
-_BUCKET_SQL = {
-    ("day", False): "substr(timestamp, 1, 10)",
-    ("hour", False): "substr(timestamp, 1, 10) || ' ' || substr(timestamp, 12, 2) || ':00'",
-    ("day", True): "strftime('%Y-%m-%d', timestamp, 'localtime')",
-    ("hour", True): "strftime('%Y-%m-%d %H:00', timestamp, 'localtime')",
-}
 _FORMAT = {"day": "%Y-%m-%d", "hour": "%Y-%m-%d %H:00"}
 _STEP = {"day": timedelta(days=1), "hour": timedelta(hours=1)}
 #: Glyphs of a bar: entries that did not fail, then failures (also red on a terminal).
 OK_BAR, FAILED_BAR = "█", "▒"
-
-
-def bucket_stats(
-    store: Store, *, since: datetime, by: str, local: bool = False
-) -> list[dict[str, Any]]:
-    """Per source and day or hour (`by`) from `since` on: entries, failures, rate, pending.
-
-    Days and hours are UTC, or local time when `local`. Buckets without entries are left out
-    (the bars fill them in).
-    """
-    sql = (
-        f"SELECT source, {_BUCKET_SQL[by, local]} AS bucket, count(*), "
-        "sum(status = 'failure'), sum(status = 'pending') FROM entries WHERE id >= ? "
-        "GROUP BY source, bucket ORDER BY source, bucket"
-    )
-    with store.lock:
-        rows = store.db.execute(sql, [time_key(since)]).fetchall()
-    return [
-        {
-            "source": source,
-            by: bucket,
-            "entries": n,
-            "failures": failures,
-            "failure_rate": round(failures / n * 100, 2) if n else 0.0,
-            "pending": pending,
-        }
-        for source, bucket, n, failures, pending in rows
-    ]
 
 
 def window_line(since: datetime, *, by: str, local: bool = False) -> str:

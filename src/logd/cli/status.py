@@ -10,15 +10,14 @@ from typing import Any, TextIO
 
 from logd.cli.output import write_records
 from logd.cli.table import Column
-from logd.store.sqlite.outbox import outbox_counts
-from logd.store.sqlite.store import Store
+from logd.store.interface import Store
 from logd.timeparse import short_time, zone_name
 
 
 def collect_status(store: Store, config: Path | None = None) -> list[dict[str, Any]]:
     """Per source: state, last poll, last success, last error, counts, cursor, current wait."""
     rows = store.source_stats()
-    deliveries = outbox_counts(store)
+    deliveries = store.outbox_counts("source")
     # A poll without an end is running while its process lives; a killed one's row is not.
     running = {
         source: started

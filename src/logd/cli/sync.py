@@ -8,7 +8,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from contextlib import ExitStack
+from contextlib import ExitStack, closing
 from datetime import UTC
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +22,8 @@ from logd.errors import ConfigError, LogdError
 from logd.plugin.http import RetryPolicy, SourceClient
 from logd.plugin.manager import load_plugins
 from logd.plugin.provider import PollContext
-from logd.store.sqlite.store import BatchHook, Store
+from logd.store import open_store
+from logd.store.interface import BatchHook, Store
 
 if TYPE_CHECKING:
     from rich.progress import Task
@@ -40,7 +41,7 @@ def run_sync(
         raise ConfigError("no enabled sources to sync", hint="add a [[sources]] table")
     registry = load_plugins(providers={s.provider for s in sources})
     heap.settle()  # start-up is over: what follows allocates per record (heap.py)
-    with Store(settings.database) as store:
+    with closing(open_store(settings.database)) as store:
         stop = threading.Event()
         engine = Engine(
             settings,
@@ -153,11 +154,10 @@ def _deliver_webhooks(settings: Settings, store: Store) -> list[str]:
     if not settings.webhooks:
         return []
     from logd.delivery.webhooks import Deliverer
-    from logd.store.sqlite.outbox import webhook_counts
 
     with Deliverer(settings, store) as deliverer:
         stats = deliverer.deliver_due()
-    pending = webhook_counts(store)
+    pending = store.outbox_counts("sink")
     lines = []
     for hook in settings.webhooks:
         done = stats.by_webhook.get(hook.name, {})

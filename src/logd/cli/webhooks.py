@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import sys
+from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import click
 
 from logd.cli.options import config_option, db_option, format_option
 from logd.errors import ConfigError, LogdError
+
+if TYPE_CHECKING:
+    from logd.store.interface import DeliveryState
 
 
 @click.group()
@@ -38,12 +42,17 @@ def list_command(
     from logd.cli.output import write_records
     from logd.cli.table import Column
     from logd.config.paths import database_path
-    from logd.store.sqlite.outbox import list_deliveries
-    from logd.store.sqlite.reader import Reader
+    from logd.store import open_reader
     from logd.timeparse import short_time, zone_name
 
-    with Reader(db or database_path(config)) as store:  # read-only: no pydantic, no migrations
-        rows = [d.summary() for d in list_deliveries(store, state=state, limit=limit or None)]
+    # Read-only: no pydantic, no migrations.
+    with closing(open_reader(db or database_path(config))) as store:
+        rows = [
+            d.summary()
+            for d in store.list_deliveries(
+                state=cast("DeliveryState | None", state), limit=limit or None
+            )
+        ]
     if fmt != "table":
         write_records(rows, fmt, sys.stdout)
         return
@@ -87,12 +96,11 @@ def retry(ctx: click.Context, ids: tuple[str, ...], config: Path | None) -> None
     """Deliver now: the named deliveries (dead ones too), else every pending one."""
     from logd.config.settings import load_settings
     from logd.delivery.webhooks import Deliverer
-    from logd.store.sqlite.outbox import make_due
-    from logd.store.sqlite.store import Store
+    from logd.store import open_store
 
     settings = load_settings(config)
-    with Store(settings.database) as store:
-        due = make_due(store, ids, datetime.now(UTC))
+    with closing(open_store(settings.database)) as store:
+        due = store.make_due(ids, datetime.now(UTC))
         missing = sorted(set(ids) - set(due))
         if missing:
             raise LogdError(

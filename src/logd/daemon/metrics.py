@@ -35,7 +35,7 @@ from prometheus_client.registry import Collector
 
 from logd.config.settings import parse_listen
 from logd.engine.poller import SourceReport
-from logd.store.sqlite.store import Store
+from logd.store.interface import Store
 
 log = logging.getLogger("logd.metrics")
 
@@ -53,9 +53,7 @@ class _OutboxCollector(Collector):
             labels=["source", "state"],
         )
         try:
-            from logd.delivery.webhooks import outbox_counts
-
-            counts = outbox_counts(self.store)
+            counts = self.store.outbox_counts("source")
         except Exception as exc:  # a scrape must answer even if the store is busy or old
             log.warning("webhook counts unavailable for metrics: %s", exc)
             counts = {}

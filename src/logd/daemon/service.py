@@ -23,6 +23,7 @@ from __future__ import annotations
 import faulthandler
 import logging
 import os
+import secrets
 import select
 import signal
 import socket
@@ -53,12 +54,12 @@ from logd.daemon.health import Heartbeat, Watchdog
 from logd.daemon.instance_lock import InstanceLock
 from logd.daemon.metrics import Metrics
 from logd.daemon.notify import Notifier, watchdog_interval
-from logd.engine.poller import Engine, SourceReport
+from logd.engine.poller import STOP_GRACE, Engine, SourceReport
 from logd.errors import ConfigError, LogdError, StoreError
 from logd.logging_setup import setup as setup_logging
 from logd.plugin.manager import load_plugins
-from logd.store.sqlite.retention import apply_retention
-from logd.store.sqlite.store import BatchHook, Store
+from logd.store import open_store
+from logd.store.interface import BatchHook, Store
 
 log = logging.getLogger("logd.daemon")
 
@@ -92,6 +93,43 @@ def _trigger(interval: float) -> IntervalTrigger:
 def poll_job_id(source: str) -> str:
     """The scheduler job id of a source's poll."""
     return f"poll:{source}"
+
+
+#: Seconds a source's lease lasts at least, and beyond the longest a poll can run.
+LEASE_MIN = 60.0
+LEASE_SLACK = 30.0
+
+
+def lease_ttl(src: SourceConfig) -> float:
+    """Seconds the lease on `src` is taken for, per poll: never less than the poll can last.
+
+    A poll stops by its `poll_timeout`, and its provider then has the request `timeout` plus
+    the engine's STOP_GRACE to wind down, committing nothing after: a lease that outlasts
+    that, with LEASE_SLACK for a slow commit, never lapses under a live poll (no second
+    daemon polls alongside), and a crashed daemon's sources are free again that much later.
+    """
+    return max(LEASE_MIN, src.poll_deadline + src.timeout + STOP_GRACE + LEASE_SLACK)
+
+
+def new_daemon_id() -> str:
+    """`host:pid:random`: names this daemon run in schedule rows and leases (and `status`);
+    the random part tells apart two runs that got the same pid."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+def _dead_here(daemon: str) -> bool:
+    """Whether `daemon` (a `new_daemon_id`) ran on this host in a process that is gone."""
+    host, _, rest = daemon.partition(":")
+    pid, _, _ = rest.partition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # another user's process: alive
+        return False
+    return False
 
 
 class Daemon:
@@ -135,6 +173,8 @@ class Daemon:
         self.heartbeat: Heartbeat
         self.watchdog: Watchdog | None = None
         self.instance_lock: InstanceLock | None = None
+        #: This run's id: its schedule rows and leases carry it.
+        self.daemon_id = new_daemon_id()
 
     # -- the main thread ------------------------------------------------------------------
 
@@ -196,7 +236,7 @@ class Daemon:
         # Before the store opens: a second daemon must not even migrate it.
         self.instance_lock = InstanceLock(self.settings.database)
         self.instance_lock.acquire()
-        self.store = Store(self.settings.database)
+        self.store = open_store(self.settings.database)
         self.registry = load_plugins()
         self.heartbeat = Heartbeat(
             stale_after=max(3 * self.heartbeat_every, 1.0), stuck=lambda: self._stuck()
@@ -219,7 +259,7 @@ class Daemon:
         )
         self.heartbeat.alive = lambda: bool(self.scheduler.running)
         self.scheduler.add_listener(self._on_job_event, EVENT_JOB_ERROR | EVENT_JOB_MAX_INSTANCES)
-        self.store.clear_schedule()  # whatever a crashed run left behind
+        self._clear_dead_daemons()
         now = datetime.now(UTC)
         with self._lock:
             self._install(self.settings, now)
@@ -324,7 +364,7 @@ class Daemon:
         self._sources.pop(name, None)
         self._failures.pop(name, None)
         self._intervals.pop(name, None)
-        self.store.clear_schedule([name])
+        self.store.clear_schedule(self.daemon_id, [name])
 
     def reload(self) -> bool:
         """Re-read the config file and apply it; keep the running config if it is invalid."""
@@ -403,7 +443,7 @@ class Daemon:
             log.info("webhooks: %d delivered, %d to retry, %d dead", *self._delivery_tally)
         if hasattr(self, "store"):
             try:
-                self.store.clear_schedule()
+                self.store.clear_schedule(self.daemon_id)
                 self.store.close()
             except StoreError as exc:
                 log.error("closing the store: %s", exc)
@@ -449,11 +489,28 @@ class Daemon:
         if src is None:
             return
         with self._busy():
+            # One daemon polls a source at a time: another one's unexpired lease skips this
+            # poll (not a failure: that daemon polls it), and every batch of the poll
+            # commits fenced by the lease, so a daemon that lost it writes nothing.
+            lease_name = f"source:{name}"
             try:
-                report = self.engine.poll_source(src, stop=self.stop, progress=self._after_batch)
+                lease = self.store.claim_lease(lease_name, self.daemon_id, lease_ttl(src))
+            except StoreError as exc:
+                self._after_poll(src, SourceReport(name, error=str(exc), done=True))
+                return
+            if lease is None:
+                log.info("%s: another daemon holds its lease; not polling it now", name)
+                return
+            try:
+                report = self.engine.poll_source(
+                    src, stop=self.stop, progress=self._after_batch, lease=lease
+                )
             except Exception as exc:  # the engine records source errors; this is a logd bug
                 log.exception("%s: poll crashed", name)
                 report = SourceReport(name, error=f"internal error: {exc!r}", done=True)
+            finally:
+                with suppress(StoreError):  # it lapses by itself at its ttl
+                    self.store.release_lease(lease)
             self._after_poll(src, report)
 
     def _after_poll(self, src: SourceConfig, report: SourceReport) -> None:
@@ -484,12 +541,28 @@ class Daemon:
         if report.failures and self.deliverer is not None:
             self._kick_deliveries()
 
+    def _clear_dead_daemons(self) -> None:
+        """Drop schedule rows and give up leases of daemons that ran on this host and are
+        gone (a crash leaves both: a restart after a kill would otherwise wait out each
+        source's lease); live daemons' rows and leases, here or elsewhere, stay."""
+        for lease in self.store.leases():
+            if lease.holder != self.daemon_id and _dead_here(lease.holder):
+                self.store.release_lease(lease)
+        self.store.clear_schedule(self.daemon_id)
+        for _ in range(1000):  # `schedule()` shows one row a source: repeat until none is dead
+            dead = {row["daemon"] for row in self.store.schedule().values()}
+            dead = {d for d in dead if d and d != self.daemon_id and _dead_here(d)}
+            if not dead:
+                return
+            for daemon in dead:
+                self.store.clear_schedule(daemon)
+
     def _record_schedule(
         self, name: str, next_run: datetime | None, interval: float, failures: int
     ) -> None:
         """Write the schedule `logd status` shows; a store fault is logged, the poll goes on."""
         try:
-            self.store.set_schedule(name, next_run, interval, failures)
+            self.store.set_schedule(self.daemon_id, name, next_run, interval, failures)
         except StoreError as exc:
             log.error("%s: schedule not recorded: %s", name, exc)
 
@@ -539,7 +612,7 @@ class Daemon:
             return
         with self._busy():
             try:
-                result = apply_retention(self.store, retention, stop=self.stop)
+                result = self.store.apply_retention(retention, stop=self.stop)
             except StoreError as exc:  # retried at the next run; what was deleted stays deleted
                 log.error("retention failed: %s", exc)
                 return

@@ -17,8 +17,9 @@ never holds up another.
 from __future__ import annotations
 
 import logging
+import os
 import random
-import sqlite3
+import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -29,7 +30,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-import sqlite_utils
 
 from logd import redact
 from logd.__about__ import __version__
@@ -39,29 +39,22 @@ from logd.errors import QueryError, StoreError
 from logd.plugin.deadline import Deadline
 from logd.plugin.deadline import transport as deadline_transport
 from logd.plugin.http import redact_url, retry_after_seconds
-from logd.store.interface import Row
-from logd.store.query_language import parse
-from logd.store.sqlite.outbox import (
+from logd.store.interface import (
     Attempt,
+    BatchHook,
+    BatchResult,
+    BatchTransaction,
     Delivery,
-    due_deliveries,
-    due_webhooks,
-    encode_body,
-    enqueue,
-    new_delivery_id,
-    next_due_at,
-    outbox_counts,
-    record_attempts,
+    NewDelivery,
+    Store,
 )
-from logd.store.sqlite.reader import Reader
-from logd.store.sqlite.search import ENTRY_COLUMNS, fts5_match
-from logd.store.sqlite.store import BatchHook, BatchResult, Store
+from logd.store.query_language import Node, parse
+from logd.store.sqlite.outbox import encode_body, new_delivery_id
 
 __all__ = [
     "Deliverer",
     "DeliveryStats",
     "Outcome",
-    "outbox_counts",
     "outbox_hook",
     "send_test",
 ]
@@ -73,6 +66,7 @@ ERROR_TEXT_LIMIT = 4000  # enough of a receiver's error page to act on, not a wh
 RECORD_EVERY = 50  # sends per write transaction of their outcomes, at most
 RECORD_AFTER = 1.0  # seconds an outcome may wait to be recorded, about
 WORKER_MIN_WAIT = 0.05  # seconds a worker waits at least between rounds (no busy loop)
+CLAIM_SLACK = 30.0  # seconds a claim outlasts a lane's round: recording its outcomes
 
 
 def _utcnow() -> datetime:
@@ -101,13 +95,14 @@ def outbox_hook(
     # Compiled once: check-config validated each expression with the same parser.
     matches = {w.name: _match_text(w) for w in webhooks if w.match is not None}
 
-    def hook(db: sqlite_utils.Database, source: str, result: BatchResult) -> None:
+    def hook(tx: BatchTransaction, result: BatchResult) -> None:
+        source = tx.source
         targets = [w for w in webhooks if w.sources is None or source in w.sources]
         if result.backfill:  # a first poll's failures are history, not news
             targets = [w for w in targets if w.alert_backfill]
         if not result.new_failures or not targets:
             return
-        rows = _stored_rows(db, source, [e.native_id for e in result.new_failures])
+        rows = tx.rows([e.native_id for e in result.new_failures])
         now = clock()
         queued = False
         for webhook in targets:
@@ -117,16 +112,17 @@ def outbox_hook(
                 keys = [k for k in keys if datetime.fromisoformat(rows[k].timestamp) >= cutoff]
             match = matches.get(webhook.name)
             if match is not None and keys:
-                keys = _matching(db, webhook, match, keys)
+                keys = _matching(tx, webhook, match, keys)
             for start in range(0, len(keys), webhook.max_entries):
                 chunk = [rows[k] for k in keys[start : start + webhook.max_entries]]
-                enqueue(
-                    db,
-                    webhook=webhook.name,
-                    source=source,
-                    provider=chunk[0].provider,
-                    entries=[r.as_dict() for r in chunk],
-                    now=now,
+                delivery_id = new_delivery_id()
+                entries = [r.as_dict() for r in chunk]
+                body = encode_body(delivery_id, webhook.name, source, chunk[0].provider, entries)
+                tx.enqueue(
+                    NewDelivery(
+                        delivery_id, webhook.name, source, chunk[0].provider, len(chunk), body
+                    ),
+                    now,
                 )
                 queued = True
         if queued and on_queued is not None:
@@ -135,49 +131,24 @@ def outbox_hook(
     return hook
 
 
-def _stored_rows(db: sqlite_utils.Database, source: str, native_ids: list[str]) -> dict[int, Row]:
-    """The stored rows of these entries by key (time order), read inside the transaction."""
-    rows: dict[int, Row] = {}
-    unique = list(dict.fromkeys(native_ids))
-    for start in range(0, len(unique), 500):
-        chunk = unique[start : start + 500]
-        for row in db.execute(
-            f"SELECT {ENTRY_COLUMNS} FROM entries WHERE source = ? "
-            f"AND native_id IN ({','.join('?' * len(chunk))})",
-            [source, *chunk],
-        ).fetchall():
-            rows[int(row[0])] = Row.from_sql(row)
-    return rows
-
-
-def _match_text(webhook: WebhookConfig) -> str | None:
-    """The FTS5 MATCH text of the webhook's `match`, or None to send every failure."""
+def _match_text(webhook: WebhookConfig) -> Node | None:
+    """The webhook's parsed `match`, or None to send every failure."""
     try:
         node = parse(webhook.match or "")
     except QueryError as exc:
         # check-config rejects it; should one slip through, alert rather than drop.
         log.error("webhook %s: match is not valid (%s); sending unfiltered", webhook.name, exc)
         return None
-    return None if node is None else fts5_match(node)
+    return node
 
 
 def _matching(
-    db: sqlite_utils.Database, webhook: WebhookConfig, match: str, keys: list[int]
+    tx: BatchTransaction, webhook: WebhookConfig, match: Node, keys: list[int]
 ) -> list[int]:
-    """The keys whose entries match `match`, the webhook's compiled search expression."""
-    found: set[int] = set()
+    """The keys whose entries match `match`, the webhook's parsed search expression."""
     try:
-        for start in range(0, len(keys), 500):
-            chunk = keys[start : start + 500]
-            found.update(
-                r[0]
-                for r in db.execute(
-                    "SELECT rowid FROM entries_fts WHERE entries_fts MATCH ? "
-                    f"AND rowid IN ({','.join('?' * len(chunk))})",
-                    [match, *chunk],
-                ).fetchall()
-            )
-    except sqlite3.OperationalError as exc:
+        found = tx.matching(match, keys)
+    except StoreError as exc:
         # Not the expression (compiled from a checked tree): a store fault. Alert all.
         log.error("webhook %s: match failed (%s); sending unfiltered", webhook.name, exc)
         return keys
@@ -281,6 +252,8 @@ class Deliverer:
         self._clients: dict[str, _WebhookClient] = {}
         self._closed = False
         self._wakes: dict[str, threading.Event] = {}
+        #: Who claims deliveries (`Store.claim_due`): this deliverer, in this process.
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:{random.getrandbits(32):08x}"
 
     def __enter__(self) -> Deliverer:
         return self
@@ -344,9 +317,9 @@ class Deliverer:
             stats = DeliveryStats()
             wait = idle
             try:
-                with busy(), Reader(self.store.path) as reader:
-                    self._lane(name, (), stats, stop, reader)
-                    due = next_due_at(reader, [name])
+                with busy():
+                    self._lane(name, (), stats, stop)
+                    due = self.store.next_due_at([name])
                 if due is not None:
                     wait = min(idle, max(WORKER_MIN_WAIT, (due - self.clock()).total_seconds()))
             except StoreError as exc:  # the store's fault: said once per round, retried
@@ -366,26 +339,21 @@ class Deliverer:
         so deliveries queued while it was sending go out in the same round (within its budget).
         """
         stats = DeliveryStats()
-        # The outbox is read on a connection of its own, as `logd status` reads it: a poll
-        # committing a large batch holds the store's writer lock, never these reads.
-        with Reader(self.store.path) as reader:
-            # A row for a webhook no longer configured stays pending until it comes back.
-            due = due_webhooks(reader, self.clock(), ids=ids)
-            lanes = [name for name in due if name in self.webhooks]
-            if len(lanes) == 1:
-                self._lane(lanes[0], ids, stats, stop, reader)
-            elif lanes:
-                with ThreadPoolExecutor(len(lanes), thread_name_prefix="logd-webhook") as pool:
-                    futures = [
-                        pool.submit(self._lane, name, ids, stats, stop, reader) for name in lanes
-                    ]
-                    for future in futures:
-                        future.result()
+        # A row for a webhook no longer configured stays pending until it comes back.
+        due = self.store.due_sinks(self.clock(), ids=ids)
+        lanes = [name for name in due if name in self.webhooks]
+        if len(lanes) == 1:
+            self._lane(lanes[0], ids, stats, stop)
+        elif lanes:
+            with ThreadPoolExecutor(len(lanes), thread_name_prefix="logd-webhook") as pool:
+                futures = [pool.submit(self._lane, name, ids, stats, stop) for name in lanes]
+                for future in futures:
+                    future.result()
         return stats
 
     def next_due(self) -> datetime | None:
         """When the next pending delivery to a configured webhook is due, or None."""
-        return next_due_at(self.store, list(self.webhooks))
+        return self.store.next_due_at(list(self.webhooks))
 
     def _lane(
         self,
@@ -393,7 +361,6 @@ class Deliverer:
         ids: Sequence[str],
         stats: DeliveryStats,
         stop: threading.Event | None,
-        reader: Store,
     ) -> None:
         lock = self._lanes[name]
         if not lock.acquire(blocking=False):
@@ -404,7 +371,10 @@ class Deliverer:
             attempts = 0
             # Read under the lane's lock, after the last outcomes were recorded: rows sent
             # meanwhile (by this lane or another round's) are done, not due.
-            while rows := due_deliveries(reader, self.clock(), ids=ids, webhook=name):
+            # Claimed for the round (its budget and one more attempt): no other sender of
+            # this store sends them meanwhile; recording an attempt ends its claim.
+            ttl = self.lane_budget + webhook.timeout + CLAIM_SLACK
+            while rows := self.store.claim_due(name, self.holder, ttl, self.clock(), ids=ids):
                 client = self._client(webhook)
                 # Outcomes are recorded a few at a time: one write transaction (one wait for
                 # the writer lock a backfill keeps busy) per RECORD_EVERY sends or RECORD_AFTER
@@ -431,8 +401,8 @@ class Deliverer:
                             # The endpoint is unwell: the rest wait with this one rather than
                             # each spending a timeout on it now.
                             rest = [r.delivery_id for r in rows[i + 1 :]]
-                            record_attempts(
-                                self.store, unrecorded, hold=rest, until=outcome.next_attempt_at
+                            self.store.record_attempts(
+                                unrecorded, hold=rest, until=outcome.next_attempt_at
                             )
                             unrecorded = []
                             return
@@ -440,10 +410,10 @@ class Deliverer:
                             len(unrecorded) >= RECORD_EVERY
                             or time.monotonic() - oldest >= RECORD_AFTER
                         ):
-                            record_attempts(self.store, unrecorded)
+                            self.store.record_attempts(unrecorded)
                             unrecorded = []
                 finally:
-                    record_attempts(self.store, unrecorded)
+                    self.store.record_attempts(unrecorded)
         finally:
             lock.release()
             if self._closed:

@@ -11,7 +11,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Sequence, Sized
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import suppress
 from dataclasses import dataclass
@@ -19,7 +19,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-import sqlite_utils
 
 from logd import redact
 from logd.config.settings import Settings, SourceConfig
@@ -31,9 +30,7 @@ from logd.plugin.entries import Batch, Entry
 from logd.plugin.http import RetryPolicy, SourceClient
 from logd.plugin.manager import Registry
 from logd.plugin.provider import PollContext, Provider
-from logd.store.sqlite.rows import Prepared
-from logd.store.sqlite.rows import prepare as prepare_row
-from logd.store.sqlite.store import BatchHook, BatchResult, Store
+from logd.store.interface import BatchHook, Lease, RunProgress, Store
 
 log = logging.getLogger("logd.engine")
 
@@ -174,8 +171,13 @@ class Engine:
         *,
         progress: Progress | None = None,
         stop: threading.Event | None = None,
+        lease: Lease | None = None,
     ) -> SourceReport:
         """Poll one source; errors are recorded in the report and the store, never raised.
+
+        With `lease` (`source:<name>`, the daemon's), every batch commits fenced by it: once
+        the lease passed to another holder, the next commit stores nothing (`LeaseLost`) and
+        the poll ends with that error.
 
         The poll ends by `src.poll_deadline` seconds after it started: the provider is asked to
         stop (`ctx.stopping()`), its client is closed so a request in flight aborts, and the
@@ -306,19 +308,10 @@ class Engine:
         # No stored cursor: this poll is the source's backfill (webhooks hold its failures).
         backfill = cursor is None
 
-        def count_run(db: sqlite_utils.Database, source: str, result: BatchResult) -> None:
-            # Poll-run counters commit with the batch they count.
-            db.execute(
-                "UPDATE poll_runs SET pages = pages + ?, new = new + ?, updated = updated + ?, "
-                "failures = failures + ? WHERE id = ?",
-                [pages, result.new, result.updated, len(result.new_failures), run_id],
-            )
-
-        pages = 0
         first_invalid: Entry | None = None
 
         # The next pages are fetched while the store commits (prefetch.py: what stays true).
-        def prepare(batch: Batch) -> list[Prepared]:
+        def prepare(batch: Batch) -> list[object]:
             if batch.invalid:
                 # Quarantined records go in with the batch's entries, stamped when seen: a
                 # page of unreadable records is a page of records to the paging checks too.
@@ -328,7 +321,7 @@ class Engine:
             for entry in batch.entries:
                 entry.source = src.name
                 entry.provider = provider_cls.name
-            return [prepare_row(e) for e in batch.entries]
+            return [self.store.prepare(e) for e in batch.entries]
 
         fetched = Prefetch(provider.poll(ctx), name=src.name, prepare=prepare, size=_weight)
         with self._running_lock:
@@ -338,14 +331,16 @@ class Engine:
             fetched.start()
             for group in fetched.groups(self.group, deadline=deadline, clock=clock):
                 batch, prepared = merge(group)
-                pages = batch.pages
                 result = self.store.commit_batch(
                     src.name,
                     batch.entries,
                     batch.cursor,
-                    hooks=[count_run, *self.batch_hooks],
+                    hooks=self.batch_hooks,
                     prepared=prepared,
                     backfill=backfill,
+                    # Poll-run counters commit with the batch they count.
+                    run=RunProgress(run_id, batch.pages),
+                    lease=lease,
                 )
                 fetched.committed(batch)
                 report.waiting_since = report.waiting = report.waiting_until = None
@@ -477,6 +472,7 @@ def format_seconds(seconds: float) -> str:
     return f"{seconds:g}s"
 
 
-def _weight(batch: Batch, prepared: list[Prepared]) -> int:
-    """Bytes of serialized rows: what a fetched batch costs in memory, give or take."""
-    return sum(len(p.raw or "") + len(p.details or "") + len(p.text) for p in prepared) or 1
+def _weight(batch: Batch, prepared: list[object]) -> int:
+    """Bytes of serialized rows: what a fetched batch costs in memory, give or take (a
+    store's prepared values that are `Sized` say how many bytes they hold; others count 1)."""
+    return sum(len(p) if isinstance(p, Sized) else 1 for p in prepared) or 1

@@ -46,7 +46,7 @@ from logd.plugin.manager import load_plugins
 from logd.plugin.simulator import Simulator
 from logd.plugin.testing import SyncRun
 from logd.redact import SecretFilter
-from logd.store.sqlite.store import BatchResult
+from logd.store.interface import BatchResult, BatchTransaction
 
 SOURCE = "contract"
 #: Fast retries: the suite's faults are single answers, never worth a long wait.
@@ -93,7 +93,7 @@ class _Batches:
         self.at = at
         self.action = action
 
-    def __call__(self, db: Any, source: str, result: BatchResult) -> None:
+    def __call__(self, tx: BatchTransaction, result: BatchResult) -> None:
         self.count += 1
         if self.count == self.at and self.action is not None:
             self.action()

@@ -26,7 +26,8 @@ import tomli_w
 from logd.config.settings import Settings, load_settings
 from logd.engine.poller import Engine, SourceReport
 from logd.plugin.manager import load_plugins
-from logd.store.sqlite.store import BatchHook, Filters, Row, Store
+from logd.store import open_store
+from logd.store.interface import BatchHook, Filters, Row, Store
 
 T = TypeVar("T")
 
@@ -61,7 +62,7 @@ class SyncRun:
         ]
         self.config = write_config(directory, tables, **top)
         self.settings: Settings = load_settings(self.config)
-        self.store = Store(self.settings.database)
+        self.store: Store = open_store(self.settings.database)
         self.waits: list[float] = []
         self.engine = Engine(
             self.settings,
@@ -92,7 +93,7 @@ class SyncRun:
 
     def count(self) -> int:
         """Number of stored entries."""
-        return int(self.store.db.execute("SELECT count(*) FROM entries").fetchone()[0])
+        return sum(int(row["entries"]) for row in self.store.source_stats())
 
     def cursor(self, source: str) -> Any:
         """A source's stored cursor."""

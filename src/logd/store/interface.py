@@ -384,6 +384,18 @@ class Store(Protocol):
         """Counts and failure rates grouped by `source`, `provider` or `status`."""
         ...
 
+    def bucket_stats(
+        self, *, since: datetime, by: Literal["day", "hour"], local: bool = False
+    ) -> list[dict[str, Any]]:
+        """Per source and day or hour (UTC, or the local zone's with `local`) from `since` on:
+        entries, failures, failure_rate, pending (`logd stats --by day`); empty ones left out."""
+        ...
+
+    def names(self, kind: Literal["source", "provider"], *, only: str | None = None) -> list[str]:
+        """Every source (with entries, poll runs or a cursor) or provider stored, sorted; with
+        `only`, whether that one is (`[only]` or `[]`), cheaply (`query`'s typo check)."""
+        ...
+
     # -- the daemons' schedule and leases ----------------------------------------------------
 
     def set_schedule(

@@ -252,3 +252,97 @@ def m009_poll_waiting(db: sqlite_utils.Database) -> None:
     # `status` says so instead of showing a poll that looks stuck. Cleared when the poll ends.
     db.execute("ALTER TABLE poll_runs ADD COLUMN waiting TEXT")
     db.execute("ALTER TABLE poll_runs ADD COLUMN waiting_until TEXT")
+
+
+@migration
+def m010_outbox_sinks(db: sqlite_utils.Database) -> None:
+    """The outbox holds deliveries for any sink: `webhook` becomes `sink`, and a delivery can
+    be claimed (`claimed_by`, `claimed_until`, `claimed_pid`) so two senders never send the
+    same row."""
+    # Rows queued before keep their webhook's name as their sink: a webhook is a sink.
+    db.execute("ALTER TABLE webhook_outbox RENAME COLUMN webhook TO sink")
+    db.execute("ALTER TABLE webhook_outbox ADD COLUMN claimed_by TEXT")
+    db.execute("ALTER TABLE webhook_outbox ADD COLUMN claimed_until TEXT")
+    # The claiming process: every user of the file is on this host, so a claim of a process
+    # that is gone (killed mid-round) is void at once, not at its expiry.
+    db.execute("ALTER TABLE webhook_outbox ADD COLUMN claimed_pid INTEGER")
+    # A sink's lane reads its pending rows in queue order: (sink, state, id) answers it.
+    db.execute("CREATE INDEX IF NOT EXISTS webhook_outbox_sink ON webhook_outbox (sink, state, id)")
+
+
+@migration
+def m011_change_sequence(db: sqlite_utils.Database) -> None:
+    """`entries.change`: a number from one counter, set on every insert and change of an
+    entry, indexed, so `query --follow` and exports read "what changed after N" as a range."""
+    # m005 dropped the `updated_at` index, so following by `updated_at` scanned and sorted
+    # the table every second. A counter row (not max(change) + 1) never hands a number out
+    # twice, even when retention deletes the entry that held the largest one. Entries stored
+    # before keep no number (NULL, never "after" any): numbering them would rewrite every row
+    # of a large store in one transaction (its WAL as large as the file), and what follows
+    # the sequence starts from now; a changed one gets its number then.
+    db.execute("ALTER TABLE entries ADD COLUMN change INTEGER")
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS change_counter "
+        "(id INTEGER PRIMARY KEY CHECK (id = 1), last INTEGER NOT NULL)"
+    )
+    db.execute("INSERT INTO change_counter (id, last) VALUES (1, 0)")
+    db.execute("CREATE UNIQUE INDEX entries_change ON entries (change)")
+
+
+@migration
+def m012_schedule_per_daemon(db: sqlite_utils.Database) -> None:
+    """`daemon_schedule` rows belong to a daemon: primary key (daemon, source)."""
+    # Several daemons may schedule one source (each polls it when it holds its lease), so
+    # each keeps its own row, and a daemon starting or stopping clears only its own rows.
+    # Rows written before have no daemon: '' (a clean start of any daemon clears them, as
+    # every start cleared every row before).
+    db.execute(
+        """
+        CREATE TABLE daemon_schedule_new (
+            daemon TEXT NOT NULL,
+            source TEXT NOT NULL,
+            next_run TEXT,
+            interval REAL NOT NULL,
+            consecutive_failures INTEGER NOT NULL DEFAULT 0,
+            updated_at TEXT NOT NULL,
+            PRIMARY KEY (daemon, source)
+        )
+        """
+    )
+    db.execute(
+        "INSERT INTO daemon_schedule_new (daemon, source, next_run, interval, "
+        "consecutive_failures, updated_at) SELECT '', source, next_run, interval, "
+        "consecutive_failures, updated_at FROM daemon_schedule"
+    )
+    db.execute("DROP TABLE daemon_schedule")
+    db.execute("ALTER TABLE daemon_schedule_new RENAME TO daemon_schedule")
+
+
+@migration
+def m013_leases(db: sqlite_utils.Database) -> None:
+    """`leases`: who may poll a source (`source:<name>`) or drive a sink, until when."""
+    # `token` grows with every change of holder: a write fenced by an older token is refused.
+    db.execute(
+        """
+        CREATE TABLE IF NOT EXISTS leases (
+            name TEXT PRIMARY KEY,
+            holder TEXT NOT NULL,
+            token INTEGER NOT NULL,
+            expires_at TEXT NOT NULL
+        )
+        """
+    )
+
+
+@migration
+def m014_sink_positions(db: sqlite_utils.Database) -> None:
+    """`sink_positions`: how far along the change sequence a sink that exports it got."""
+    db.execute(
+        """
+        CREATE TABLE IF NOT EXISTS sink_positions (
+            sink TEXT PRIMARY KEY,
+            seq INTEGER NOT NULL,
+            updated_at TEXT NOT NULL
+        )
+        """
+    )

@@ -65,7 +65,12 @@ class Reader(Store):
         self, path: str | Path, *, busy_timeout: float | None = None
     ) -> None:
         self.path = Path(path)
+        self.location = str(self.path)
         self.lock = threading.RLock()
+        self._readonly = True
+        self._outbox_reader = None
+        self._claims = {}
+        self._claims_lock = threading.Lock()
         self.busy_timeout = _store.BUSY_TIMEOUT_MS / 1000 if busy_timeout is None else busy_timeout
         if not self.path.exists():
             raise StoreError(

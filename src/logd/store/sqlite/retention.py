@@ -10,27 +10,19 @@ system with `PRAGMA incremental_vacuum`, also in small steps.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import orjson
 
-from logd.store.sqlite.store import Store, time_key, unindex_text
+from logd.store.interface import RetentionResult
+from logd.store.sqlite.search import time_key
+
+if TYPE_CHECKING:
+    from logd.store.sqlite.store import Store
 
 CHUNK = 5_000  # entries per delete transaction: short enough that a poll never waits long
 VACUUM_PAGES = 2_000  # pages returned per incremental_vacuum step
-
-
-@dataclass
-class RetentionResult:
-    """What one retention pass removed."""
-
-    cutoff: datetime
-    entries: int = 0
-    poll_runs: int = 0
-    status_changes: int = 0
-    deliveries: int = 0
-    pages_freed: int = 0
 
 
 def apply_retention(
@@ -41,7 +33,10 @@ def apply_retention(
     stop: threading.Event | None = None,
     chunk: int = CHUNK,
 ) -> RetentionResult:
-    """Delete entries, poll runs, status changes and delivered alerts older than `older_than`."""
+    """Delete entries, poll runs, status changes and delivered alerts older than `older_than`
+    seconds (`Store.apply_retention`; `chunk` entries per transaction)."""
+    from logd.store.sqlite.store import unindex_text
+
     cutoff = (now or datetime.now(UTC)) - timedelta(seconds=older_than)
     result = RetentionResult(cutoff)
     key = time_key(cutoff)

@@ -31,6 +31,10 @@ class Prepared:
     hash: str  # of everything but `details`: an unchanged re-fetch writes nothing
     text: str  # the flattened values of raw and details, for the FTS index
 
+    def __len__(self) -> int:
+        """Characters of serialized text held: what the prepared entry costs in memory."""
+        return len(self.raw or "") + len(self.details or "") + len(self.text)
+
     def columns(self, entry: Entry) -> list[Any]:
         """The entry's stored columns from `provider` to `timestamp_observed` (INSERT_ENTRY)."""
         return [

@@ -14,19 +14,34 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import orjson
 
 from logd.errors import QueryError, StoreError
 from logd.plugin.entries import Entry, Status
-from logd.store.interface import BatchResult, Filters, Row
+from logd.store import interface
+from logd.store.interface import (
+    Attempt,
+    BatchHook,
+    BatchResult,
+    Delivery,
+    DeliveryState,
+    Filters,
+    Lease,
+    LeaseLost,
+    RetentionResult,
+    Row,
+    RunProgress,
+)
+from logd.store.sqlite import outbox
 from logd.store.sqlite.migrations import migrate
 from logd.store.sqlite.rows import Prepared, prepare
 from logd.store.sqlite.search import ENTRY_COLUMNS, SLOTS, Texts, index_text, search_sql, time_key
+from logd.store.sqlite.transaction import SqliteBatchTransaction
 from logd.store.text import searchable_text
 
 if TYPE_CHECKING:  # imported in Store.__init__: logd.reader opens stores without it
@@ -51,7 +66,8 @@ WAL_CHECKPOINT_BYTES = 40 * 2**20
 INSERT_ENTRY = (
     "INSERT INTO entries (id, source, native_id, provider, timestamp, status, message, error, "
     "entity_type, entity_id, raw, details, search_text, hash, details_hash, timestamp_observed, "
-    "first_seen, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "first_seen, updated_at, change) VALUES "
+    "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -277,6 +293,12 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
+#: Held while a store opens its outbox's reading connection.
+_OPENING = threading.Lock()
+
+#: Seconds a delivery claim waits for the writer to record it in the file (see claim_due).
+CLAIM_WRITE_WAIT = 0.2
+
 #: Rows per multi-row INSERT (bounded again by the connection's variable limit).
 ROWS_PER_INSERT = 500
 
@@ -289,13 +311,13 @@ def _insert_rows_sql(n: int) -> str:
     for i in range(n):
         own = [f"?{3 + i * ROW_VALUES + j}" for j in range(ROW_VALUES)]
         # Column order of INSERT_ENTRY: id, source, native_id, …, details_hash,
-        # timestamp_observed, first_seen, updated_at.
-        rows.append(f"({own[0]}, ?1, {', '.join(own[1:])}, ?2, ?2)")
+        # timestamp_observed, first_seen, updated_at, change.
+        rows.append(f"({own[0]}, ?1, {', '.join(own[1:-1])}, ?2, ?2, {own[-1]})")
     return INSERT_ENTRY.split(" VALUES ")[0] + " VALUES " + ", ".join(rows)
 
 
-#: Values bound per row by `_insert_rows_sql`: id, native_id and `Prepared.columns`.
-ROW_VALUES = 15
+#: Values bound per row by `_insert_rows_sql`: id, native_id, `Prepared.columns`, change.
+ROW_VALUES = 16
 
 
 def unindex_text(db: sqlite_utils.Database, keys: list[int]) -> None:
@@ -303,9 +325,25 @@ def unindex_text(db: sqlite_utils.Database, keys: list[int]) -> None:
     index_text(db, keys, delete=True)
 
 
-#: Called inside the batch's transaction with what the batch changed (being replaced by
-#: `logd.store.interface.BatchHook`, which gets a `BatchTransaction` instead of the database).
-BatchHook = Callable[["sqlite_utils.Database", str, BatchResult], None]
+class _Changes:
+    """The change sequence inside one write transaction: numbers handed out from the
+    `change_counter` row, written back once at the end (one row, not one write per entry)."""
+
+    def __init__(self, db: sqlite_utils.Database) -> None:
+        self.db = db
+        self.start = self.last = int(
+            db.execute("SELECT last FROM change_counter WHERE id = 1").fetchone()[0]
+        )
+
+    def next(self) -> int:
+        """The next change number."""
+        self.last += 1
+        return self.last
+
+    def save(self) -> None:
+        """Write the counter back, when numbers were handed out."""
+        if self.last != self.start:
+            self.db.execute("UPDATE change_counter SET last = ? WHERE id = 1", [self.last])
 
 
 class Store:
@@ -323,6 +361,7 @@ class Store:
         BUSY_TIMEOUT_MS). Raises StoreError, one line saying what to do, for any failure.
         """
         self.path = Path(path)
+        self.location = str(self.path)
         self.lock = threading.RLock()
         self.busy_timeout = BUSY_TIMEOUT_MS / 1000 if busy_timeout is None else busy_timeout
         if not create and not self.path.exists():
@@ -342,6 +381,10 @@ class Store:
                 str(self.path), timeout=self.busy_timeout, check_same_thread=False
             )
             self.db = sqlite_utils.Database(conn)
+            self._readonly = False
+            self._outbox_reader: Store | None = None
+            self._claims: dict[str, tuple[str, str, datetime]] = {}
+            self._claims_lock = threading.Lock()
             self.db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
             if create:
                 # 8 KiB pages, not 4: about 8 % fewer instructions per stored entry (fewer
@@ -353,6 +396,8 @@ class Store:
                 migrate(self.db)
             elif not self.db["entries"].exists():
                 raise StoreError(f"{self.path} is not a logd database (no entries table)")
+            else:  # an existing store opened to write: it gets the schema the writes expect
+                migrate(self.db)
             self.db.execute("PRAGMA synchronous = NORMAL")
             # Checkpoint every ~40 MB of WAL, not the default 4 MB: a backfill then copies
             # pages back to the database ten times less often (measured: +13 % entries/s).
@@ -373,7 +418,10 @@ class Store:
         os.chmod(self.path, 0o600)
 
     def close(self) -> None:
-        """Close the connection."""
+        """Close the connection (and the outbox's reading one)."""
+        reader, self._outbox_reader = self._outbox_reader, None
+        if reader is not None and reader is not self:
+            reader.close()
         with self.reading():
             self.db.close()
 
@@ -407,14 +455,18 @@ class Store:
         cursor: Any,
         *,
         hooks: Sequence[BatchHook] = (),
-        prepared: Sequence[Prepared] | None = None,
+        prepared: Sequence[object] | None = None,
         backfill: bool = False,
+        run: RunProgress | None = None,
+        lease: Lease | None = None,
     ) -> BatchResult:
-        """Store entries and their cursor in one transaction; unchanged rows are left alone.
+        """Store entries, their cursor, the run's counters and what `hooks` do in one
+        transaction; unchanged rows are left alone, each change gets the next change number.
 
         `prepared` is `prepare(entry)` for each entry, when the caller made it ahead (in the
         fetching thread), so that the transaction does only SQL. `backfill` is handed to the
-        hooks in `BatchResult.backfill`.
+        hooks in `BatchResult.backfill`. With `lease`, nothing is written unless the lease is
+        still current (`LeaseLost`, a StoreError).
         """
         result = BatchResult(backfill=backfill)
         for entry in entries:
@@ -422,15 +474,22 @@ class Store:
                 raise ValueError(f"entry {entry.id!r} committed under source {source!r}")
         if prepared is None:
             prepared = [prepare(e) for e in entries]
+        for prep in prepared:
+            if not isinstance(prep, Prepared):
+                raise TypeError(f"prepared values come from Store.prepare, not {type(prep)}")
+        checked = cast("list[Prepared]", prepared)
         # A record listed twice in one batch (a vendor repeating a row): the later one wins,
         # unless it is a quarantined copy of a readable one.
         rows: dict[str, tuple[Entry, Prepared]] = {}
-        for entry, prep in zip(entries, prepared, strict=True):
+        for entry, prep in zip(entries, checked, strict=True):
             if entry.status is Status.INVALID and entry.native_id in rows:
                 continue
             rows[entry.native_id] = (entry, prep)
         batch = list(rows.values())
         with self.transaction() as db:
+            if lease is not None:
+                self._check_lease(db, lease)
+            changes = _Changes(db)
             existing = self._existing(db, source, list(rows))
             now = _now()
             fresh: list[tuple[Entry, Prepared]] = []
@@ -448,8 +507,9 @@ class Store:
                     # A stored readable entry is never replaced by an unreadable copy of it.
                     result.unchanged += 1
                 else:
-                    self._update(db, entry, prep, old, now, result)
-            self._insert_many(db, fresh, now)
+                    self._update(db, entry, prep, old, now, result, changes)
+            self._insert_many(db, fresh, now, changes)
+            changes.save()
             if cursor is not None:
                 db.execute(
                     "INSERT INTO cursors (source, cursor, updated_at) VALUES (?, ?, ?) "
@@ -457,9 +517,25 @@ class Store:
                     "updated_at = excluded.updated_at",
                     [source, json.dumps(cursor, sort_keys=True), now],
                 )
-            for hook in hooks:
-                hook(db, source, result)
+            if run is not None:  # poll-run counters commit with the batch they count
+                db.execute(
+                    "UPDATE poll_runs SET pages = pages + ?, new = new + ?, "
+                    "updated = updated + ?, failures = failures + ? WHERE id = ?",
+                    [run.pages, result.new, result.updated, len(result.new_failures), run.run_id],
+                )
+            if hooks:
+                tx = SqliteBatchTransaction(db, source, self.entry_columns, self._store_error)
+                for hook in hooks:
+                    hook(tx, result)
         return result
+
+    def prepare(self, entry: Entry) -> Prepared:
+        """Serialize `entry` (its source and provider set) outside the transaction: hand the
+        results to `commit_batch(prepared=)` (the fetching thread does this work)."""
+        return prepare(entry)
+
+    def _store_error(self, exc: sqlite3.Error) -> StoreError:
+        return store_error(exc, self.path, self.busy_timeout)
 
     def _existing(
         self, db: sqlite_utils.Database, source: str, native_ids: list[str]
@@ -493,6 +569,7 @@ class Store:
         old: tuple[Any, ...],
         now: str,
         result: BatchResult,
+        changes: _Changes,
     ) -> None:
         """Re-fetched entry: rewrite it when anything changed, record a status change."""
         key, old_hash, old_details_hash, old_status, old_ts, first_seen = old
@@ -517,13 +594,13 @@ class Store:
             db.execute(
                 "UPDATE entries SET provider=?, timestamp=?, status=?, message=?, error=?, "
                 "entity_type=?, entity_id=?, raw=?, details=?, search_text=?, hash=?, "
-                "details_hash=?, timestamp_observed=?, updated_at=? WHERE id=?",
-                [*values, now, key],
+                "details_hash=?, timestamp_observed=?, updated_at=?, change=? WHERE id=?",
+                [*values, now, changes.next(), key],
             )
             index_text(db, [key], [(entry.message, entry.error, prep.text)])
         else:  # the time moved, so the key moves with it
             db.execute("DELETE FROM entries WHERE id = ?", [key])
-            key = self._insert(db, entry, values, first_seen, now)
+            key = self._insert(db, entry, values, first_seen, now, changes.next())
         result.updated += 1
         if old_status != entry.status:
             db.execute(
@@ -535,7 +612,11 @@ class Store:
                 result.new_failures.append(entry)
 
     def _insert_many(
-        self, db: sqlite_utils.Database, fresh: list[tuple[Entry, Prepared]], now: str
+        self,
+        db: sqlite_utils.Database,
+        fresh: list[tuple[Entry, Prepared]],
+        now: str,
+        changes: _Changes,
     ) -> None:
         """Insert new entries with one key lookup and one INSERT statement for the lot."""
         if not fresh:
@@ -568,10 +649,11 @@ class Store:
             values.append(key)
             values.append(entry.native_id)
             values += prep.columns(entry)
+            values.append(changes.next())
         source = fresh[0][0].source  # commit_batch checked: one source per batch
         self._insert_rows(db, source, now, keys, texts, values)
         if crowded:
-            self._insert_crowded(db, source, now, crowded)
+            self._insert_crowded(db, source, now, crowded, changes)
 
     def _insert_rows(
         self,
@@ -600,6 +682,7 @@ class Store:
         source: str,
         now: str,
         crowded: list[tuple[Entry, Prepared]],
+        changes: _Changes,
     ) -> None:
         """Insert entries whose own microsecond is full: each takes the next free key after it.
 
@@ -636,11 +719,17 @@ class Store:
             values.append(key)
             values.append(entry.native_id)
             values += prep.columns(entry)
+            values.append(changes.next())
         self._insert_rows(db, source, now, keys, texts, values)
 
     @staticmethod
     def _insert(
-        db: sqlite_utils.Database, entry: Entry, values: list[Any], first_seen: str, now: str
+        db: sqlite_utils.Database,
+        entry: Entry,
+        values: list[Any],
+        first_seen: str,
+        now: str,
+        change: int,
     ) -> int:
         key = time_key(entry.timestamp)
         while True:
@@ -651,7 +740,9 @@ class Store:
                 key = key if top is None else top + 1
                 break
             key += SLOTS  # this microsecond is full: take the next one
-        db.execute(INSERT_ENTRY, [key, entry.source, entry.native_id, *values, first_seen, now])
+        db.execute(
+            INSERT_ENTRY, [key, entry.source, entry.native_id, *values, first_seen, now, change]
+        )
         index_text(db, [key])
         return key
 
@@ -712,14 +803,14 @@ class Store:
             ).fetchone()
         return json.loads(row[0]) if row and row[0] else None
 
-    def known_ids(self, source: str, native_ids: list[str]) -> set[str]:
+    def known_ids(self, source: str, native_ids: Sequence[str]) -> set[str]:
         """Which of `native_ids` are stored for `source` (quarantined records do not count).
 
         A provider that skips known records then hands over a good fetch of a record stored
         as `invalid`, which replaces it.
         """
         with self.reading() as db:
-            found = self._existing(db, source, native_ids)
+            found = self._existing(db, source, list(native_ids))
         return {nid for nid, row in found.items() if row[3] != Status.INVALID}
 
     def get(self, entry_id: str) -> Row | None:
@@ -781,17 +872,46 @@ class Store:
             params.append(limit)
         return self._run_query(sql, params)
 
-    def updated_since(
-        self, after: str, filters: Filters, *, limit: int = 1000
-    ) -> list[tuple[str, Row]]:
-        """Entries stored or changed after the `updated_at` value `after`, oldest change first."""
-        sql, where, params, _ = self._where(filters)
-        sql = sql.replace("SELECT ", "SELECT entries.updated_at, ", 1)
-        where.append("entries.updated_at > ?")
-        params.append(after)
-        sql += " WHERE " + " AND ".join(where) + " ORDER BY entries.updated_at LIMIT ?"
+    def changes_after(
+        self, seq: int, *, filters: Filters | None = None, limit: int = 1000
+    ) -> list[tuple[int, Row]]:
+        """Entries stored or changed after change number `seq`, oldest change first, with
+        their change numbers: a range on the `entries_change` index, never a scan and sort."""
+        sql, where, params, _ = self._where(filters or Filters())
+        # The index drives, whatever else the filters have: a follower asks every second
+        # for the few changes since the last, and the range holds exactly those.
+        sql = sql.replace("SELECT ", "SELECT entries.change, ", 1)
+        fts_join = "FROM entries_fts JOIN entries ON entries.id = entries_fts.rowid"
+        if fts_join in sql:  # a text search: entries outer, FTS5 looked up by rowid
+            sql = sql.replace(
+                fts_join,
+                "FROM entries INDEXED BY entries_change CROSS JOIN entries_fts "
+                "ON entries_fts.rowid = entries.id",
+            )
+        else:
+            sql = sql.replace("FROM entries", "FROM entries INDEXED BY entries_change", 1)
+        where.append("entries.change > ?")
+        params.append(seq)
+        sql += " WHERE " + " AND ".join(where) + " ORDER BY entries.change LIMIT ?"
         params.append(limit)
+        self._require_changes()
         return [(r[0], Row.from_sql(r[1:])) for r in self._run_query(sql, params)]
+
+    def last_change(self) -> int:
+        """The latest change number (0 for an empty store)."""
+        self._require_changes()
+        with self.reading() as db:
+            row = db.execute("SELECT last FROM change_counter WHERE id = 1").fetchone()
+        return int(row[0]) if row else 0
+
+    def _require_changes(self) -> None:
+        """A StoreError for a store not yet migrated to the change sequence (a reader)."""
+        with self.reading() as db:
+            if not db["change_counter"].exists():
+                raise StoreError(
+                    f"{self.path} predates the change sequence `query --follow` reads; "
+                    "run `logd sync` (or `logd run`) once to upgrade it, then follow again"
+                )
 
     def _where(self, f: Filters) -> tuple[str, list[str], list[Any], str]:
         return search_sql(f, self.entry_columns)
@@ -879,20 +999,22 @@ class Store:
             ).fetchall()
         return {r[0]: (r[1], r[2]) for r in rows}
 
-    # -- the daemon's schedule (table `daemon_schedule`, written by `logd run`) ---------------
+    # -- the daemons' schedule (table `daemon_schedule`, written by `logd run`) -------------
 
     def set_schedule(
-        self, source: str, next_run: datetime | None, interval: float, failures: int
+        self, daemon: str, source: str, next_run: datetime | None, interval: float, failures: int
     ) -> None:
-        """Record when the daemon next polls `source`, its interval and failures in a row."""
+        """Record when daemon `daemon` next polls `source`, its interval, failures in a row."""
         with self.transaction() as db:
             db.execute(
-                "INSERT INTO daemon_schedule (source, next_run, interval, consecutive_failures, "
-                "updated_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (source) DO UPDATE SET "
+                "INSERT INTO daemon_schedule (daemon, source, next_run, interval, "
+                "consecutive_failures, updated_at) VALUES (?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (daemon, source) DO UPDATE SET "
                 "next_run = excluded.next_run, interval = excluded.interval, "
                 "consecutive_failures = excluded.consecutive_failures, "
                 "updated_at = excluded.updated_at",
                 [
+                    daemon,
                     source,
                     next_run.astimezone(UTC).isoformat(timespec="seconds") if next_run else None,
                     interval,
@@ -901,26 +1023,256 @@ class Store:
                 ],
             )
 
-    def clear_schedule(self, sources: Sequence[str] | None = None) -> None:
-        """Forget the schedule of `sources` (all when None): they are no longer polled."""
+    def clear_schedule(self, daemon: str, sources: Sequence[str] | None = None) -> None:
+        """Forget daemon `daemon`'s schedule of `sources` (all of its rows when None); other
+        daemons' rows stay. Rows from before daemons had ids (daemon '') go with any clear-all:
+        every start cleared every row then."""
         with self.transaction() as db:
             if sources is None:
-                db.execute("DELETE FROM daemon_schedule")
+                db.execute("DELETE FROM daemon_schedule WHERE daemon IN (?, '')", [daemon])
             else:
                 for source in sources:
-                    db.execute("DELETE FROM daemon_schedule WHERE source = ?", [source])
+                    db.execute(
+                        "DELETE FROM daemon_schedule WHERE daemon = ? AND source = ?",
+                        [daemon, source],
+                    )
 
     def schedule(self) -> dict[str, dict[str, Any]]:
-        """Per source the daemon polls: next_run, interval, consecutive_failures (may be empty)."""
-        with self.reading():
-            if not self.db["daemon_schedule"].exists():  # a store no daemon has opened yet
+        """Per scheduled source: the daemon that polls it soonest, its next_run, interval and
+        consecutive_failures (empty when no daemon runs)."""
+        with self.reading() as db:
+            if not db["daemon_schedule"].exists():  # a store no daemon has opened yet
                 return {}
-            rows = self.db.execute(
-                "SELECT source, next_run, interval, consecutive_failures FROM daemon_schedule"
+            columns = {row[1] for row in db.execute("PRAGMA table_info(daemon_schedule)")}
+            daemon = "daemon" if "daemon" in columns else "''"  # not migrated yet (m012)
+            rows = db.execute(
+                f"SELECT source, {daemon}, next_run, interval, consecutive_failures "
+                "FROM daemon_schedule ORDER BY source, next_run IS NULL, next_run DESC"
             ).fetchall()
-        return {
-            r[0]: {"next_run": r[1], "interval": r[2], "consecutive_failures": r[3]} for r in rows
-        }
+        out: dict[str, dict[str, Any]] = {}
+        for source, owner, next_run, interval, failures in rows:  # the soonest row wins
+            out[source] = {
+                "daemon": owner,
+                "next_run": next_run,
+                "interval": interval,
+                "consecutive_failures": failures,
+            }
+        return out
+
+    # -- leases (table `leases`): one holder at a time, fenced by a growing token ------------
+
+    def claim_lease(self, name: str, holder: str, ttl: float) -> Lease | None:
+        """Take or renew lease `name` for `holder` for `ttl` seconds; None while another
+        holder's lease has not expired. A new holder gets a larger fencing token."""
+        now = datetime.now(UTC)
+        expires = now + timedelta(seconds=ttl)
+        with self.transaction() as db:
+            row = db.execute(
+                "SELECT holder, token, expires_at FROM leases WHERE name = ?", [name]
+            ).fetchone()
+            if row is None:
+                token = 1
+            elif row[0] == holder:
+                token = int(row[1])
+            elif row[2] > outbox.iso(now):
+                return None
+            else:
+                token = int(row[1]) + 1
+            db.execute(
+                "INSERT INTO leases (name, holder, token, expires_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, "
+                "token = excluded.token, expires_at = excluded.expires_at",
+                [name, holder, token, outbox.iso(expires)],
+            )
+        return Lease(name, holder, token, expires)
+
+    def release_lease(self, lease: Lease) -> None:
+        """Give a lease up early: it expires now, so the next holder need not wait (its
+        token still grows). A lease that passed to another holder is left alone."""
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE leases SET expires_at = ? WHERE name = ? AND holder = ? AND token = ?",
+                [_now(), lease.name, lease.holder, lease.token],
+            )
+
+    def leases(self) -> list[Lease]:
+        """Every lease, expired ones included (for `status`)."""
+        with self.reading() as db:
+            if not db["leases"].exists():  # a store read without migrating
+                return []
+            rows = db.execute(
+                "SELECT name, holder, token, expires_at FROM leases ORDER BY name"
+            ).fetchall()
+        return [Lease(r[0], r[1], int(r[2]), datetime.fromisoformat(r[3])) for r in rows]
+
+    def _check_lease(self, db: sqlite_utils.Database, lease: Lease) -> None:
+        """LeaseLost unless `lease` is still held, unexpired, under the same token."""
+        row = db.execute(
+            "SELECT holder, token, expires_at FROM leases WHERE name = ?", [lease.name]
+        ).fetchone()
+        if row is None or row[0] != lease.holder or int(row[1]) != lease.token:
+            raise LeaseLost(
+                f"lease {lease.name} passed from {lease.holder} to another holder; "
+                "this write was refused and nothing of it was stored (the new holder goes on)"
+            )
+        if row[2] <= _now():
+            raise LeaseLost(
+                f"lease {lease.name} of {lease.holder} expired at {row[2]} before this write; "
+                "nothing of it was stored (the next poll takes the lease again)"
+            )
+
+    # -- the outbox: deliveries to sinks (`outbox`) ------------------------------------------
+
+    def claim_due(
+        self,
+        sink: str,
+        holder: str,
+        ttl: float,
+        now: datetime,
+        *,
+        ids: Sequence[str] = (),
+        limit: int = 100,
+    ) -> list[Delivery]:
+        """Pending deliveries to `sink` due at `now`, oldest first, claimed by `holder` for
+        `ttl` seconds: no other holder gets them (or the rows behind them) until then.
+
+        Never waits for a batch being committed (a backfill's large one would hold every
+        sender up): due rows are read on the outbox's own connection, and the claim is kept
+        in this process, where it is exact between holders, and written to the file when the
+        writer is free within CLAIM_WRITE_WAIT, so that another process (a `logd webhooks
+        retry` beside the daemon) skips the rows too; one writing meanwhile may not see it.
+        """
+        if self._readonly:
+            raise StoreError(f"{self.path} was opened read-only")
+        until = now + timedelta(seconds=ttl)
+        with self._claims_lock:
+            live = {
+                d: c for d, c in self._claims.items() if c[2] > now
+            }  # (holder, sink, until) by delivery id; expired claims drop out
+            self._claims = live
+            others = {d for d, (h, _, _) in live.items() if h != holder}
+            if not ids and any(live[d][1] == sink for d in others):
+                return []  # one lane, one sender: the rows behind a claimed one wait too
+            with self._outbox_reading() as db:
+                rows = outbox.due_rows(db, sink, holder, now, ids=ids, limit=limit + len(others))
+            rows = [r for r in rows if r.delivery_id not in others][:limit]
+            for row in rows:
+                live[row.delivery_id] = (holder, sink, until)
+        if rows:
+            claimed = [r.delivery_id for r in rows]
+            self._try_write(lambda db: outbox.mark_claimed(db, claimed, holder, until))
+        return rows
+
+    def _try_write(self, write: Callable[[sqlite_utils.Database], None]) -> bool:
+        """Run `write` in a transaction if the store's writer is free within
+        CLAIM_WRITE_WAIT seconds; False (nothing written) if it is not, or SQLite fails."""
+        if not self.lock.acquire(timeout=CLAIM_WRITE_WAIT):
+            return False
+        try:
+            self.db.execute(f"PRAGMA busy_timeout = {int(CLAIM_WRITE_WAIT * 1000)}")
+            with self.db.atomic():
+                write(self.db)
+            return True
+        except sqlite3.Error:
+            return False
+        finally:
+            with suppress(sqlite3.Error):
+                self.db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+            self.lock.release()
+
+    def record_attempts(
+        self,
+        attempts: Sequence[Attempt],
+        *,
+        hold: Sequence[str] = (),
+        until: datetime | None = None,
+    ) -> None:
+        """Record attempts (which end their claims), and hold pending deliveries `hold` until
+        `until` (no attempt counted): one transaction."""
+        if not attempts and not (hold and until):
+            return
+        with self.transaction() as db:
+            outbox.record_attempts(db, attempts, hold=hold, until=until)
+        with self._claims_lock:
+            for delivery_id in [*(a.delivery_id for a in attempts), *(hold if until else ())]:
+                self._claims.pop(delivery_id, None)
+
+    def due_sinks(self, now: datetime, *, ids: Sequence[str] = ()) -> list[str]:
+        """The sinks with a pending delivery due (among `ids` when given); no bodies read."""
+        with self._outbox_reading() as db:
+            return outbox.due_sinks(db, now, ids=ids)
+
+    def next_due_at(self, sinks: Sequence[str]) -> datetime | None:
+        """When the next delivery to one of `sinks` is due, or None when none is pending."""
+        with self._outbox_reading() as db:
+            return outbox.next_due_at(db, sinks)
+
+    def list_deliveries(
+        self,
+        *,
+        state: DeliveryState | None = None,
+        ids: Sequence[str] = (),
+        limit: int | None = None,
+    ) -> list[Delivery]:
+        """Outbox rows, newest first, optionally one state or the given delivery ids."""
+        with self._outbox_reading() as db:
+            return outbox.list_deliveries(db, state=state, ids=ids, limit=limit)
+
+    def outbox_counts(self, by: Literal["source", "sink"]) -> dict[str, dict[str, int]]:
+        """Per source or sink: pending, dead and done delivery counts."""
+        with self._outbox_reading() as db:
+            return outbox.counts(db, by)
+
+    def make_due(self, ids: Sequence[str], now: datetime) -> list[str]:
+        """Make deliveries due now: the named ones (dead included), else every pending one.
+        Returns the ids made due; unknown or done ids are left out."""
+        with self.transaction() as db:
+            return outbox.make_due(db, ids, now)
+
+    def sink_position(self, sink: str) -> int:
+        """How far a sink that follows the change sequence got (0 before its first send)."""
+        with self.reading() as db:
+            return outbox.sink_position(db, sink)
+
+    def set_sink_position(self, sink: str, seq: int, *, lease: Lease | None = None) -> None:
+        """Record that `sink` has everything up to change `seq` (never moves back); fenced
+        by `lease` when given (`LeaseLost`, nothing written)."""
+        with self.transaction() as db:
+            if lease is not None:
+                self._check_lease(db, lease)
+            outbox.set_sink_position(db, sink, seq, datetime.now(UTC))
+
+    @contextmanager
+    def _outbox_reading(self) -> Iterator[sqlite_utils.Database]:
+        """A connection to read the outbox on. Its own, not the writers': a poll committing
+        a large batch holds the writer lock, and senders and `status` need not wait for it."""
+        if self._outbox_reader is None:
+            with _OPENING:  # not `self.lock`: a long commit may hold that
+                if self._outbox_reader is None:
+                    from logd.store.sqlite.reader import Reader
+
+                    self._outbox_reader = self if self._readonly else Reader(self.path)
+        if self._outbox_reader is self:
+            with self.reading() as db:
+                yield db
+            return
+        with self._outbox_reader.reading() as db:
+            yield db
+
+    # -- retention ---------------------------------------------------------------------------
+
+    def apply_retention(
+        self,
+        older_than: float,
+        *,
+        now: datetime | None = None,
+        stop: threading.Event | None = None,
+    ) -> RetentionResult:
+        """Delete entries, poll runs, status changes and delivered alerts older than
+        `older_than` seconds, in short transactions, and give the space back."""
+        from logd.store.sqlite import retention
+
+        return retention.apply_retention(self, older_than, now=now, stop=stop)
 
     def stats(self, *, since: datetime | None = None, by: str = "source") -> list[dict[str, Any]]:
         """Counts and failure rates grouped by source, provider or status (`by`); days and
@@ -945,3 +1297,74 @@ class Store:
             }
             for grp, n, failures, pending in rows
         ]
+
+    def bucket_stats(
+        self, *, since: datetime, by: Literal["day", "hour"], local: bool = False
+    ) -> list[dict[str, Any]]:
+        """Per source and day or hour (`by`, UTC or with `local` the local zone's) from
+        `since` on: entries, failures, failure_rate, pending; empty buckets left out."""
+        sql = (
+            f"SELECT source, {_BUCKET_SQL[by, local]} AS bucket, count(*), "
+            "sum(status = 'failure'), sum(status = 'pending') FROM entries WHERE id >= ? "
+            "GROUP BY source, bucket ORDER BY source, bucket"
+        )
+        with self.reading() as db:
+            rows = db.execute(sql, [time_key(since)]).fetchall()
+        return [
+            {
+                "source": source,
+                by: bucket,
+                "entries": n,
+                "failures": failures,
+                "failure_rate": round(failures / n * 100, 2) if n else 0.0,
+                "pending": pending,
+            }
+            for source, bucket, n, failures, pending in rows
+        ]
+
+    def names(self, kind: Literal["source", "provider"], *, only: str | None = None) -> list[str]:
+        """Every source (with entries, poll runs or a cursor) or provider stored, sorted; with
+        `only`, just whether that one is (`[only]` or `[]`), one index seek each."""
+        with self.reading() as db:
+            if only is not None:
+                found = db.execute(
+                    f"SELECT 1 FROM entries WHERE {kind} = ? LIMIT 1", [only]
+                ).fetchone()
+                for table in ("poll_runs", "cursors") if kind == "source" else ():
+                    found = (
+                        found
+                        or db.execute(
+                            f"SELECT 1 FROM {table} WHERE source = ? LIMIT 1", [only]
+                        ).fetchone()
+                    )
+                return [only] if found else []
+            known = {r[0] for r in db.execute(_DISTINCT.format(col=kind))}
+            for table in ("poll_runs", "cursors") if kind == "source" else ():
+                known.update(r[0] for r in db.execute(f"SELECT DISTINCT source FROM {table}"))
+        return sorted(known)
+
+
+#: SQL giving each entry's bucket label from its stored UTC timestamp, by (group, local).
+#: SQLite's `localtime` reads the same TZ rules as Python's `astimezone()`.
+_BUCKET_SQL = {
+    ("day", False): "substr(timestamp, 1, 10)",
+    ("hour", False): "substr(timestamp, 1, 10) || ' ' || substr(timestamp, 12, 2) || ':00'",
+    ("day", True): "strftime('%Y-%m-%d', timestamp, 'localtime')",
+    ("hour", True): "strftime('%Y-%m-%d %H:00', timestamp, 'localtime')",
+}
+
+# The distinct values of an indexed column, one index seek each (a skip scan): a store of
+# millions of entries and a handful of sources answers at once.
+_DISTINCT = """
+WITH RECURSIVE v(x) AS (
+    SELECT min({col}) FROM entries
+    UNION ALL SELECT (SELECT min({col}) FROM entries WHERE {col} > v.x) FROM v WHERE v.x IS NOT NULL
+) SELECT x FROM v WHERE x IS NOT NULL
+"""
+
+
+if TYPE_CHECKING:
+
+    def _implements_interface(store: Store) -> interface.Store:
+        """Checked by mypy (never run): the SQLite store is a `logd.store.interface.Store`."""
+        return store
