@@ -27,7 +27,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 from logd.errors import QueryError, StoreError
-from logd.plugin.entries import Entry, Status, searchable_text
+from logd.plugin.entries import Entry, Status
 from logd.store.interface import (
     Attempt,
     BatchHook,
@@ -43,6 +43,7 @@ from logd.store.interface import (
     RunProgress,
 )
 from logd.store.query_language import And, Column, Node, Not, Or, Term, fold, parse
+from logd.store.text import searchable_text
 
 if TYPE_CHECKING:
     from logd.store.interface import Store
