@@ -277,8 +277,11 @@ def _post(
         return Sent("delivered", status)
     if 300 <= status < 400:
         location = response.headers.get("location")
-        where = f" to {redact_url(httpx.URL(webhook.url).join(location))}" if location else ""
-        text = redact.mask(f"HTTP {status} redirect{where} not followed", secrets)
+        target = httpx.URL(webhook.url).join(location) if location else None
+        where = f" to {redact_url(target)}" if target else ""
+        # The target may be a signed URL too: its token-long values are credentials.
+        hidden = [*secrets, *(redact.url_secrets(str(target)) if target else [])]
+        text = redact.mask(f"HTTP {status} redirect{where} not followed", hidden)
         return Sent("rejected", status, f"{text}; configure the final URL")
     # Masked before it is cut: a secret straddling the cut would otherwise leave its prefix.
     text = _cut(redact.mask(" ".join(response.text.split()), secrets)) or response.reason_phrase
