@@ -31,7 +31,15 @@ CLAIMS_PENDING = pytest.mark.xfail(
     "interface); remove this mark then",
     strict=False,
 )
+#: The engine passes a poll run's counters as an SQL batch hook until it passes
+#: `RunProgress` (which lands with the store interface): its polls fail on the memory store.
+ENGINE_PENDING = pytest.mark.xfail(
+    reason="the engine counts runs with an SQL hook until it passes RunProgress (lands with "
+    "the store interface); remove this mark then",
+    strict=False,
+)
 STORES = ["memory", "sqlite"]
+ENGINE_STORES = ["sqlite", pytest.param("memory", marks=ENGINE_PENDING)]
 STORES_WITH_CLAIMS = ["memory", pytest.param("sqlite", marks=CLAIMS_PENDING)]
 
 
@@ -73,6 +81,11 @@ def entry(
     )
     e.source, e.provider = src, "fleetit"
     return e
+
+
+def engine_store(kind: str) -> Any:
+    """For `SyncRun(store=)`: a memory store, or None for the config's SQLite file."""
+    return MemoryStore() if kind == "memory" else None
 
 
 def open_store(kind: str, directory: Path, clock: Callable[[], datetime]) -> Any:

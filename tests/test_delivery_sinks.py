@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
-from delivery_env import SECRET, STORES, Env, entry, hook, source
+from delivery_env import ENGINE_STORES, SECRET, STORES, Env, engine_store, entry, hook, source
 
 from logd import Status, redact
 from logd.config.settings import load_settings
@@ -303,3 +303,35 @@ def test_two_plugins_registering_one_kind_is_an_error_naming_it() -> None:
     register_module(registry, "b", _audit_plugin([]))
     with pytest.raises(PluginError, match="sink kind 'audit' is registered twice"):
         registry.sink_kinds()
+
+
+# -- the engine, the store and the deliverer together -------------------------------------
+
+
+@pytest.mark.parametrize("store", ENGINE_STORES)
+def test_a_poll_queues_its_new_failures_and_the_deliverer_sends_them(
+    tmp_path: Path, store: str
+) -> None:
+    from logd_fleetit import FleetITSimulator
+
+    from logd.delivery.receiver import Receiver
+    from logd.plugin.testing import SyncRun
+
+    with FleetITSimulator(records=120) as sim, Receiver(SECRET) as rx:
+        webhook = hook(rx.url, alert_backfill=True, max_entries=25)
+        run = SyncRun(
+            tmp_path, [sim.demo_source("fleet")], webhooks=[webhook], store=engine_store(store)
+        )
+        deliveries = wire_deliveries(run.settings, run.store)
+        run.engine.batch_hooks = deliveries.hooks
+        assert run.sync()["fleet"].ok
+        assert deliveries.deliverer is not None
+        stats = deliveries.deliverer.deliver_due()
+        failed = {r.id for r in run.rows(statuses=["failure"])}
+        sent = [e["id"] for got in rx.received for e in got.json()["entries"]]
+        assert failed and sorted(sent) == sorted(failed)  # each once
+        assert all(got.verified for got in rx.received)
+        assert stats.delivered == len(rx.received) == -(-len(failed) // 25)
+        assert deliveries.pending() == {"ops": 0}
+        deliveries.close()
+        run.close()

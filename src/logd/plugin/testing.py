@@ -52,6 +52,7 @@ class SyncRun:
         batch_hooks: Sequence[BatchHook] = (),
         now: Callable[[], datetime] | None = None,
         group: int = 1,
+        store: Any = None,
         **top: Any,
     ) -> None:
         # Fast, recorded retries and no rate budget (its waits would be recorded, not slept,
@@ -61,7 +62,8 @@ class SyncRun:
         ]
         self.config = write_config(directory, tables, **top)
         self.settings: Settings = load_settings(self.config)
-        self.store = Store(self.settings.database)
+        # Any `logd.store.interface.Store` (the in-memory one, say); else the config's file.
+        self.store = Store(self.settings.database) if store is None else store
         self.waits: list[float] = []
         self.engine = Engine(
             self.settings,
@@ -92,7 +94,7 @@ class SyncRun:
 
     def count(self) -> int:
         """Number of stored entries."""
-        return int(self.store.db.execute("SELECT count(*) FROM entries").fetchone()[0])
+        return sum(int(row["entries"]) for row in self.store.source_stats())
 
     def cursor(self, source: str) -> Any:
         """A source's stored cursor."""
