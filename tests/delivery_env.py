@@ -146,7 +146,7 @@ def listed(store: Any, **kw: Any) -> list[Delivery]:
     does not have the method yet."""
     if hasattr(store, "list_deliveries"):
         return list(store.list_deliveries(**kw))
-    from logd.delivery.webhooks import _delivery
     from logd.store.sqlite.outbox import list_deliveries
+    from logd.store.sqlite.outbox_compat import _delivery
 
     return [_delivery(d) for d in list_deliveries(store, **kw)]

@@ -53,7 +53,7 @@ class _OutboxCollector(Collector):
             labels=["source", "state"],
         )
         try:
-            from logd.delivery.webhooks import outbox_counts
+            from logd.store.sqlite.outbox import outbox_counts
 
             counts = outbox_counts(self.store)
         except Exception as exc:  # a scrape must answer even if the store is busy or old

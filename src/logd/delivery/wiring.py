@@ -100,9 +100,8 @@ def wire_deliveries(
             hooks.append(kind.batch_hook(configs, clock=clock, on_queued=on_queued))
         sinks += [kind.build(config, transport=transport, clock=clock) for config in configs]
     if not hasattr(store, "claim_due"):
-        # Until the SQLite store implements the interface's outbox: the adapter that
-        # `logd.delivery.webhooks` keeps for the transition.
-        from logd.delivery.webhooks import as_outbox, either_hook
+        # Until the SQLite store implements the interface's outbox (transition only).
+        from logd.store.sqlite.outbox_compat import as_outbox, either_hook
 
         outbox = as_outbox(store)
         hooks = [either_hook(hook) for hook in hooks]
