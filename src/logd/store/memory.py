@@ -576,6 +576,48 @@ class MemoryStore:
             for grp, (n, failures, pending) in sorted(groups.items())
         ]
 
+    def bucket_stats(
+        self, *, since: datetime, by: Literal["day", "hour"], local: bool = False
+    ) -> list[dict[str, Any]]:
+        """Per source and day or hour (UTC, or the local zone's with `local`) from `since` on:
+        entries, failures, failure_rate, pending; empty buckets left out."""
+        groups: dict[tuple[str, str], list[int]] = {}
+        with self._lock:
+            self._open()
+            for stored in self._select(self._state, Filters(since=since)):
+                when = datetime.fromisoformat(stored.row.timestamp)
+                if local:
+                    when = when.astimezone()
+                label = when.strftime("%Y-%m-%d" if by == "day" else "%Y-%m-%d %H:00")
+                g = groups.setdefault((stored.row.source, label), [0, 0, 0])
+                g[0] += 1
+                g[1] += stored.row.status == "failure"
+                g[2] += stored.row.status == "pending"
+        return [
+            {
+                "source": source,
+                by: bucket,
+                "entries": n,
+                "failures": failures,
+                "failure_rate": round(failures / n * 100, 2) if n else 0.0,
+                "pending": pending,
+            }
+            for (source, bucket), (n, failures, pending) in sorted(groups.items())
+        ]
+
+    def names(self, kind: Literal["source", "provider"], *, only: str | None = None) -> list[str]:
+        """Every source (with entries, poll runs or a cursor) or provider stored, sorted; with
+        `only`, whether that one is (`[only]` or `[]`)."""
+        with self._lock:
+            self._open()
+            state = self._state
+            known = {getattr(s.row, kind) for s in state.entries.values()}
+            if kind == "source":
+                known |= {r.source for r in state.runs.values()} | set(state.cursors)
+        if only is not None:
+            return [only] if only in known else []
+        return sorted(known)
+
     # -- the daemons' schedule and leases ----------------------------------------------------
 
     def set_schedule(
