@@ -335,3 +335,14 @@ def test_a_poll_queues_its_new_failures_and_the_deliverer_sends_them(
         assert deliveries.pending() == {"ops": 0}
         deliveries.close()
         run.close()
+
+
+def test_sync_run_and_retry_wire_deliveries_in_one_place() -> None:
+    import logd
+
+    root = Path(logd.__file__).parent
+    for module in ("cli/sync.py", "daemon/service.py", "cli/webhooks.py"):
+        text = (root / module).read_text()
+        assert "wire_deliveries(" in text, module
+        for other in ("outbox_hook(", "Deliverer(", "WebhookSink(", "delivery.webhooks"):
+            assert other not in text, f"{module} wires deliveries itself: {other}"

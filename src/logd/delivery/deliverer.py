@@ -235,7 +235,8 @@ class Deliverer:
                 with busy():
                     self._lane(name, (), stats, stop)
                     due = self.store.next_due_at([name])
-                if due is not None:
+                if due is not None and (stats.outcomes or due > self.clock()):
+                    # (Due now and nothing sent: another holder's claim has them; idle.)
                     wait = min(idle, max(WORKER_MIN_WAIT, (due - self.clock()).total_seconds()))
             except StoreError as exc:  # the store's fault: said once per round, retried
                 log.error("%s %s: %s", sink.kind, name, exc)
