@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from delivery_env import ENGINE_STORES, engine_store
 from logd_fleetit import FleetITSimulator
 
 from logd import heap
@@ -43,10 +44,13 @@ def test_sync_command_reports_and_exits_0(tmp_path: Path, sim: FleetITSimulator)
     assert again.exit_code == 0 and "fleet: 1 pages, 0 new, 0 updated" in again.output
 
 
-def test_429_with_retry_after_and_a_500_are_retried(tmp_path: Path, sim: FleetITSimulator) -> None:
+@pytest.mark.parametrize("store", ENGINE_STORES)
+def test_429_with_retry_after_and_a_500_are_retried(
+    tmp_path: Path, sim: FleetITSimulator, store: str
+) -> None:
     sim.fail_next(429, headers={"Retry-After": "3"}, body='{"detail": "Request was throttled."}')
     sim.fail_next(500, body="<h1>Server Error (500)</h1>")
-    run = SyncRun(tmp_path, [sim.demo_source("fleet")])
+    run = SyncRun(tmp_path, [sim.demo_source("fleet")], store=engine_store(store))
     report = run.sync()["fleet"]
     assert report.ok, report.error
     assert report.new == 250 and report.retries == 2
@@ -89,8 +93,9 @@ def test_unknown_source_and_bad_config_exit_2(tmp_path: Path, sim: FleetITSimula
     assert result.exit_code == 2 and "no source named 'nope'" in result.output
 
 
+@pytest.mark.parametrize("store", ENGINE_STORES)
 def test_a_crash_inside_the_second_batch_keeps_the_first(
-    tmp_path: Path, sim: FleetITSimulator
+    tmp_path: Path, sim: FleetITSimulator, store: str
 ) -> None:
     calls = []
 
@@ -99,7 +104,12 @@ def test_a_crash_inside_the_second_batch_keeps_the_first(
         if len(calls) == 2:
             raise RuntimeError("power cut")
 
-    run = SyncRun(tmp_path, [sim.demo_source("fleet")], batch_hooks=[crash_on_second])
+    run = SyncRun(
+        tmp_path,
+        [sim.demo_source("fleet")],
+        batch_hooks=[crash_on_second],
+        store=engine_store(store),
+    )
     report = run.sync()["fleet"]
     assert report.error is not None and "power cut" in report.error
     assert run.count() == 100  # the first page, committed with its cursor

@@ -17,13 +17,13 @@ import click
 from logd import heap, redact
 from logd import logging_setup as logs
 from logd.config.settings import Settings
+from logd.delivery.wiring import Deliveries, wire_deliveries
 from logd.engine.poller import Engine, SourceReport, mask
 from logd.errors import ConfigError, LogdError
 from logd.plugin.http import RetryPolicy, SourceClient
 from logd.plugin.manager import load_plugins
 from logd.plugin.provider import PollContext
 from logd.store import open_store
-from logd.store.interface import BatchHook, Store
 
 if TYPE_CHECKING:
     from rich.progress import Task
@@ -43,12 +43,13 @@ def run_sync(
     heap.settle()  # start-up is over: what follows allocates per record (heap.py)
     with closing(open_store(settings.database)) as store:
         stop = threading.Event()
+        deliveries = wire_deliveries(settings, store, registry)
         engine = Engine(
             settings,
             store,
             registry,
             sleep=_interruptible(stop),
-            batch_hooks=_webhook_hooks(settings),
+            batch_hooks=deliveries.hooks,
         )
         live = sys.stderr.isatty() and not quiet
         display = _RichProgress(sources) if live else None
@@ -67,7 +68,8 @@ def run_sync(
                 "interrupted: every batch committed so far is kept; "
                 "the next sync continues from there"
             ) from None
-        webhook_lines = _deliver_webhooks(settings, store)
+        with deliveries:
+            webhook_lines = _deliver(deliveries)
     for report in reports:  # the counts on stdout, an error once, on stderr
         click.echo(dataclasses.replace(report, error=None).summary())
         if report.error:
@@ -140,32 +142,20 @@ def show_first_batch(settings: Settings, names: Sequence[str] = (), *, first: in
     return ok
 
 
-def _webhook_hooks(settings: Settings) -> list[BatchHook]:
-    """The outbox hook when webhooks are configured: deliveries commit with their failures."""
-    if not settings.webhooks:
+def _deliver(deliveries: Deliveries) -> list[str]:
+    """Deliver what is due before exiting; one line per sink (never its URL or secret)."""
+    if deliveries.deliverer is None:
         return []
-    from logd.delivery.webhooks import outbox_hook
-
-    return [outbox_hook(settings)]
-
-
-def _deliver_webhooks(settings: Settings, store: Store) -> list[str]:
-    """Deliver what is due before exiting; one line per webhook (never its URL or secret)."""
-    if not settings.webhooks:
-        return []
-    from logd.delivery.webhooks import Deliverer
-
-    with Deliverer(settings, store) as deliverer:
-        stats = deliverer.deliver_due()
-    pending = store.outbox_counts("sink")
+    stats = deliveries.deliverer.deliver_due()
+    pending = deliveries.pending()
     lines = []
-    for hook in settings.webhooks:
-        done = stats.by_webhook.get(hook.name, {})
+    for sink in deliveries.sinks:
+        done = stats.by_sink.get(sink.name, {})
         line = (
-            f"webhook {hook.name}: {done.get('delivered', 0)} delivered, "
+            f"{sink.kind} {sink.name}: {done.get('delivered', 0)} delivered, "
             f"{done.get('retrying', 0)} retrying, {done.get('dead', 0)} dead"
         )
-        waiting = pending.get(hook.name, {}).get("pending", 0)
+        waiting = pending.get(sink.name, 0)
         lines.append(f"{line} ({waiting} pending)" if waiting else line)
     return lines
 

@@ -95,12 +95,16 @@ def list_command(
 def retry(ctx: click.Context, ids: tuple[str, ...], config: Path | None) -> None:
     """Deliver now: the named deliveries (dead ones too), else every pending one."""
     from logd.config.settings import load_settings
-    from logd.delivery.webhooks import Deliverer
+    from logd.delivery.deliverer import DeliveryStats
+    from logd.delivery.wiring import wire_deliveries
     from logd.store import open_store
 
     settings = load_settings(config)
-    with closing(open_store(settings.database)) as store:
-        due = store.make_due(ids, datetime.now(UTC))
+    with (
+        closing(open_store(settings.database)) as store,
+        wire_deliveries(settings, store) as deliveries,
+    ):
+        due = deliveries.outbox.make_due(ids, datetime.now(UTC))
         missing = sorted(set(ids) - set(due))
         if missing:
             raise LogdError(
@@ -110,11 +114,11 @@ def retry(ctx: click.Context, ids: tuple[str, ...], config: Path | None) -> None
         if not due:
             click.echo("nothing to deliver")
             return
-        with Deliverer(settings, store) as deliverer:
-            stats = deliverer.deliver_due(ids=due)
+        deliverer = deliveries.deliverer
+        stats = deliverer.deliver_due(ids=due) if deliverer else DeliveryStats()
     for outcome in stats.outcomes:
         detail = f": {outcome.error}" if outcome.error else ""
-        click.echo(f"{outcome.delivery_id} ({outcome.webhook}): {outcome.state}{detail}")
+        click.echo(f"{outcome.delivery_id} ({outcome.sink}): {outcome.state}{detail}")
     left = len(due) - len(stats.outcomes)
     if left:
         click.echo(f"{left} not tried: their webhook is failing or no longer configured")
@@ -130,18 +134,18 @@ def retry(ctx: click.Context, ids: tuple[str, ...], config: Path | None) -> None
 def test(ctx: click.Context, name: str, config: Path | None) -> None:
     """Send the webhook NAME a signed sample delivery now and show the answer."""
     from logd.config.settings import load_settings
-    from logd.delivery.webhooks import send_test
+    from logd.delivery.sinks.webhook import send_test
 
     settings = load_settings(config)
     hooks = {w.name: w for w in settings.webhooks}
     if name not in hooks:
         known = ", ".join(hooks) or "none"
         raise ConfigError(f"no webhook named {name!r} in the config; configured: {known}")
-    outcome = send_test(hooks[name])
-    if outcome.state == "delivered":
-        click.echo(f"{name}: delivered (HTTP {outcome.status}), delivery {outcome.delivery_id}")
+    delivery_id, sent = send_test(hooks[name])
+    if sent.result == "delivered":
+        click.echo(f"{name}: delivered (HTTP {sent.status}), delivery {delivery_id}")
         return
-    click.secho(f"{name}: not delivered: {outcome.error}", err=True, fg="red")
+    click.secho(f"{name}: not delivered: {sent.error}", err=True, fg="red")
     ctx.exit(1)
 
 

@@ -54,12 +54,14 @@ from logd.daemon.health import Heartbeat, Watchdog
 from logd.daemon.instance_lock import InstanceLock
 from logd.daemon.metrics import Metrics
 from logd.daemon.notify import Notifier, watchdog_interval
+from logd.delivery.deliverer import Deliverer, DeliveryStats
+from logd.delivery.wiring import wire_deliveries
 from logd.engine.poller import STOP_GRACE, Engine, SourceReport
 from logd.errors import ConfigError, LogdError, StoreError
 from logd.logging_setup import setup as setup_logging
 from logd.plugin.manager import load_plugins
 from logd.store import open_store
-from logd.store.interface import BatchHook, Store
+from logd.store.interface import Store
 
 log = logging.getLogger("logd.daemon")
 
@@ -167,7 +169,7 @@ class Daemon:
         self.settings: Settings
         self.store: Store
         self.engine: Engine
-        self.deliverer: Any = None
+        self.deliverer: Deliverer | None = None
         self.scheduler: BackgroundScheduler
         self.metrics: Metrics
         self.heartbeat: Heartbeat
@@ -335,14 +337,11 @@ class Daemon:
             self._failures[name] = 0
             self._schedule(src, now)
 
-    def _webhook_parts(self, settings: Settings) -> tuple[list[BatchHook], Any]:
-        webhooks = getattr(settings, "webhooks", [])
-        if not webhooks:
-            return [], None
-        from logd.delivery.webhooks import Deliverer, outbox_hook
-
-        hook = outbox_hook(settings, on_queued=self._queued.set)
-        return [hook], Deliverer(settings, self.store)
+    def _webhook_parts(self, settings: Settings) -> tuple[list[Any], Deliverer | None]:
+        deliveries = wire_deliveries(
+            settings, self.store, self.registry, on_queued=self._queued.set
+        )
+        return deliveries.hooks, deliveries.deliverer
 
     def _schedule(self, src: SourceConfig, first_run: datetime) -> None:
         interval = src.interval
@@ -591,9 +590,9 @@ class Daemon:
             return None
         return job.next_run_time if job is not None else None
 
-    def _delivered(self, stats: Any) -> None:
+    def _delivered(self, stats: DeliveryStats) -> None:
         """A lane's round is over (called on its worker's thread): metrics, a log line."""
-        self.metrics.observe_deliveries(stats.by_webhook)
+        self.metrics.observe_deliveries(stats.by_sink)
         # A backfill runs a round per committed batch: one line per DELIVERY_EVERY at most.
         with self._tally_lock:
             tally = self._delivery_tally

@@ -17,6 +17,7 @@ import pluggy
 if TYPE_CHECKING:
     import click
 
+    from logd.delivery.sinks import SinkKind
     from logd.plugin.provider import Provider
     from logd.plugin.simulator import Simulator
 
@@ -37,6 +38,17 @@ def register_simulators(register: Callable[[type[Simulator]], None]) -> None:
     """Register local simulators of vendor APIs, used by the tests and `logd demo`.
 
     :param register: call with a `Simulator` subclass, e.g. ``register(FleetITSimulator)``.
+    """
+
+
+@hookspec
+def register_sinks(register: Callable[[SinkKind], None]) -> None:
+    """Register kinds of sink (where entries are delivered), one call of `register` each.
+
+    A kind's config tables each become a sink with a lane of its own in the outbox; logd's
+    own `webhook` kind is registered this way too (`logd.delivery.sinks.builtin`).
+
+    :param register: call with a `logd.delivery.sinks.SinkKind`, e.g. ``register(OTLP)``.
     """
 
 

@@ -8,6 +8,7 @@ import is a warning naming it; the rest still load. Two providers with one name 
 
 from __future__ import annotations
 
+import importlib
 import importlib.metadata
 import logging
 from collections.abc import Collection, Sequence
@@ -22,10 +23,15 @@ from logd.plugin.entrypoints import ENTRY_POINT_GROUP as ENTRY_POINT_GROUP
 from logd.plugin.entrypoints import enabled_entry_points
 
 if TYPE_CHECKING:
+    from logd.delivery.sinks import SinkKind
     from logd.plugin.provider import Provider
     from logd.plugin.simulator import Simulator
 
 log = logging.getLogger("logd.plugins")
+
+#: logd's own hook implementations, registered as plugins are (as datasette registers its
+#: built-ins): each is a module light to import.
+DEFAULT_PLUGINS = ("logd.delivery.sinks.builtin",)
 
 
 @dataclass
@@ -49,6 +55,23 @@ class Registry:
     plugins: list[PluginInfo] = field(default_factory=list)
     pm: pluggy.PluginManager = field(default_factory=lambda: _new_manager())
 
+    def sink_kinds(self) -> dict[str, SinkKind]:
+        """Every registered kind of sink by name (logd's own and the plugins'), or a
+        `PluginError` when two register one name."""
+        kinds: dict[str, SinkKind] = {}
+
+        def register(kind: SinkKind) -> None:
+            if kind.name in kinds:
+                raise PluginError(
+                    f"sink kind {kind.name!r} is registered twice",
+                    hint="uninstall one of the plugins registering it or disable it with "
+                    "LOGD_DISABLE_PLUGINS",
+                )
+            kinds[kind.name] = kind
+
+        self.pm.hook.register_sinks(register=register)
+        return kinds
+
     def provider(self, name: str) -> type[Provider[Any]]:
         """The provider class registered as `name`, or a `PluginError` listing the installed."""
         try:
@@ -61,6 +84,8 @@ class Registry:
 def _new_manager() -> pluggy.PluginManager:
     pm = pluggy.PluginManager("logd")
     pm.add_hookspecs(hookspecs)
+    for name in DEFAULT_PLUGINS:
+        pm.register(importlib.import_module(name), name=name)
     return pm
 
 

@@ -53,6 +53,7 @@ class SyncRun:
         batch_hooks: Sequence[BatchHook] = (),
         now: Callable[[], datetime] | None = None,
         group: int = 1,
+        store: Any = None,
         **top: Any,
     ) -> None:
         # Fast, recorded retries and no rate budget (its waits would be recorded, not slept,
@@ -62,7 +63,8 @@ class SyncRun:
         ]
         self.config = write_config(directory, tables, **top)
         self.settings: Settings = load_settings(self.config)
-        self.store: Store = open_store(self.settings.database)
+        # Any `logd.store.interface.Store` (the in-memory one, say); else the config's file.
+        self.store: Store = open_store(self.settings.database) if store is None else store
         self.waits: list[float] = []
         self.engine = Engine(
             self.settings,
