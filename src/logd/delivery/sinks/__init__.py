@@ -1,0 +1,1 @@
+"""Sinks: the systems stored entries are delivered to, one module each."""
