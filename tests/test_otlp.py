@@ -7,7 +7,8 @@ from __future__ import annotations
 import logging
 import socket
 import threading
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
@@ -100,6 +101,15 @@ class CrashingFeed(MemoryFeed):
         if self.moves == self.crash_on:
             raise Crash
         super().set_sink_position(sink, seq)
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
 
 
 @pytest.fixture
@@ -439,6 +449,46 @@ def test_headers_reach_the_collector_and_never_show_in_errors_or_logs(
     assert done.rejected == 1
     for text in (blocked.halted.error, caplog.text, shown):
         assert API_KEY not in text
+
+
+def test_the_sink_runs_until_closed_wakes_on_kick_and_survives_a_failing_round(
+    rx: OtlpReceiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    feed = MemoryFeed([row(1)])
+    sink = OtlpSink(config(rx.endpoint), feed, idle=3600.0, backoff=0.01)
+    stop = threading.Event()
+    worker = threading.Thread(target=sink.run, args=(stop,))
+    worker.start()
+    try:
+        assert wait_until(lambda: feed.sink_position("otel") == 1)
+        feed.add(row(2))
+        sink.kick()  # stored entries wake the idle wait (an hour) at once
+        assert wait_until(lambda: feed.sink_position("otel") == 2)
+        broken = feed.changes_after
+        feed.changes_after = lambda seq, limit: 1 / 0  # type: ignore[assignment,method-assign]
+        with caplog.at_level(logging.ERROR, "logd.export"):
+            feed.add(row(3))
+            sink.kick()
+            assert wait_until(lambda: "round failed" in caplog.text)
+            feed.changes_after = broken  # type: ignore[method-assign]
+        # The next round, after a short backoff, sends it.
+        assert wait_until(lambda: feed.sink_position("otel") == 3)
+        assert "ZeroDivisionError" in caplog.text
+    finally:
+        sink.close()  # ends the run loop without `stop`
+        worker.join(5)
+    assert not worker.is_alive()
+    assert feed.sink_position("otel") == 3
+
+
+def test_a_blocked_export_waits_the_longest_backoff(rx: OtlpReceiver) -> None:
+    rx.respond_with(401)
+    sink = OtlpSink(config(rx.endpoint), MemoryFeed([row(1)]), max_backoff=120.0)
+    try:
+        done = sink.export_due()
+        assert sink.delay(done) == 120.0
+    finally:
+        sink.close()
 
 
 # -- at least once --------------------------------------------------------------------------
