@@ -112,7 +112,7 @@ MAX_DEPTH = 8  # nesting levels of details/raw kept; deeper is sent as its JSON 
 RECORD_BUDGET = 65_536
 NODE_COST = 8
 #: Encoded bytes of one request, at most (a batch is split to keep under it): the collector's
-#: default request limit is 20 MiB, and OTLP/JSON is about twice the protobuf size.
+#: default request limit is 20 MiB, and OTLP/JSON is about 2.5 times the protobuf size.
 MAX_REQUEST_BYTES = 4 * 1024 * 1024
 RESPONSE_LIMIT = 64 * 1024  # bytes of a collector's answer read, at most
 ERROR_TEXT_LIMIT = 300  # characters of a collector's error text kept in a result or log line
