@@ -16,7 +16,9 @@ from typing import Any
 
 import orjson
 import pytest
+from click.testing import CliRunner
 
+from logd.cli.main import cli
 from logd.config.settings import OtlpExportConfig, load_settings
 from logd.delivery.sinks.otlp import (
     SEVERITY,
@@ -565,6 +567,9 @@ def test_an_export_table_loads_with_defaults_and_secret_headers(
     )
     assert export.headers["api-key"].get_secret_value() == API_KEY
     assert API_KEY not in repr(export)
+    shown = CliRunner().invoke(cli, ["check-config", "-c", str(path)])
+    assert shown.exit_code == 0, shown.output
+    assert "  export otel: otlp (protobuf) to http://127.0.0.1:4318\n" in shown.output
 
 
 @pytest.mark.parametrize(

@@ -164,6 +164,8 @@ def check_config(config: Path | None, credentials_dir: Path | None) -> None:
         click.echo(f"  source {src.name}: {src.provider} every {src.interval:g}s{state}")
     for hook in settings.webhooks:  # the host only: a webhook URL's path may hold a token
         click.echo(f"  webhook {hook.name}: {hook.signature}-signed to {hook.host}")
+    for export in settings.exports:
+        click.echo(f"  export {export.name}: {export.kind} ({export.format}) to {export.host}")
 
 
 @cli.command()

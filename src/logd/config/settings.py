@@ -310,6 +310,12 @@ class OtlpExportConfig(BaseModel):
     )
     allow_insecure: bool = Field(False, description="Allow http:// to a non-loopback host.")
 
+    @property
+    def host(self) -> str:
+        """Scheme, host and port of `endpoint`: safe to print where the whole URL is not."""
+        parts = urlsplit(self.endpoint)
+        return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+
 
 def export_problems(exports: list[OtlpExportConfig]) -> list[str]:
     """The cross-key problems of the `[[exports]]` tables, one line each with its key path."""
