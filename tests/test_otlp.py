@@ -32,7 +32,7 @@ from logd.delivery.sinks.otlp import (
 )
 from logd.delivery.sinks.otlp_receiver import Answer, OtlpReceiver, attributes, plain
 from logd.errors import ConfigError
-from logd.store.sqlite.search import Row
+from logd.store.interface import Lease, LeaseLost, Row
 
 API_KEY = "otlp-api-key-5f1e2d3c4b5a"
 NOW = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
@@ -77,13 +77,13 @@ class MemoryFeed:
     def add(self, r: Row) -> None:
         self.changes.append((len(self.changes) + 1, r))
 
-    def changes_after(self, seq: int, limit: int) -> list[tuple[int, Row]]:
+    def changes_after(self, seq: int, *, limit: int) -> list[tuple[int, Row]]:
         return [c for c in self.changes if c[0] > seq][:limit]
 
     def sink_position(self, sink: str) -> int:
         return self.positions.get(sink, 0)
 
-    def set_sink_position(self, sink: str, seq: int) -> None:
+    def set_sink_position(self, sink: str, seq: int, *, lease: Lease | None = None) -> None:
         self.positions[sink] = seq
 
 
@@ -98,7 +98,7 @@ class CrashingFeed(MemoryFeed):
         super().__init__(rows)
         self.moves, self.crash_on = 0, crash_on
 
-    def set_sink_position(self, sink: str, seq: int) -> None:
+    def set_sink_position(self, sink: str, seq: int, *, lease: Lease | None = None) -> None:
         self.moves += 1
         if self.moves == self.crash_on:
             raise Crash
@@ -467,7 +467,7 @@ def test_the_sink_runs_until_closed_wakes_on_kick_and_survives_a_failing_round(
         sink.kick()  # stored entries wake the idle wait (an hour) at once
         assert wait_until(lambda: feed.sink_position("otel") == 2)
         broken = feed.changes_after
-        feed.changes_after = lambda seq, limit: 1 / 0  # type: ignore[assignment,method-assign]
+        feed.changes_after = lambda seq, *, limit: 1 / 0  # type: ignore[assignment,method-assign]
         with caplog.at_level(logging.ERROR, "logd.export"):
             feed.add(row(3))
             sink.kick()
@@ -511,6 +511,24 @@ def test_a_crash_after_sending_and_before_moving_sends_that_batch_again(
     ids = [attributes(rec)["logd.native_id"] for _, rec in rx.records()]
     assert sorted(set(ids)) == sorted(r.native_id for r in rows)  # none lost
     assert sorted(i for i in set(ids) if ids.count(i) > 1) == ["n3", "n4", "n5"]
+
+
+def test_each_move_is_fenced_by_the_sinks_lease(rx: OtlpReceiver) -> None:
+    class FencedFeed(MemoryFeed):
+        def set_sink_position(self, sink: str, seq: int, *, lease: Lease | None = None) -> None:
+            if lease is None or lease.token != 2:
+                raise LeaseLost("sink:otel passed to another holder")
+            super().set_sink_position(sink, seq)
+
+    feed = FencedFeed([row(1), row(2)])
+    mine = Lease("sink:otel", "host-a", 2, NOW + timedelta(seconds=30))
+    with exporter(rx.endpoint) as ex:
+        assert export_changes(feed, "otel", ex.send, batch_size=1, lease=mine).exported == 2
+        feed.add(row(3))
+        stale = Lease("sink:otel", "host-a", 1, NOW)
+        with pytest.raises(LeaseLost):  # a holder that lost the lease never moves the position
+            export_changes(feed, "otel", ex.send, batch_size=1, lease=stale)
+    assert feed.sink_position("otel") == 2
 
 
 def test_a_later_change_of_an_entry_is_exported_again(rx: OtlpReceiver) -> None:

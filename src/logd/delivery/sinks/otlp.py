@@ -48,7 +48,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import httpx
 import orjson
@@ -69,7 +69,10 @@ from logd.config.settings import OtlpExportConfig
 from logd.plugin.deadline import Deadline
 from logd.plugin.deadline import transport as deadline_transport
 from logd.plugin.http import redact_url, retry_after_seconds
-from logd.store.sqlite.search import Row
+from logd.store.interface import Lease, Row
+
+if TYPE_CHECKING:
+    from logd.store.interface import Store
 
 __all__ = [
     "SEVERITY",
@@ -633,9 +636,10 @@ def _error_text(answer: bytes, content_type: str) -> str:
 
 
 class ChangeFeed(Protocol):
-    """What an export reads from the store: entries by change sequence, and its position."""
+    """What an export needs of the store (`logd.store.interface.Store` has it): entries by
+    change sequence, and how far the sink got."""
 
-    def changes_after(self, seq: int, limit: int) -> list[tuple[int, Row]]:
+    def changes_after(self, seq: int, *, limit: int) -> list[tuple[int, Row]]:
         """Up to `limit` entries whose change sequence is above `seq`, as (seq, row), ascending."""
         ...
 
@@ -643,9 +647,15 @@ class ChangeFeed(Protocol):
         """The change sequence `sink` has delivered up to (0: none yet)."""
         ...
 
-    def set_sink_position(self, sink: str, seq: int) -> None:
-        """Record that `sink` has delivered every change up to `seq`."""
+    def set_sink_position(self, sink: str, seq: int, *, lease: Lease | None = None) -> None:
+        """Record that `sink` has delivered every change up to `seq`; fenced by `lease`."""
         ...
+
+
+if TYPE_CHECKING:
+
+    def _a_store_is_a_change_feed(store: Store) -> ChangeFeed:
+        return store  # mypy checks that every backend of the interface can feed an export
 
 
 @dataclass
@@ -668,16 +678,21 @@ def export_changes(
     batch_size: int,
     stop: threading.Event | None = None,
     max_batches: int | None = None,
+    lease: Lease | None = None,
 ) -> ExportRound:
     """Send every change after `sink`'s position in batches of `batch_size`, moving the
     position past a batch only once it is done with (at least once: a crash between the send
-    and the move sends the batch again); stops at the first batch that must wait."""
+    and the move sends the batch again); stops at the first batch that must wait.
+
+    `lease` (`sink:<name>`, held by the daemon driving this sink) fences each move: an
+    instance that lost it gets `LeaseLost` instead of moving the position of the new holder.
+    """
     position = feed.sink_position(sink)
     done = ExportRound(position)
     while not (stop is not None and stop.is_set()):
         if max_batches is not None and done.batches >= max_batches:
             break
-        changes = feed.changes_after(position, batch_size)
+        changes = feed.changes_after(position, limit=batch_size)
         if not changes:
             break
         result = send([row for _, row in changes])
@@ -693,7 +708,7 @@ def export_changes(
                 result.error,
             )
         position = changes[-1][0]
-        feed.set_sink_position(sink, position)
+        feed.set_sink_position(sink, position, lease=lease)
         done.position = position
         done.exported += result.records - result.rejected
         done.rejected += result.rejected
