@@ -5,7 +5,11 @@ partial success, permanent errors) and at-least-once delivery through the change
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -30,7 +34,13 @@ from logd.delivery.sinks.otlp import (
     logs_url,
     serialize,
 )
-from logd.delivery.sinks.otlp_receiver import Answer, OtlpReceiver, attributes, plain
+from logd.delivery.sinks.otlp_receiver import (
+    Answer,
+    OtlpReceiver,
+    Received,
+    attributes,
+    plain,
+)
 from logd.errors import ConfigError
 from logd.store.interface import Lease, LeaseLost, Row
 
@@ -531,6 +541,61 @@ def test_each_move_is_fenced_by_the_sinks_lease(rx: OtlpReceiver) -> None:
     assert feed.sink_position("otel") == 2
 
 
+#: An export in a process of its own, over a feed of 100 entries whose position is a file
+#: (written atomically, as a store commits): argv is the endpoint and the position file.
+EXPORT_PROCESS = """
+import json, os, sys, threading
+from pathlib import Path
+from logd.config.settings import OtlpExportConfig
+from logd.delivery.sinks.otlp import OtlpSink
+from logd.store.interface import Row
+
+endpoint, state = sys.argv[1], Path(sys.argv[2])
+
+def row(n):
+    return Row(f"fleet:n{n}", "fleet", "fleetit", f"n{n}", "2026-02-28T10:20:30+00:00",
+               "failure", f"order {n} failed", None, None, None, {"id": n}, None)
+
+class FileFeed:
+    def changes_after(self, seq, *, limit):
+        return [(i, row(i)) for i in range(seq + 1, min(100, seq + limit) + 1)]
+    def sink_position(self, sink):
+        return json.loads(state.read_text())[sink] if state.exists() else 0
+    def set_sink_position(self, sink, seq, *, lease=None):
+        tmp = state.with_suffix(".tmp")
+        tmp.write_text(json.dumps({sink: seq}))
+        os.replace(tmp, state)
+
+feed = FileFeed()
+config = {"kind": "otlp", "name": "otel", "endpoint": endpoint, "batch_size": 10}
+sink = OtlpSink(OtlpExportConfig.model_validate(config), feed)
+stop = threading.Event()
+sink.run(stop, wait=lambda seconds: feed.sink_position("otel") == 100 and stop.set())
+"""
+
+
+def test_kill_9_mid_export_and_a_restart_lose_nothing(tmp_path: Path, rx: OtlpReceiver) -> None:
+    script, state = tmp_path / "export.py", tmp_path / "position.json"
+    script.write_text(EXPORT_PROCESS)
+    command = [sys.executable, str(script), rx.endpoint, str(state)]
+    first = subprocess.Popen(command)
+
+    def kill_at_the_third_batch(got: Received) -> None:
+        if len(rx.received) == 3:  # sent, and killed before the collector's answer
+            os.kill(first.pid, signal.SIGKILL)
+
+    rx.on_request = kill_at_the_third_batch
+    assert first.wait(timeout=60) == -signal.SIGKILL
+    assert orjson.loads(state.read_bytes()) == {"otel": 20}  # two batches answered, moved
+    rx.on_request = None
+    second = subprocess.run(command, timeout=60)
+    assert second.returncode == 0
+    ids = [attributes(rec)["logd.native_id"] for _, rec in rx.records()]
+    assert sorted(set(ids)) == sorted(f"n{i}" for i in range(1, 101))  # every entry, once or more
+    assert sorted({i for i in ids if ids.count(i) > 1}) == sorted(f"n{i}" for i in range(21, 31))
+    assert orjson.loads(state.read_bytes()) == {"otel": 100}
+
+
 def test_a_later_change_of_an_entry_is_exported_again(rx: OtlpReceiver) -> None:
     feed = MemoryFeed([row(1, status="pending")])
     with exporter(rx.endpoint) as ex:
@@ -598,6 +663,10 @@ def test_an_export_table_loads_with_defaults_and_secret_headers(
         ('endpoint = "https://otel.example/?key=abc"', "must not have a query string"),
         ('endpoint = "https://otel.example"\nformat = "xml"', "exports[0].format"),
         ('endpoint = "https://otel.example"\ncompress = "gzip"', "exports[0].compress: unknown"),
+        (
+            'endpoint = "https://otel.example"\nheaders = { "Content-Type" = "text/plain" }',
+            "exports[0].headers: 'Content-Type' is set by logd; it cannot be replaced",
+        ),
     ],
 )
 def test_export_problems_name_their_key(tmp_path: Path, table: str, expected: str) -> None:

@@ -338,7 +338,16 @@ def export_problems(exports: list[OtlpExportConfig]) -> list[str]:
             why = "must not have a query string (put credentials in `headers`)"
         if why:
             problems.append(f"{key}.endpoint: {why}")
+        for header in export.headers:
+            if header.lower() in _EXPORT_RESERVED_HEADERS:
+                problems.append(f"{key}.headers: {header!r} is set by logd; it cannot be replaced")
     return problems
+
+
+#: Headers the exporter sets from `format` and `compression`, or that HTTP itself owns.
+_EXPORT_RESERVED_HEADERS = frozenset(
+    {"content-type", "content-encoding", "content-length", "transfer-encoding", "host"}
+)
 
 
 _toml_data: ContextVar[dict[str, Any]] = ContextVar("toml_data")
