@@ -41,7 +41,7 @@ from logd.delivery.sinks.otlp_receiver import (
     attributes,
     plain,
 )
-from logd.errors import ConfigError
+from logd.errors import ConfigError, StoreError
 from logd.store.interface import Lease, LeaseLost, Row
 
 API_KEY = "otlp-api-key-5f1e2d3c4b5a"
@@ -493,6 +493,25 @@ def test_the_sink_runs_until_closed_wakes_on_kick_and_survives_a_failing_round(
     assert feed.sink_position("otel") == 3
 
 
+def test_a_store_fault_is_one_line_and_the_round_is_retried(
+    rx: OtlpReceiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    class LockedFeed(MemoryFeed):
+        def changes_after(self, seq: int, *, limit: int) -> list[tuple[int, Row]]:
+            raise StoreError("the store is locked by another process; try again")
+
+    sink = OtlpSink(config(rx.endpoint), LockedFeed([row(1)]), backoff=2.0)
+    stop = threading.Event()
+    waits: list[float] = []
+    try:
+        with caplog.at_level(logging.ERROR, "logd.export"):
+            sink.run(stop, wait=lambda seconds: waits.append(seconds) or stop.set())
+    finally:
+        sink.close()
+    assert caplog.messages == ["export otel: the store is locked by another process; try again"]
+    assert "Traceback" not in caplog.text and waits == [4.0]
+
+
 def test_a_blocked_export_waits_the_longest_backoff(rx: OtlpReceiver) -> None:
     rx.respond_with(401)
     sink = OtlpSink(config(rx.endpoint), MemoryFeed([row(1)]), max_backoff=120.0)
@@ -594,6 +613,74 @@ def test_kill_9_mid_export_and_a_restart_lose_nothing(tmp_path: Path, rx: OtlpRe
     assert sorted(set(ids)) == sorted(f"n{i}" for i in range(1, 101))  # every entry, once or more
     assert sorted({i for i in ids if ids.count(i) > 1}) == sorted(f"n{i}" for i in range(21, 31))
     assert orjson.loads(state.read_bytes()) == {"otel": 100}
+
+
+class Leases:
+    """`Store.claim_lease` in memory, on a clock the test moves; the feed checks the fence."""
+
+    def __init__(self) -> None:
+        self.now = NOW
+        self.held: dict[str, Lease] = {}
+        self.token = 0
+
+    def claim_lease(self, name: str, holder: str, ttl: float) -> Lease | None:
+        current = self.held.get(name)
+        if current is not None and current.holder != holder and current.expires_at > self.now:
+            return None
+        if current is None or current.holder != holder:
+            self.token += 1
+        lease = Lease(name, holder, self.token, self.now + timedelta(seconds=ttl))
+        self.held[name] = lease
+        return lease
+
+
+class LeasedFeed(MemoryFeed):
+    def __init__(self, rows: Sequence[Row], leases: Leases) -> None:
+        super().__init__(rows)
+        self.leases = leases
+
+    def set_sink_position(self, sink: str, seq: int, *, lease: Lease | None = None) -> None:
+        if lease is None or self.leases.held[lease.name].token != lease.token:
+            raise LeaseLost(f"{lease.name if lease else sink}: passed to another holder")
+        super().set_sink_position(sink, seq)
+
+
+def test_daemons_sharing_a_store_export_once_and_take_over_a_lapsed_lease(
+    rx: OtlpReceiver,
+) -> None:
+    leases = Leases()
+    feed = LeasedFeed([row(i) for i in range(6)], leases)
+    cfg = config(rx.endpoint, batch_size=2)
+    a = OtlpSink(cfg, feed, leases=leases, holder="host-a", lease_ttl=60)
+    b = OtlpSink(cfg, feed, leases=leases, holder="host-b", lease_ttl=60)
+    try:
+        assert a.export_due().exported == 6
+        standby = b.export_due()
+        assert standby.standby and standby.batches == 0  # host-a holds the sink
+        # host-a dies; once its lease lapses, host-b goes on from the position.
+        feed.add(row(6))
+        leases.now += timedelta(seconds=61)
+        assert b.export_due().exported == 1
+        assert a.export_due().standby  # back, it stands by
+        # A takeover in the middle of host-b's batch: its move is refused, the new holder
+        # sends that batch again (at least once), and nothing is lost.
+        feed.add(row(7))
+
+        def take_over(got: Received) -> None:
+            leases.now += timedelta(seconds=61)
+            assert leases.claim_lease("sink:otel", "host-a", 60) is not None
+
+        rx.on_request = take_over
+        fenced = b.export_due()
+        rx.on_request = None
+        assert fenced.exported == 0 and feed.sink_position("otel") == 7
+        assert a.export_due().exported == 1
+    finally:
+        a.close()
+        b.close()
+    ids = [attributes(rec)["logd.native_id"] for _, rec in rx.records()]
+    assert sorted(set(ids)) == sorted(f"n{i}" for i in range(8))
+    assert [i for i in set(ids) if ids.count(i) > 1] == ["n7"]
 
 
 def test_a_later_change_of_an_entry_is_exported_again(rx: OtlpReceiver) -> None:

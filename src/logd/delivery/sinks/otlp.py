@@ -66,10 +66,11 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from logd import redact
 from logd.__about__ import __version__
 from logd.config.settings import OtlpExportConfig
+from logd.errors import StoreError
 from logd.plugin.deadline import Deadline
 from logd.plugin.deadline import transport as deadline_transport
 from logd.plugin.http import redact_url, retry_after_seconds
-from logd.store.interface import Lease, Row
+from logd.store.interface import Lease, LeaseLost, Row
 
 if TYPE_CHECKING:
     from logd.store.interface import Store
@@ -79,6 +80,7 @@ __all__ = [
     "ChangeFeed",
     "ExportResult",
     "ExportRound",
+    "LeaseKeeper",
     "OtlpExporter",
     "OtlpSink",
     "encode_request",
@@ -652,10 +654,19 @@ class ChangeFeed(Protocol):
         ...
 
 
+class LeaseKeeper(Protocol):
+    """Who drives a sink when several daemons share a store (`Store.claim_lease`)."""
+
+    def claim_lease(self, name: str, holder: str, ttl: float) -> Lease | None:
+        """Take or renew lease `name` for `holder` for `ttl` seconds; None while another
+        holder's lease has not expired."""
+        ...
+
+
 if TYPE_CHECKING:
 
-    def _a_store_is_a_change_feed(store: Store) -> ChangeFeed:
-        return store  # mypy checks that every backend of the interface can feed an export
+    def _a_store_is_a_change_feed(store: Store) -> tuple[ChangeFeed, LeaseKeeper]:
+        return store, store  # mypy checks that every backend can drive an export
 
 
 @dataclass
@@ -668,6 +679,8 @@ class ExportRound:
     batches: int = 0
     #: The answer that ended the round before it caught up (retry or blocked), if any.
     halted: ExportResult | None = None
+    #: Another daemon holds the sink's lease: this one sent nothing.
+    standby: bool = False
 
 
 def export_changes(
@@ -717,13 +730,22 @@ def export_changes(
 
 class OtlpSink:
     """One `[[exports]]` table at work: rounds of `export_changes` until stopped, waiting
-    between them by the last answer (Retry-After, exponential backoff with jitter)."""
+    between them by the last answer (Retry-After, exponential backoff with jitter).
+
+    With `leases` (daemons sharing a store), only the holder of the lease `sink:<name>`
+    exports: it renews the lease before each batch and fences each move of the position with
+    it; the others stand by and take over once it lapses (`lease_ttl` seconds after the
+    holder's last batch began: longer than a batch's requests may take).
+    """
 
     def __init__(
         self,
         config: OtlpExportConfig,
         feed: ChangeFeed,
         *,
+        leases: LeaseKeeper | None = None,
+        holder: str = "",
+        lease_ttl: float = 60.0,
         transport: httpx.BaseTransport | None = None,
         rng: random.Random | None = None,
         backoff: float = 1.0,
@@ -732,6 +754,7 @@ class OtlpSink:
     ) -> None:
         self.config = config
         self.feed = feed
+        self.leases, self.holder, self.lease_ttl = leases, holder, lease_ttl
         self.exporter = OtlpExporter(config, transport=transport)
         self.rng = rng or random.Random()
         self.backoff, self.max_backoff, self.idle = backoff, max_backoff, idle
@@ -751,13 +774,16 @@ class OtlpSink:
 
     def export_due(self, stop: threading.Event | None = None) -> ExportRound:
         """One round: everything after the position, or up to the first batch that must wait."""
-        done = export_changes(
-            self.feed,
-            self.config.name,
-            self.exporter.send,
-            batch_size=self.config.batch_size,
-            stop=stop,
-        )
+        if self.leases is None:
+            done = export_changes(
+                self.feed,
+                self.config.name,
+                self.exporter.send,
+                batch_size=self.config.batch_size,
+                stop=stop,
+            )
+        else:
+            done = self._leased_round(self.leases, stop)
         halted = done.halted
         if halted is None:
             self.failures = 0
@@ -767,6 +793,37 @@ class OtlpSink:
         else:
             log.warning("export %s: will retry: %s", self.config.name, halted.error)
             self.failures += 1
+        return done
+
+    def _leased_round(self, leases: LeaseKeeper, stop: threading.Event | None) -> ExportRound:
+        """A round of single batches, each under a freshly renewed lease."""
+        name = self.config.name
+        done = ExportRound(self.feed.sink_position(name))
+        while not (stop is not None and stop.is_set()):
+            lease = leases.claim_lease(f"sink:{name}", self.holder, self.lease_ttl)
+            if lease is None:
+                done.standby = done.batches == 0
+                break
+            try:
+                step = export_changes(
+                    self.feed,
+                    name,
+                    self.exporter.send,
+                    batch_size=self.config.batch_size,
+                    max_batches=1,
+                    lease=lease,
+                )
+            except LeaseLost:
+                # The batch went out under a lease that lapsed meanwhile: the new holder
+                # sends it again from the position (at least once), so nothing is lost.
+                log.info("export %s: the lease passed to another daemon", name)
+                break
+            done.position, done.halted = step.position, step.halted
+            done.batches += step.batches
+            done.exported += step.exported
+            done.rejected += step.rejected
+            if step.halted is not None or step.batches == 0:
+                break
         return done
 
     def delay(self, done: ExportRound) -> float:
@@ -789,7 +846,12 @@ class OtlpSink:
             try:
                 done = self.export_due(stop)
                 seconds = self.delay(done)
-            except Exception:  # a bug or a store fault: keep the export alive
+            except StoreError as exc:  # the store's fault: said in one line, retried
+                log.error("export %s: %s", self.config.name, exc)
+                self.failures += 1
+                seconds = min(self.max_backoff, self.backoff * 2.0**self.failures)
+                done = None
+            except Exception:  # a bug: keep its traceback, keep the export alive
                 log.exception("export %s: round failed", self.config.name)
                 self.failures += 1
                 seconds = min(self.max_backoff, self.backoff * 2.0**self.failures)
