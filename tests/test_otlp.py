@@ -18,12 +18,14 @@ from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 from click.testing import CliRunner
 
 from logd.cli.main import cli
 from logd.config.settings import OtlpExportConfig, load_settings
+from logd.delivery.sinks import otlp
 from logd.delivery.sinks.otlp import (
     SEVERITY,
     ExportResult,
@@ -32,6 +34,7 @@ from logd.delivery.sinks.otlp import (
     encode_request,
     export_changes,
     logs_url,
+    parse_request,
     serialize,
 )
 from logd.delivery.sinks.otlp_receiver import (
@@ -266,6 +269,31 @@ def test_a_large_batch_is_split_under_the_request_size(rx: OtlpReceiver) -> None
     assert sorted(attributes(rec)["logd.native_id"] for _, rec in rx.records()) == sorted(
         f"n{i}" for i in range(40)
     )
+
+
+def test_a_batch_is_encoded_one_request_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    encoded: list[int] = []
+    real = otlp.log_record
+    monkeypatch.setattr(otlp, "log_record", lambda r, ns: encoded.append(1) or real(r, ns))
+    sent: list[int] = []
+
+    def collector(request: httpx.Request) -> httpx.Response:
+        (resource,) = parse_request(request.content, "protobuf").resource_logs
+        count = len(resource.scope_logs[0].log_records)
+        # Records made so far: those sent, and at most the one that opens the next request.
+        assert len(encoded) <= sum(sent) + count + 1
+        sent.append(count)
+        return httpx.Response(200)
+
+    rows = [row(i, raw={"text": "y" * 3000}) for i in range(100)]
+    ex = OtlpExporter(
+        config("http://127.0.0.1:4318"),
+        transport=httpx.MockTransport(collector),
+        max_request_bytes=32_000,
+    )
+    with ex:
+        assert ex.send(rows).outcome == "delivered"
+    assert sum(sent) == 100 and len(sent) >= 10
 
 
 def test_json_is_proto3_json_the_receiver_parses_back() -> None:

@@ -45,7 +45,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -351,20 +351,23 @@ def encode_request(rows: Iterable[Row], *, observed_at: datetime) -> ExportLogsS
 
 
 def _chunks(
-    items: Sequence[tuple[Row, LogRecord]], max_bytes: int
-) -> list[Sequence[tuple[Row, LogRecord]]]:
-    """`items` in runs whose records encode to at most `max_bytes` (a record over it: alone)."""
-    chunks: list[Sequence[tuple[Row, LogRecord]]] = []
-    start, size = 0, 0
-    for i, (_, record) in enumerate(items):
+    rows: Iterable[Row], observed_ns: int, max_bytes: int
+) -> Iterator[list[tuple[Row, LogRecord]]]:
+    """The rows' records in runs that encode to at most `max_bytes` (a record over it goes
+    alone), each made only when the one before was sent: a batch of large entries never
+    holds more than one request's records."""
+    chunk: list[tuple[Row, LogRecord]] = []
+    size = 0
+    for row in rows:
+        record = log_record(row, observed_ns)
         n = record.ByteSize()
-        if i > start and size + n > max_bytes:
-            chunks.append(items[start:i])
-            start, size = i, 0
+        if chunk and size + n > max_bytes:
+            yield chunk
+            chunk, size = [], 0
+        chunk.append((row, record))
         size += n
-    if start < len(items):
-        chunks.append(items[start:])
-    return chunks
+    if chunk:
+        yield chunk
 
 
 def serialize(request: ExportLogsServiceRequest, fmt: Format) -> bytes:
@@ -503,10 +506,8 @@ class OtlpExporter:
         Requests go in order and the first that is not answered for good (retry, blocked)
         ends the batch with its result: the whole batch is sent again later (at least once).
         """
-        observed = _nanos(self.clock())
-        items = [(row, log_record(row, observed)) for row in rows]
         results: list[ExportResult] = []
-        for chunk in _chunks(items, self.max_request_bytes):
+        for chunk in _chunks(rows, _nanos(self.clock()), self.max_request_bytes):
             result = self._send_items(chunk)
             if not result.advance:
                 return ExportResult(
@@ -602,6 +603,8 @@ class OtlpExporter:
 
 def _read_capped(response: httpx.Response, limit: int) -> bytes:
     """At most `limit` bytes of the answer, as sent: bounded memory whatever the collector."""
+    if response.is_stream_consumed:  # read already (an httpx.MockTransport answer)
+        return response.content[:limit]
     body = bytearray()
     for chunk in response.iter_raw():
         body += chunk[: limit - len(body)]
