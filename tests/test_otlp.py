@@ -297,10 +297,13 @@ def test_a_batch_is_encoded_one_request_at_a_time(monkeypatch: pytest.MonkeyPatc
 
 
 def test_json_is_proto3_json_the_receiver_parses_back() -> None:
-    request = encode_request([row(1)], observed_at=NOW)
-    body = orjson.loads(serialize(request, "json"))
-    assert set(body) == {"resourceLogs"}
-    assert body["resourceLogs"][0]["scopeLogs"][0]["logRecords"][0]["severityText"] == "ERROR"
+    request = encode_request([row(1, details={"nested": [1.5, True, None]})], observed_at=NOW)
+    body = serialize(request, "json")
+    assert set(orjson.loads(body)) == {"resourceLogs"}
+    assert parse_request(body, "json") == request  # nothing lost on the way
+    assert parse_request(serialize(request, "protobuf"), "protobuf") == request
+    with pytest.raises(ValueError, match="not an OTLP json logs request"):
+        parse_request(b"{not json", "json")
 
 
 # -- the collector's answers ----------------------------------------------------------------
