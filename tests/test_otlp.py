@@ -801,6 +801,33 @@ def test_two_exports_cannot_share_a_name(tmp_path: Path) -> None:
     assert "exports[1].name: 'otel' is already used by exports[0]" in str(info.value)
 
 
+def test_exports_test_sends_one_record_and_shows_the_answer(
+    tmp_path: Path, rx: OtlpReceiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OTLP_KEY", API_KEY)
+    path = write(
+        tmp_path,
+        f'[[exports]]\nkind = "otlp"\nname = "otel"\nendpoint = "{rx.endpoint}"\n'
+        'headers = { "api-key" = { env = "OTLP_KEY" } }\n',
+    )
+    ok = CliRunner().invoke(cli, ["exports", "test", "otel", "-c", str(path)])
+    assert ok.exit_code == 0, ok.output
+    assert ok.output == f"otel: delivered to {rx.endpoint} (protobuf), HTTP 200\n"
+    ((resource, record),) = rx.records()
+    assert resource["logd.source"] == "logd-test" and record.severity_text == "ERROR"
+    assert rx.received[0].headers["api-key"] == API_KEY
+    rx.respond_with(Answer(401, error_message=f"key {API_KEY} is not known"))
+    refused = CliRunner().invoke(cli, ["exports", "test", "otel", "-c", str(path)])
+    assert refused.exit_code == 1
+    assert "otel: not delivered: HTTP 401: key *** is not known; check the export's headers" in (
+        refused.output
+    )
+    assert API_KEY not in refused.output
+    unknown = CliRunner().invoke(cli, ["exports", "test", "loki", "-c", str(path)])
+    assert unknown.exit_code == 2
+    assert "no export named 'loki' in the config; configured: otel" in unknown.output
+
+
 def test_a_literal_key_in_a_readable_file_is_warned_about(tmp_path: Path) -> None:
     path = write(
         tmp_path,

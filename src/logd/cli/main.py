@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from logd.__about__ import __version__
+from logd.cli.exports import exports
 from logd.cli.options import config_option, db_option, format_option, local_option
 from logd.cli.webhooks import webhooks
 from logd.errors import ConfigError, LogdError
@@ -509,5 +510,6 @@ def simulate(
 
 
 cli.add_command(webhooks)
+cli.add_command(exports)
 
 __all__ = ["ConfigError", "cli"]

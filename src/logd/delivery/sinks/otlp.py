@@ -88,6 +88,7 @@ __all__ = [
     "export_secrets",
     "logs_url",
     "parse_request",
+    "send_test",
     "serialize",
 ]
 
@@ -599,6 +600,34 @@ class OtlpExporter:
                 error or "no reason given",
             )
         return ExportResult("delivered", count, rejected, status, error)
+
+
+def send_test(
+    config: OtlpExportConfig,
+    *,
+    transport: httpx.BaseTransport | None = None,
+    clock: Clock = _utcnow,
+) -> ExportResult:
+    """Send one made-up failure record to the export's collector now; what came of it
+    (`logd exports test`: checks the endpoint and the headers before the daemon relies on
+    them)."""
+    now = clock().astimezone(UTC)
+    sample = Row(
+        id="logd-test:sample-1",
+        source="logd-test",
+        provider="logd-test",
+        native_id="sample-1",
+        timestamp=now.isoformat(timespec="microseconds"),
+        status="failure",
+        message="logd exports test: a sample failure",
+        error="HTTP 500: sample error text",
+        entity_type="order",
+        entity_id="SO-1",
+        raw={"sample": True},
+        details=None,
+    )
+    with OtlpExporter(config, transport=transport, clock=lambda: now) as exporter:
+        return exporter.send([sample])
 
 
 def _read_capped(response: httpx.Response, limit: int) -> bytes:
