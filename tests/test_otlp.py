@@ -794,6 +794,17 @@ def test_export_problems_name_their_key(tmp_path: Path, table: str, expected: st
     assert expected in str(info.value)
 
 
+def test_an_export_problem_is_reported_beside_a_problem_elsewhere(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        'log_level = "loud"\n[[exports]]\nkind = "otlp"\nname = "otel"\n'
+        'endpoint = "http://otel.example:4318"\n',
+    )
+    with pytest.raises(ConfigError) as info:
+        load_settings(path)
+    assert "log_level" in str(info.value) and "exports[0].endpoint: http://" in str(info.value)
+
+
 def test_two_exports_cannot_share_a_name(tmp_path: Path) -> None:
     one = '[[exports]]\nkind = "otlp"\nname = "otel"\nendpoint = "http://127.0.0.1:4318"\n'
     with pytest.raises(ConfigError) as info:

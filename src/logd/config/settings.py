@@ -13,7 +13,7 @@ import os
 import re
 import types
 import typing
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
@@ -317,13 +317,16 @@ class OtlpExportConfig(BaseModel):
         return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
 
 
-def export_problems(exports: list[OtlpExportConfig]) -> list[str]:
-    """The cross-key problems of the `[[exports]]` tables, one line each with its key path."""
+def export_problems(exports: Sequence[OtlpExportConfig | None]) -> list[str]:
+    """The cross-key problems of the `[[exports]]` tables that validated (None: one that did
+    not), one line each with its key path."""
     from logd.config.webhooks import url_problem
 
     problems: list[str] = []
     seen: dict[str, int] = {}
     for i, export in enumerate(exports):
+        if export is None:
+            continue
         key = f"exports[{i}]"
         if export.name in seen:
             problems.append(
@@ -570,6 +573,7 @@ def load_settings(path: str | Path | None = None, *, named_plugins: bool = False
     else:
         hooks, names = _valid_parts(data)
         problems.extend(hook_problems(hooks, names))
+        problems.extend(export_problems(_valid_exports(data)))
     if problems or settings is None:
         problems = sorted(dict.fromkeys(problems), key=_order)
         raise _config_error(file, problems)
@@ -645,6 +649,18 @@ def _valid_parts(data: dict[str, Any]) -> tuple[list[WebhookConfig | None], set[
         if isinstance(t, dict) and isinstance(t.get("name"), str)
     }
     return hooks, names
+
+
+def _valid_exports(data: dict[str, Any]) -> list[OtlpExportConfig | None]:
+    """Each `[[exports]]` table that validates on its own (None where not)."""
+    exports: list[OtlpExportConfig | None] = []
+    raw = data.get("exports")
+    for table in raw if isinstance(raw, list) else ():
+        try:
+            exports.append(OtlpExportConfig.model_validate(table))
+        except ValidationError:
+            exports.append(None)  # already reported by the Settings stage
+    return exports
 
 
 #: Header names that carry credentials; other header values (a team name) are not secrets.
