@@ -524,6 +524,33 @@ def test_the_sink_runs_until_closed_wakes_on_kick_and_survives_a_failing_round(
     assert feed.sink_position("otel") == 3
 
 
+def test_close_ends_a_request_under_way_at_once_and_quietly(
+    rx: OtlpReceiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    arrived, release = threading.Event(), threading.Event()
+
+    def hold(got: Received) -> None:
+        arrived.set()
+        release.wait(30)  # the collector answers only when the test says so
+
+    rx.on_request = hold
+    feed = MemoryFeed([row(1)])
+    sink = OtlpSink(config(rx.endpoint, timeout=60), feed)
+    worker = threading.Thread(target=sink.run, args=(threading.Event(),))
+    try:
+        with caplog.at_level(logging.WARNING, "logd.export"):
+            worker.start()
+            assert arrived.wait(10)
+            sink.close()
+            worker.join(10)  # not the 60 s timeout, nor the collector's answer
+            assert not worker.is_alive()
+    finally:
+        release.set()
+        worker.join(10)
+    assert feed.sink_position("otel") == 0  # unanswered: sent again on the next start
+    assert caplog.messages == []
+
+
 def test_a_store_fault_is_one_line_and_the_round_is_retried(
     rx: OtlpReceiver, caplog: pytest.LogCaptureFixture
 ) -> None:

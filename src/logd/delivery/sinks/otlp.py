@@ -816,6 +816,8 @@ class OtlpSink:
             )
         else:
             done = self._leased_round(self.leases, stop)
+        if self._closed:
+            return done  # a request cut short by `close` is not the collector's fault
         halted = done.halted
         if halted is None:
             self.failures = 0
