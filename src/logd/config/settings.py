@@ -336,7 +336,7 @@ def export_problems(exports: Sequence[OtlpExportConfig | None]) -> list[str]:
         why = url_problem(export.endpoint, export.allow_insecure)
         path = urlsplit(export.endpoint).path.rstrip("/")
         if why is None and path.endswith("/v1/logs"):
-            why = "is the collector's base URL: leave out /v1/logs (logd adds it)"
+            why = "must be the collector's base URL: leave out /v1/logs (logd adds it)"
         if why is None and urlsplit(export.endpoint).query:
             why = "must not have a query string (put credentials in `headers`)"
         if why:
