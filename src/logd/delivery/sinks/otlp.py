@@ -2,8 +2,9 @@
 
     exporter = OtlpExporter(config)                       # one `[[exports]]` table
     result = exporter.send(rows)                          # one batch: an ExportResult
-    export_changes(feed, config.name, exporter.send, batch_size=config.batch_size)
-    OtlpSink(config, feed).run(stop)                      # rounds of that, with backoff
+    export_changes(store, config.name, exporter.send, batch_size=config.batch_size)
+    OtlpSink(config, store, leases=store, holder=daemon_id).run(stop)   # rounds, backoff
+    send_test(config)                                     # `logd exports test NAME`
 
 Mapping (the OpenTelemetry logs data model):
 - one `ResourceLogs` per source, with resource attributes `service.name = "logd"`,
