@@ -247,6 +247,7 @@ def test_the_copied_example_reports_every_missing_secret_at_once(tmp_path: Path)
             "AKINON_PASSWORD",
             "EVENTS_API_KEY",
             "LOGD_OPS_SECRET",
+            "LOGD_OTLP_KEY",
         ]
     ), result.output
 

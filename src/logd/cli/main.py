@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from logd.__about__ import __version__
+from logd.cli.exports import exports
 from logd.cli.options import config_option, db_option, format_option, local_option
 from logd.cli.webhooks import webhooks
 from logd.errors import ConfigError, LogdError
@@ -165,6 +166,8 @@ def check_config(config: Path | None, credentials_dir: Path | None) -> None:
         click.echo(f"  source {src.name}: {src.provider} every {src.interval:g}s{state}")
     for hook in settings.webhooks:  # the host only: a webhook URL's path may hold a token
         click.echo(f"  webhook {hook.name}: {hook.signature}-signed to {hook.host}")
+    for export in settings.exports:
+        click.echo(f"  export {export.name}: {export.kind} ({export.format}) to {export.host}")
 
 
 @cli.command()
@@ -510,5 +513,6 @@ def simulate(
 
 
 cli.add_command(webhooks)
+cli.add_command(exports)
 
 __all__ = ["ConfigError", "cli"]

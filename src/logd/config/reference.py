@@ -119,7 +119,7 @@ def models() -> list[tuple[str, type[BaseModel], tuple[str, ...]]]:
     from logd.plugin.manager import load_plugins
 
     out: list[tuple[str, type[BaseModel], tuple[str, ...]]] = [
-        ("Top level", Settings, ("sources", "webhooks")),
+        ("Top level", Settings, ("sources", "webhooks", "exports")),
         ("`[[sources]]`: keys every source has", SourceConfig, ()),
         ("`retry` (in a source)", RetryConfig, ()),
     ]
@@ -128,6 +128,11 @@ def models() -> list[tuple[str, type[BaseModel], tuple[str, ...]]]:
         (item,) = typing.get_args(webhooks.annotation) or (None,)
         if isinstance(item, type) and issubclass(item, BaseModel):
             out.append(("`[[webhooks]]`", item, ()))
+    exports = Settings.model_fields.get("exports")
+    if exports is not None:
+        (item,) = typing.get_args(exports.annotation) or (None,)
+        if isinstance(item, type) and issubclass(item, BaseModel):
+            out.append(('`[[exports]]` with `kind = "otlp"`', item, ()))
     for name, provider in sorted(load_plugins().providers.items()):
         heading = f'`[[sources]]` with `provider = "{name}"`'
         out.append((heading, provider.Options, ()))

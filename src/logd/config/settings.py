@@ -13,7 +13,7 @@ import os
 import re
 import types
 import typing
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
@@ -274,6 +274,85 @@ class WebhookConfig(BaseModel):
         return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
 
 
+# -- exports: every stored entry sent on to another system (docs/otlp.md) -----------------
+
+
+class OtlpExportConfig(BaseModel):
+    """One `[[exports]]` table with `kind = "otlp"`: every stored entry, and each later change
+    of one, sent to an OpenTelemetry collector as a log record over OTLP/HTTP."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: Literal["otlp"] = Field(description="What the export speaks: `otlp` (OTLP/HTTP logs).")
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
+        description="Unique name; how far the export got is kept under it.",
+    )
+    endpoint: str = Field(
+        description="The collector's base URL, as OTEL_EXPORTER_OTLP_ENDPOINT is for "
+        "OpenTelemetry SDKs (`http://127.0.0.1:4318`); records go to `{endpoint}/v1/logs`."
+    )
+    headers: dict[str, Secret] = Field(
+        default_factory=dict,
+        description="Request headers, such as the backend's API key (values are secrets).",
+    )
+    format: Literal["protobuf", "json"] = Field(
+        "protobuf", description="OTLP/HTTP encoding: binary protobuf, or OTLP/JSON."
+    )
+    compression: Literal["gzip", "none"] = Field(
+        "none", description="Request body compression (the OpenTelemetry SDKs' default: none)."
+    )
+    timeout: Duration = Field(
+        10.0, gt=0, description="Whole-request timeout: connect, send, the whole answer."
+    )
+    batch_size: int = Field(
+        512, ge=1, le=10_000, description="Records per request, at most (fewer when large)."
+    )
+    allow_insecure: bool = Field(False, description="Allow http:// to a non-loopback host.")
+
+    @property
+    def host(self) -> str:
+        """Scheme, host and port of `endpoint`: safe to print where the whole URL is not."""
+        parts = urlsplit(self.endpoint)
+        return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+
+
+def export_problems(exports: Sequence[OtlpExportConfig | None]) -> list[str]:
+    """The cross-key problems of the `[[exports]]` tables that validated (None: one that did
+    not), one line each with its key path."""
+    from logd.config.webhooks import url_problem
+
+    problems: list[str] = []
+    seen: dict[str, int] = {}
+    for i, export in enumerate(exports):
+        if export is None:
+            continue
+        key = f"exports[{i}]"
+        if export.name in seen:
+            problems.append(
+                f"{key}.name: {export.name!r} is already used by exports[{seen[export.name]}]"
+            )
+        seen.setdefault(export.name, i)
+        why = url_problem(export.endpoint, export.allow_insecure)
+        path = urlsplit(export.endpoint).path.rstrip("/")
+        if why is None and path.endswith("/v1/logs"):
+            why = "must be the collector's base URL: leave out /v1/logs (logd adds it)"
+        if why is None and urlsplit(export.endpoint).query:
+            why = "must not have a query string (put credentials in `headers`)"
+        if why:
+            problems.append(f"{key}.endpoint: {why}")
+        for header in export.headers:
+            if header.lower() in _EXPORT_RESERVED_HEADERS:
+                problems.append(f"{key}.headers: {header!r} is set by logd; it cannot be replaced")
+    return problems
+
+
+#: Headers the exporter sets from `format` and `compression`, or that HTTP itself owns.
+_EXPORT_RESERVED_HEADERS = frozenset(
+    {"content-type", "content-encoding", "content-length", "transfer-encoding", "host"}
+)
+
+
 _toml_data: ContextVar[dict[str, Any]] = ContextVar("toml_data")
 
 
@@ -327,6 +406,10 @@ class Settings(BaseSettings):
     sources: list[SourceConfig] = Field(default_factory=list, description="The sources to poll.")
     webhooks: list[WebhookConfig] = Field(
         default_factory=list, description="Where new failures are sent."
+    )
+    exports: list[OtlpExportConfig] = Field(
+        default_factory=list,
+        description="Where every stored entry is also sent (OTLP); see docs/otlp.md.",
     )
 
     _warnings: list[str] = PrivateAttr(default_factory=list)
@@ -433,11 +516,11 @@ def _problems(
 
 
 def _order(line: str) -> tuple[int, int]:
-    """Sort key: top-level keys first, then each source, then each webhook, by index."""
-    match = re.match(r"(sources|webhooks)\[(\d+)\]", line)
+    """Sort key: top-level keys first, then each source, webhook and export, by index."""
+    match = re.match(r"(sources|webhooks|exports)\[(\d+)\]", line)
     if match is None:
         return (0, 0)
-    return (1 if match.group(1) == "sources" else 2, int(match.group(2)))
+    return (("sources", "webhooks", "exports").index(match.group(1)) + 1, int(match.group(2)))
 
 
 @contextmanager
@@ -486,9 +569,11 @@ def load_settings(path: str | Path | None = None, *, named_plugins: bool = False
 
     if settings is not None:
         problems.extend(hook_problems(settings.webhooks, {s.name for s in settings.sources}))
+        problems.extend(export_problems(settings.exports))
     else:
         hooks, names = _valid_parts(data)
         problems.extend(hook_problems(hooks, names))
+        problems.extend(export_problems(_valid_exports(data)))
     if problems or settings is None:
         problems = sorted(dict.fromkeys(problems), key=_order)
         raise _config_error(file, problems)
@@ -566,6 +651,18 @@ def _valid_parts(data: dict[str, Any]) -> tuple[list[WebhookConfig | None], set[
     return hooks, names
 
 
+def _valid_exports(data: dict[str, Any]) -> list[OtlpExportConfig | None]:
+    """Each `[[exports]]` table that validates on its own (None where not)."""
+    exports: list[OtlpExportConfig | None] = []
+    raw = data.get("exports")
+    for table in raw if isinstance(raw, list) else ():
+        try:
+            exports.append(OtlpExportConfig.model_validate(table))
+        except ValidationError:
+            exports.append(None)  # already reported by the Settings stage
+    return exports
+
+
 #: Header names that carry credentials; other header values (a team name) are not secrets.
 _CREDENTIAL_HEADER = re.compile(r"auth|token|key|secret|sig|cookie|pass", re.IGNORECASE)
 
@@ -586,6 +683,10 @@ def literal_secrets(data: dict[str, Any], settings: Settings) -> list[str]:
         for header, value in (table.get("headers") or {}).items():
             if isinstance(value, str) and _CREDENTIAL_HEADER.search(header):
                 found.append(f"webhooks[{i}].headers.{header}")
+    for i, table in enumerate(data.get("exports") or []):
+        for header, value in (table.get("headers") or {}).items():
+            if isinstance(value, str) and _CREDENTIAL_HEADER.search(header):
+                found.append(f"exports[{i}].headers.{header}")
     return found
 
 
