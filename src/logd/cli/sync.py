@@ -144,11 +144,11 @@ def show_first_batch(settings: Settings, names: Sequence[str] = (), *, first: in
 
 def _deliver(deliveries: Deliveries) -> list[str]:
     """Deliver what is due before exiting; one line per sink (never its URL or secret)."""
+    lines = _export(deliveries)
     if deliveries.deliverer is None:
-        return []
+        return lines
     stats = deliveries.deliverer.deliver_due()
     pending = deliveries.pending()
-    lines = []
     for sink in deliveries.sinks:
         done = stats.by_sink.get(sink.name, {})
         line = (
@@ -157,6 +157,20 @@ def _deliver(deliveries: Deliveries) -> list[str]:
         )
         waiting = pending.get(sink.name, 0)
         lines.append(f"{line} ({waiting} pending)" if waiting else line)
+    return lines
+
+
+def _export(deliveries: Deliveries) -> list[str]:
+    """One bounded round of each export (what was stored, up to an answer that says wait)."""
+    lines = []
+    for follower in deliveries.followers:
+        done = follower.export_due()
+        line = f"export {follower.name}: {done.exported} exported, {done.rejected} rejected"
+        if done.standby:
+            line = f"export {follower.name}: another daemon holds its lease; nothing sent"
+        elif done.halted is not None:
+            line += f"; stopped: {done.halted.error} (the next sync or `logd run` goes on)"
+        lines.append(line)
     return lines
 
 

@@ -55,6 +55,7 @@ from logd.daemon.instance_lock import InstanceLock
 from logd.daemon.metrics import Metrics
 from logd.daemon.notify import Notifier, watchdog_interval
 from logd.delivery.deliverer import Deliverer, DeliveryStats
+from logd.delivery.sinks import Follower
 from logd.delivery.wiring import wire_deliveries
 from logd.engine.poller import STOP_GRACE, Engine, SourceReport
 from logd.errors import ConfigError, LogdError, StoreError
@@ -170,6 +171,8 @@ class Daemon:
         self.store: Store
         self.engine: Engine
         self.deliverer: Deliverer | None = None
+        #: Exports following the change sequence, each in a thread of its own.
+        self.followers: list[Follower] = []
         self.scheduler: BackgroundScheduler
         self.metrics: Metrics
         self.heartbeat: Heartbeat
@@ -297,7 +300,7 @@ class Daemon:
 
     def _install(self, settings: Settings, now: datetime) -> None:
         """Make the jobs, engine and deliverer match `settings` (holding `_lock`)."""
-        hooks, deliverer = self._webhook_parts(settings)
+        hooks, deliverer, followers = self._delivery_parts(settings)
         if not hasattr(self, "engine"):
             self.engine = Engine(
                 settings, self.store, self.registry, sleep=self._sleep, batch_hooks=hooks
@@ -314,6 +317,13 @@ class Daemon:
             deliverer.start(
                 self.stop, on_round=self._delivered, busy=self._busy, idle=DELIVERY_EVERY
             )
+        old_followers, self.followers = self.followers, followers
+        for follower in old_followers:
+            follower.close()  # its run returns; a request under way ends (sent again later)
+        for follower in followers:
+            threading.Thread(
+                target=follower.run, args=(self.stop,), name=f"export {follower.name}", daemon=True
+            ).start()
         wanted = {s.name: s for s in settings.sources if s.enabled}
         for name in [n for n in self._sources if n not in wanted]:
             self._unschedule(name)
@@ -337,11 +347,13 @@ class Daemon:
             self._failures[name] = 0
             self._schedule(src, now)
 
-    def _webhook_parts(self, settings: Settings) -> tuple[list[Any], Deliverer | None]:
+    def _delivery_parts(
+        self, settings: Settings
+    ) -> tuple[list[Any], Deliverer | None, list[Follower]]:
         deliveries = wire_deliveries(
-            settings, self.store, self.registry, on_queued=self._queued.set
+            settings, self.store, self.registry, on_queued=self._queued.set, holder=self.daemon_id
         )
-        return deliveries.hooks, deliveries.deliverer
+        return deliveries.hooks, deliveries.deliverer, deliveries.followers
 
     def _schedule(self, src: SourceConfig, first_run: datetime) -> None:
         interval = src.interval
@@ -418,6 +430,8 @@ class Daemon:
             # Webhook attempts end now (uncounted: sent again after the restart), so a slow
             # endpoint never holds the exit.
             self.deliverer.close()
+        for follower in self.followers:
+            follower.close()  # an export request ends now; its batch is sent again later
         if hasattr(self, "scheduler") and self.scheduler.running:
             self.scheduler.shutdown(wait=False)
         with self._idle:
@@ -568,6 +582,8 @@ class Daemon:
     def _after_batch(self, report: SourceReport) -> None:
         # The engine calls this after each committed batch: deliveries it queued go out now,
         # not at the next tick, and not only once the whole poll (a long backfill) is done.
+        if report.new or report.updated:
+            self._kick_exports()
         if self._queued.is_set():
             self._queued.clear()
             self._kick_deliveries()
@@ -577,6 +593,11 @@ class Daemon:
         deliverer = self.deliverer
         if deliverer is not None and not self.stop.is_set():
             deliverer.kick()
+
+    def _kick_exports(self) -> None:
+        """Wake every export: entries were stored."""
+        for follower in self.followers:
+            follower.kick()
 
     def _reschedule(self, name: str, interval: float) -> datetime | None:
         job_id = poll_job_id(name)

@@ -11,13 +11,15 @@ table becomes a sink, and each kind with tables its batch hook.
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from logd.delivery.deliverer import Deliverer, Outbox
-from logd.delivery.sinks import Clock, Sink
+from logd.delivery.sinks import Clock, Follower, Sink
 
 if TYPE_CHECKING:
     import httpx
@@ -54,6 +56,8 @@ class Deliveries:
     deliverer: Deliverer | None
     outbox: OutboxStore
     sinks: list[Sink] = field(default_factory=list)
+    #: Sinks that follow the change sequence (exports), each run by the command.
+    followers: list[Follower] = field(default_factory=list)
 
     def __enter__(self) -> Deliveries:
         return self
@@ -62,9 +66,11 @@ class Deliveries:
         self.close()
 
     def close(self) -> None:
-        """Close the deliverer (its workers and connections)."""
+        """Close the deliverer (its workers and connections) and the followers."""
         if self.deliverer is not None:
             self.deliverer.close()
+        for follower in self.followers:
+            follower.close()
 
     def pending(self) -> dict[str, int]:
         """Pending deliveries per sink."""
@@ -79,11 +85,13 @@ def wire_deliveries(
     on_queued: Callable[[], None] | None = None,
     clock: Clock = _utcnow,
     transport: httpx.BaseTransport | None = None,
+    holder: str | None = None,
 ) -> Deliveries:
     """The batch hooks and the deliverer for every sink configured in `settings`.
 
     `store` is a `logd.store.interface.Store`. `on_queued` is called inside a batch's
     transaction when it queued a delivery (set a flag; kick the deliverer after the commit).
+    `holder` names this process in the leases of followers (default: host and pid).
     """
     if registry is None:
         from logd.plugin.manager import load_plugins
@@ -92,12 +100,19 @@ def wire_deliveries(
     outbox: OutboxStore = store
     hooks: list[Any] = []
     sinks: list[Sink] = []
+    followers: list[Follower] = []
+    holder = holder or f"{socket.gethostname()}:{os.getpid()}"
     for kind in registry.sink_kinds().values():
         configs = kind.configs(settings)
         if not configs:
             continue
         if kind.batch_hook is not None:
             hooks.append(kind.batch_hook(configs, clock=clock, on_queued=on_queued))
-        sinks += [kind.build(config, transport=transport, clock=clock) for config in configs]
+        if kind.build is not None:
+            sinks += [kind.build(c, transport=transport, clock=clock) for c in configs]
+        if kind.follower is not None:
+            followers += [
+                kind.follower(c, store, holder=holder, transport=transport) for c in configs
+            ]
     deliverer = Deliverer(sinks, outbox, clock=clock) if sinks else None
-    return Deliveries(hooks, deliverer, outbox, sinks)
+    return Deliveries(hooks, deliverer, outbox, sinks, followers)

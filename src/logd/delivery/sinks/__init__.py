@@ -22,12 +22,14 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 if TYPE_CHECKING:
+    import threading
+
     import httpx
 
     from logd.config.settings import Settings
     from logd.store.interface import BatchHook, Delivery
 
-__all__ = ["Clock", "Sent", "Sink", "SinkKind"]
+__all__ = ["Clock", "Follower", "Sent", "Sink", "SinkKind"]
 
 Clock = Callable[[], datetime]
 
@@ -90,6 +92,47 @@ class BatchHookFactory(Protocol):
     ) -> BatchHook: ...
 
 
+class Follower(Protocol):
+    """A sink that follows the change sequence instead of the outbox (an export): it sends
+    every stored entry and change after its position, which it moves only once the receiver
+    has them. Several daemons: the holder of the lease `sink:<name>` sends, the others wait."""
+
+    @property
+    def name(self) -> str:
+        """The config table's `name`."""
+        ...
+
+    def export_due(self, stop: threading.Event | None = None) -> Any:
+        """One bounded round: what is due, or up to the first answer that says wait."""
+        ...
+
+    def run(self, stop: threading.Event) -> None:
+        """Rounds until `stop` is set or `close` is called, waiting between them."""
+        ...
+
+    def kick(self) -> None:
+        """Entries were stored: end the wait between rounds now."""
+        ...
+
+    def close(self) -> None:
+        """End a request under way; `run` returns soon after."""
+        ...
+
+
+class FollowerFactory(Protocol):
+    """Builds a follower from one config table of its kind, reading `store`'s change
+    sequence under leases held as `holder`."""
+
+    def __call__(
+        self,
+        config: Any,
+        store: Any,
+        *,
+        holder: str,
+        transport: httpx.BaseTransport | None = None,
+    ) -> Follower: ...
+
+
 @dataclass(frozen=True)
 class SinkKind:
     """A kind of sink a plugin registers (`register_sinks`): how its tables are found in the
@@ -99,6 +142,9 @@ class SinkKind:
     name: str
     #: The config tables of this kind in the settings (each has a unique `name`).
     configs: Callable[[Settings], Sequence[Any]]
-    build: SinkFactory
+    #: Builds an outbox sink (deliveries queued by `batch_hook`); None for a follower kind.
+    build: SinkFactory | None = None
     #: None for a kind that queues nothing (one that follows the change sequence instead).
     batch_hook: BatchHookFactory | None = None
+    #: Builds a follower of the change sequence (an export); None for an outbox kind.
+    follower: FollowerFactory | None = None

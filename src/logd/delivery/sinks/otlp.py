@@ -795,6 +795,11 @@ class OtlpSink:
         self._wake = threading.Event()
         self._closed = False
 
+    @property
+    def name(self) -> str:
+        """The `[[exports]]` table's name."""
+        return self.config.name
+
     def close(self) -> None:
         """End a request under way and close the connection; `run` returns soon after."""
         self._closed = True
