@@ -203,7 +203,7 @@ def test_a_bad_database_key_is_the_config_error_sync_gives(tmp_path: Path) -> No
     config = tmp_path / "config.toml"
     config.write_text("database = 5\n")
     code, output, _ = run_logd("query", "-c", str(config))
-    line = f"error: {config}: database: must be a file path (a non-empty string), not 5"
+    line = f"error: {config}: database: must be a file path or a postgresql:// URL, not 5"
     assert code == 2 and line in output
     assert "Traceback" not in output
     code, output, _ = run_logd("sync", "-c", str(config))

@@ -171,7 +171,7 @@ def test_read_commands_and_sync_find_the_same_database(
 def test_read_commands_reject_a_database_that_is_not_a_path(tmp_path: Path, value: str) -> None:
     # Read commands find the store without loading pydantic; a bad value is still one line.
     path = write(tmp_path, f"database = {value}\n")
-    with pytest.raises(ConfigError, match=r"database: must be a file path"):
+    with pytest.raises(ConfigError, match=r"database: must be a file path or a postgresql:// URL"):
         database_path(path)
     with pytest.raises(ConfigError, match=r"database"):
         load_settings(path)

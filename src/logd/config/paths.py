@@ -8,13 +8,69 @@ without importing pydantic or loading plugins.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
 from logd.errors import ConfigError
 
 DEFAULT_CONFIG = Path("/etc/logd/config.toml")
+
+
+#: Where `${CREDENTIALS_DIRECTORY}` points when systemd did not set it (`check-config
+#: --credentials-dir`): the unit's credentials are copies of the files in that directory.
+_credentials_dir: ContextVar[Path | None] = ContextVar("credentials_dir", default=None)
+#: Where install-service puts the credential files (`make install-service`, docs/deploy.md).
+DEFAULT_CREDENTIALS_DIR = Path("/etc/logd/credentials")
+_VAR = re.compile(r"\$(?:\{(\w+)\}|(\w+))")
+
+
+def _expand_file_path(raw: str) -> tuple[Path, str]:
+    """`raw` with `$VARS` expanded, and a note saying where a stand-in value came from."""
+    env = dict(os.environ)
+    note = ""
+    fallback = _credentials_dir.get()
+    if "CREDENTIALS_DIRECTORY" not in env and fallback is not None:
+        env["CREDENTIALS_DIRECTORY"] = str(fallback)
+        if "CREDENTIALS_DIRECTORY" in raw:
+            note = f" (${{CREDENTIALS_DIRECTORY}} taken as {fallback}; --credentials-dir DIR)"
+    for match in _VAR.finditer(raw):
+        var = match.group(1) or match.group(2)
+        if var not in env:
+            hint = (
+                " (systemd sets it for the unit; `logd check-config --credentials-dir DIR` "
+                "reads the credential files from DIR)"
+                if var == "CREDENTIALS_DIRECTORY"
+                else ""
+            )
+            raise ValueError(f"file path {raw!r} uses ${{{var}}}, which is not set{hint}")
+    return Path(_VAR.sub(lambda m: env[m.group(1) or m.group(2)], raw)), note
+
+
+def resolve_secret(value: Any) -> Any:
+    """A literal string, `{ env = "VAR" }` or `{ file = "/path" }` (with `$VARS` expanded)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict) and len(value) == 1 and "env" in value:
+        name = value["env"]
+        if not isinstance(name, str) or not name:
+            raise ValueError('{ env = "VAR" } takes the name of a variable, as a string')
+        if name not in os.environ:
+            raise ValueError(f"environment variable {name} is not set")
+        return os.environ[name]
+    if isinstance(value, dict) and len(value) == 1 and "file" in value:
+        if not isinstance(value["file"], str) or not value["file"]:
+            raise ValueError('{ file = "/path" } takes a path, as a string')
+        path, note = _expand_file_path(value["file"])
+        try:
+            return path.read_text(encoding="utf-8").rstrip("\r\n")
+        except OSError as exc:
+            raise ValueError(f"cannot read secret file {path}: {exc.strerror}{note}") from None
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"secret file {path} is not UTF-8 (byte {exc.start})") from None
+    raise ValueError('expected a string, { env = "VAR" } or { file = "/path" }')
 
 
 def config_path(option: str | Path | None) -> Path:
@@ -158,18 +214,20 @@ def configured_names(option: str | Path | None) -> dict[str, set[str]]:
     return found
 
 
-def beside(file: Path, database: Path) -> Path:
+def beside(file: Path, database: Database) -> Database:
     """A relative `database` in the file is relative to the file, not to wherever logd starts.
 
     `LOGD_DATABASE` is taken as given (relative to the working directory), like any path a
     user types; read commands and the daemon resolve it the same way.
     """
+    if isinstance(database, DatabaseURL):
+        return database
     if database.is_absolute() or os.environ.get("LOGD_DATABASE"):
         return database
     return (file.parent / database).resolve()
 
 
-def database_path(path: str | Path | None = None) -> Path:
+def database_path(path: str | Path | None = None) -> Database:
     """The store's path without validating sources or loading plugins (for read commands).
 
     `LOGD_DATABASE`, else the file's `database` (beside the file), else the default: the
@@ -177,7 +235,7 @@ def database_path(path: str | Path | None = None) -> Path:
     non-empty string.
     """
     if os.environ.get("LOGD_DATABASE"):
-        return Path(os.environ["LOGD_DATABASE"])
+        return database_value(os.environ["LOGD_DATABASE"])
     file = config_path(path)
     if not check_config_file(file, path):
         return default_database()
@@ -186,6 +244,72 @@ def database_path(path: str | Path | None = None) -> Path:
         return default_database()
     value = data["database"]
     if isinstance(value, str) and value:
-        return beside(file, Path(value))
+        return beside(file, database_value(value))
+    if isinstance(value, dict):  # { env = "VAR" } or { file = "/path" }: a secret URL
+        try:
+            resolved = resolve_secret(value)
+        except ValueError as exc:
+            raise ConfigError(f"{file}: database: {exc}") from None
+        return beside(file, database_value(resolved))
     # The same words as the full validation's, without loading pydantic for them.
-    raise ConfigError(f"{file}: database: must be a file path (a non-empty string), not {value!r}")
+    raise ConfigError(
+        f"{file}: database: must be a file path or a postgresql:// URL, not {value!r}"
+    )
+
+
+#: URL schemes of a PostgreSQL store (libpq's); anything else is a SQLite file path.
+DATABASE_URL_SCHEMES = ("postgresql://", "postgres://")
+
+
+class DatabaseURL:
+    """A PostgreSQL store's URL: `postgresql://user:password@host:port/dbname?…`.
+
+    The URL may carry a password, so it is a credential: `str()` and `repr()` show it with the
+    password masked, `secret()` gives the whole URL (only to the driver), and the password is
+    registered with `logd.redact` so no log line or error shows it either.
+    """
+
+    __slots__ = ("_url",)
+
+    def __init__(self, url: str) -> None:
+        from urllib.parse import urlsplit
+
+        from logd import redact
+
+        parts = urlsplit(url)
+        if not url.startswith(DATABASE_URL_SCHEMES):
+            raise ValueError("a PostgreSQL URL starts with postgresql://")
+        if parts.password:
+            redact.register(parts.password)
+        self._url = url
+
+    def secret(self) -> str:
+        """The URL as configured, password included: for the database driver only."""
+        return self._url
+
+    def __str__(self) -> str:
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(self._url)
+        if not parts.password:
+            return self._url
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+        return parts._replace(netloc=netloc).geturl()
+
+    def __repr__(self) -> str:
+        return f"DatabaseURL({str(self)!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, DatabaseURL) and other._url == self._url
+
+    def __hash__(self) -> int:
+        return hash(self._url)
+
+
+#: Where a store is: a SQLite file, or a PostgreSQL server.
+Database = Path | DatabaseURL
+
+
+def database_value(value: str) -> Database:
+    """A configured `database` string as a SQLite path or a PostgreSQL URL."""
+    return DatabaseURL(value) if value.startswith(DATABASE_URL_SCHEMES) else Path(value)

@@ -9,7 +9,6 @@ the file and the key path (`sources[2].token`).
 from __future__ import annotations
 
 import difflib
-import os
 import re
 import types
 import typing
@@ -27,10 +26,11 @@ from pydantic import (
     ByteSize,
     ConfigDict,
     Field,
+    PlainValidator,
     PrivateAttr,
     SecretStr,
     ValidationError,
-    field_validator,
+    WithJsonSchema,
 )
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
@@ -43,14 +43,20 @@ from pydantic_settings import (
 # The path rules live in .paths, which the read commands import without pydantic; the
 # names stay importable from here.
 from logd.config.paths import DEFAULT_CONFIG as DEFAULT_CONFIG
+from logd.config.paths import DEFAULT_CREDENTIALS_DIR as DEFAULT_CREDENTIALS_DIR
 from logd.config.paths import (
     LOG_LEVELS,
+    Database,
+    DatabaseURL,
+    _credentials_dir,
     beside,
     config_exists,
+    database_value,
     default_database,
     env_log_level,
     missing_config,
     read_toml,
+    resolve_secret,
 )
 from logd.config.paths import config_path as config_path
 from logd.config.paths import database_path as database_path
@@ -62,58 +68,21 @@ from logd.timeparse import parse_duration
 LogLevel = Literal["debug", "info", "warning", "error"]
 
 
-#: Where `${CREDENTIALS_DIRECTORY}` points when systemd did not set it (`check-config
-#: --credentials-dir`): the unit's credentials are copies of the files in that directory.
-_credentials_dir: ContextVar[Path | None] = ContextVar("credentials_dir", default=None)
-#: Where install-service puts the credential files (`make install-service`, docs/deploy.md).
-DEFAULT_CREDENTIALS_DIR = Path("/etc/logd/credentials")
-_VAR = re.compile(r"\$(?:\{(\w+)\}|(\w+))")
-
-
-def _expand_file_path(raw: str) -> tuple[Path, str]:
-    """`raw` with `$VARS` expanded, and a note saying where a stand-in value came from."""
-    env = dict(os.environ)
-    note = ""
-    fallback = _credentials_dir.get()
-    if "CREDENTIALS_DIRECTORY" not in env and fallback is not None:
-        env["CREDENTIALS_DIRECTORY"] = str(fallback)
-        if "CREDENTIALS_DIRECTORY" in raw:
-            note = f" (${{CREDENTIALS_DIRECTORY}} taken as {fallback}; --credentials-dir DIR)"
-    for match in _VAR.finditer(raw):
-        var = match.group(1) or match.group(2)
-        if var not in env:
-            hint = (
-                " (systemd sets it for the unit; `logd check-config --credentials-dir DIR` "
-                "reads the credential files from DIR)"
-                if var == "CREDENTIALS_DIRECTORY"
-                else ""
-            )
-            raise ValueError(f"file path {raw!r} uses ${{{var}}}, which is not set{hint}")
-    return Path(_VAR.sub(lambda m: env[m.group(1) or m.group(2)], raw)), note
-
-
 def _resolve_secret(value: Any) -> Any:
-    """A literal string, `{ env = "VAR" }` or `{ file = "/path" }` (with `$VARS` expanded)."""
-    if isinstance(value, SecretStr | str):
+    """A literal string, `{ env = "VAR" }` or `{ file = "/path" }` (`paths.resolve_secret`)."""
+    return value if isinstance(value, SecretStr) else resolve_secret(value)
+
+
+def _database(value: Any) -> Database:
+    """`database`: a SQLite file path, or a PostgreSQL URL (which may come from a secret)."""
+    if isinstance(value, Path | DatabaseURL):
         return value
-    if isinstance(value, dict) and len(value) == 1 and "env" in value:
-        name = value["env"]
-        if not isinstance(name, str) or not name:
-            raise ValueError('{ env = "VAR" } takes the name of a variable, as a string')
-        if name not in os.environ:
-            raise ValueError(f"environment variable {name} is not set")
-        return os.environ[name]
-    if isinstance(value, dict) and len(value) == 1 and "file" in value:
-        if not isinstance(value["file"], str) or not value["file"]:
-            raise ValueError('{ file = "/path" } takes a path, as a string')
-        path, note = _expand_file_path(value["file"])
-        try:
-            return path.read_text(encoding="utf-8").rstrip("\r\n")
-        except OSError as exc:
-            raise ValueError(f"cannot read secret file {path}: {exc.strerror}{note}") from None
-        except UnicodeDecodeError as exc:
-            raise ValueError(f"secret file {path} is not UTF-8 (byte {exc.start})") from None
-    raise ValueError('expected a string, { env = "VAR" } or { file = "/path" }')
+    if isinstance(value, dict):
+        value = resolve_secret(value)
+    # An empty string would be the directory logd starts in, not a file.
+    if isinstance(value, str) and value:
+        return database_value(value)
+    raise ValueError(f"must be a file path or a postgresql:// URL, not {value!r}")
 
 
 #: A credential: resolved from a literal, an environment variable or a file; never printed.
@@ -389,9 +358,13 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(extra="forbid", env_prefix="LOGD_", frozen=True)
 
-    database: Path = Field(
-        default_factory=default_database,
-        description="SQLite file; default $STATE_DIRECTORY/logd.db, else /var/lib/logd/logd.db.",
+    database: Annotated[Database, PlainValidator(_database), WithJsonSchema({"type": "string"})] = (
+        Field(
+            default_factory=default_database,
+            description="SQLite file (default $STATE_DIRECTORY/logd.db, else "
+            "/var/lib/logd/logd.db), or a postgresql:// URL (a secret: a literal, "
+            '{ env = "VAR" } or { file = "/path" }) for a store several daemons share.',
+        )
     )
     log_level: LogLevel = Field("info", description="debug, info, warning or error.")
     retention: Duration | None = Field(
@@ -413,14 +386,6 @@ class Settings(BaseSettings):
     )
 
     _warnings: list[str] = PrivateAttr(default_factory=list)
-
-    @field_validator("database", mode="before")
-    @classmethod
-    def _database_is_a_path(cls, value: Any) -> Any:
-        # An empty string would be the directory logd starts in, not a file.
-        if isinstance(value, Path) or (isinstance(value, str) and value):
-            return value
-        raise ValueError(f"must be a file path (a non-empty string), not {value!r}")
 
     @property
     def warnings(self) -> list[str]:

@@ -238,9 +238,11 @@ class Daemon:
         for line in self.settings.warnings:
             log.warning("%s", line)
         _require_enabled(self.settings)
-        # Before the store opens: a second daemon must not even migrate it.
-        self.instance_lock = InstanceLock(self.settings.database)
-        self.instance_lock.acquire()
+        # Before the store opens: a second daemon must not even migrate a SQLite file. Daemons
+        # sharing a PostgreSQL store are expected: leases decide who polls what.
+        if isinstance(self.settings.database, Path):
+            self.instance_lock = InstanceLock(self.settings.database)
+            self.instance_lock.acquire()
         self.store = open_store(self.settings.database)
         self.registry = load_plugins()
         self.heartbeat = Heartbeat(

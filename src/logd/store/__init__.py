@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from logd.errors import StoreError
 
 if TYPE_CHECKING:
+    from logd.config.paths import DatabaseURL
     from logd.store.interface import Store
 
 __all__ = ["open_reader", "open_store"]
@@ -25,27 +26,35 @@ __all__ = ["open_reader", "open_store"]
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
 
-def _is_postgres(database: str | Path) -> bool:
+def _is_postgres(database: str | Path | DatabaseURL) -> bool:
+    if not isinstance(database, str | Path):
+        return True  # a DatabaseURL: the config read it as a PostgreSQL URL
     return isinstance(database, str) and database.lower().startswith(POSTGRES_SCHEMES)
 
 
-def open_store(database: str | Path, *, create: bool = True) -> Store:
+def _url(database: str | Path | DatabaseURL) -> str:
+    return str(database) if isinstance(database, str | Path) else database.secret()
+
+
+def open_store(database: str | Path | DatabaseURL, *, create: bool = True) -> Store:
     """The read-write store at `database`: a `postgresql://` URL, else an SQLite file path
     (with `create`, made if missing). Migrated to the current schema. Raises StoreError."""
     if _is_postgres(database):
-        return _postgres(str(database), create=create, readonly=False)
+        return _postgres(_url(database), create=create, readonly=False)
     from logd.store.sqlite.store import Store as SqliteStore
 
+    assert isinstance(database, str | Path)
     return SqliteStore(database, create=create)
 
 
-def open_reader(database: str | Path) -> Store:
+def open_reader(database: str | Path | DatabaseURL) -> Store:
     """The existing store at `database`, opened for reading only, without migrating it and
     without the writer's imports (`logd query` starts fast). Writes raise StoreError."""
     if _is_postgres(database):
-        return _postgres(str(database), create=False, readonly=True)
+        return _postgres(_url(database), create=False, readonly=True)
     from logd.store.sqlite.reader import Reader
 
+    assert isinstance(database, str | Path)
     return Reader(database)
 
 
