@@ -372,3 +372,21 @@ def test_the_claims_of_a_process_that_is_gone_are_void(store: Store) -> None:
     store.db.conn.commit()
     with Store(store.path) as restarted:
         assert [d.delivery_id for d in restarted.claim_due("ops", "b", 60, now)] == ["d1", "d2"]
+
+
+def test_status_names_the_daemon_holding_a_source(tmp_path: Path) -> None:
+    from io import StringIO
+
+    from logd.cli.status import collect_status, write_status
+
+    with Store(tmp_path / "logd.db") as store:
+        store.set_schedule("host-a:1:aa", "fleet", None, 60.0, 0)
+        store.set_schedule("host-b:2:bb", "pegasus", None, 60.0, 0)
+        assert store.claim_lease("source:fleet", "host-a:1:aa", 600) is not None
+        rows = {r["source"]: r for r in collect_status(store)}
+        assert rows["fleet"]["held_by"] == "host-a:1:aa" and rows["fleet"]["lease_until"]
+        assert rows["pegasus"]["held_by"] is None
+        out = StringIO()
+        write_status(list(rows.values()), "table", out)
+        (fleet_line,) = [line for line in out.getvalue().splitlines() if "fleet" in line]
+        assert "host-a:1:aa" in fleet_line

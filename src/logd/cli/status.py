@@ -33,7 +33,18 @@ def collect_status(store: Store, config: Path | None = None) -> list[dict[str, A
     for source in sorted((set(schedule) | set(running)) - known):  # not polled to an end yet
         rows.append(_never_polled(source))
     rows.sort(key=lambda r: r["source"])
+    # Daemons sharing a store: the live lease on a source names the daemon polling it.
+    held = {
+        lease.name.removeprefix("source:"): lease
+        for lease in store.leases()
+        if lease.name.startswith("source:") and lease.expires_at.isoformat() > now
+    }
     for row in rows:
+        lease = held.get(row["source"])
+        row["held_by"] = lease.holder if lease else None
+        row["lease_until"] = (
+            lease.expires_at.astimezone(UTC).isoformat(timespec="seconds") if lease else None
+        )
         planned = schedule.get(row["source"])
         row["next_run"] = planned["next_run"] if planned else None
         row["interval"] = planned["interval"] if planned else None
@@ -94,8 +105,8 @@ def write_status(rows: list[dict[str, Any]], fmt: str, out: TextIO, *, local: bo
 
     The table shows times in UTC (`local`: local time) with the zone in the header, cuts the
     last error to the line and prints the errors of failing sources whole below it. At 80
-    columns the less telling columns are left out first: pending, webhooks, next run,
-    entries, last success.
+    columns the less telling columns are left out first: pending, webhooks, the daemon
+    holding the source (daemons sharing a store), next run, entries, last success.
     """
     if fmt == "json":
         json.dump(rows, out, indent=2, default=str)
@@ -122,6 +133,8 @@ def write_status(rows: list[dict[str, Any]], fmt: str, out: TextIO, *, local: bo
             line["invalid"] = row.get("invalid", 0)
         if "webhooks" in row:
             line["hooks pending/dead"] = f"{row['webhooks']['pending']}/{row['webhooks']['dead']}"
+        if any(r.get("held_by") for r in rows):
+            line["held by"] = row.get("held_by")
         if erred:
             line["last error"] = row["last_error"] or None
         table.append(line)
@@ -130,9 +143,10 @@ def write_status(rows: list[dict[str, Any]], fmt: str, out: TextIO, *, local: bo
     columns = [
         Column("pending", drop=1),
         Column("hooks pending/dead", drop=2),
-        Column(f"next run ({zone})", drop=3),
-        Column("entries", drop=4),
-        Column(f"last success ({zone})", drop=5),
-        Column("last error", shrink=1, floor=10, drop=6),
+        Column("held by", drop=3),
+        Column(f"next run ({zone})", drop=4),
+        Column("entries", drop=5),
+        Column(f"last success ({zone})", drop=6),
+        Column("last error", shrink=1, floor=10, drop=7),
     ]
     write_records(table, "table", out, columns=columns, notes=errors)
