@@ -218,7 +218,7 @@ def test_send_test_sends_a_signed_sample_not_queued(tmp_path: Path) -> None:
 
 def test_the_webhook_kind_is_registered_by_the_default_plugin() -> None:
     kinds = Registry().sink_kinds()
-    assert list(kinds) == ["webhook"]
+    assert list(kinds) == ["webhook", "otlp"]
     assert kinds["webhook"].batch_hook is not None
 
 
@@ -282,7 +282,7 @@ def test_a_plugin_adds_a_sink_kind_that_is_wired_queued_and_delivered(tmp_path: 
     built: list[AuditSink] = []
     registry = Registry()
     register_module(registry, "logd_audit", _audit_plugin(built))
-    assert sorted(registry.sink_kinds()) == ["audit", "webhook"]
+    assert sorted(registry.sink_kinds()) == ["audit", "otlp", "webhook"]
     config = write_config(tmp_path, [source("fleet")])  # no webhooks: only the audit sink
     settings = load_settings(config)
     store = MemoryStore()

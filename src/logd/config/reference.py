@@ -9,12 +9,14 @@ from __future__ import annotations
 import types
 import typing
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ByteSize, SecretStr
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
+from logd.config.paths import DatabaseURL
 from logd.config.settings import RetryConfig, Settings, SourceConfig
 from logd.plugin.ratelimit import format_rate, parse_rate
 from logd.timeparse import format_duration, parse_duration
@@ -36,6 +38,10 @@ def _type_name(annotation: Any) -> str:
         return "table"
     if annotation is SecretStr:
         return "secret"
+    if annotation is Path:
+        return "path"
+    if annotation is DatabaseURL:
+        return "postgresql:// URL (secret)"
     if annotation is ByteSize:
         return "size"
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
