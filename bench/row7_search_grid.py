@@ -137,10 +137,14 @@ def run(quick: bool, db: Path) -> list[Figure]:
     figures = figures_for(f"{total:,}", *grid(db, runs))
     bigger = total * (2 if quick else 5)
     with tempfile.TemporaryDirectory(prefix="logd-bench-grid-") as tmp:
-        big = Path(tmp) / "corpus-large.db"
         started = datetime.now(UTC)
-        corpus.build(big, bigger)
+        if quick:
+            big = Path(tmp) / "corpus-large.db"
+            corpus.build(big, bigger)
+        else:  # written once per version of the store's code (bench/.corpora/)
+            big = corpus.cached(bigger)
         took = datetime.now(UTC) - started
         figures += figures_for(f"{bigger:,}", *grid(big, runs))
-    figures[-1].note = f"the {bigger:,}-entry corpus took {took / timedelta(seconds=1):.0f} s"
+    seconds = took / timedelta(seconds=1)
+    figures[-1].note = f"the {bigger:,}-entry corpus took {seconds:.0f} s (1 s: kept from before)"
     return figures
