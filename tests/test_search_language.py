@@ -84,7 +84,7 @@ def test_expressions_parse_to_one_tree() -> None:
     assert fts5_match(parse("POL-358 OR a:b")) == '"POL-358" OR "a:b"'  # type: ignore[arg-type]
     assert (
         fts5_match(parse('x NOT (y OR error:"q""z"*)'))  # type: ignore[arg-type]
-        == '"x" NOT ("y" OR (error : "q""z"*))'
+        == '"x" NOT ("y" OR ({error failure_error pending_error invalid_error} : "q""z"*))'
     )
 
 

@@ -201,31 +201,15 @@ def m005_drop_updated_index(db: sqlite_utils.Database) -> None:
 
 @migration
 def m006_fold_and_tag_fts(db: sqlite_utils.Database) -> None:
-    """Index entries' words folded and their tags; the store keeps the FTS index in step.
+    """The store keeps the FTS index in step itself: the update and delete triggers go.
 
     `fold` (case and accents beyond ASCII: Turkish dotless i, Greek accents, final sigma, ß)
-    runs in Python, which a trigger cannot call, so the update and delete triggers go and the
-    store indexes and un-indexes rows itself (`search.index_text`). Every row is indexed again,
-    now with the tag words that let a search skip other statuses and sources in FTS5.
+    runs in Python, which a trigger cannot call, so the store indexes and un-indexes rows
+    itself (`search.index_text`). Re-indexing every row folded and with tag words is m015's,
+    which builds the index in the layout `index_text` writes now.
     """
-    from logd.store.sqlite.search import index_text
-
     db.execute("DROP TRIGGER IF EXISTS entries_au")
     db.execute("DROP TRIGGER IF EXISTS entries_ad")
-    db.execute("INSERT INTO entries_fts (entries_fts) VALUES ('delete-all')")
-    last = -1
-    while True:
-        # In key order, 5,000 rows at a time: a large store is never held in memory.
-        (found,) = db.execute(
-            "SELECT json_group_array(id) FROM "
-            "(SELECT id FROM entries WHERE id > ? ORDER BY id LIMIT 5000)",
-            [last],
-        ).fetchone()
-        keys = json.loads(found)
-        if not keys:
-            break
-        index_text(db, keys)
-        last = keys[-1]
 
 
 @migration
@@ -346,3 +330,43 @@ def m014_sink_positions(db: sqlite_utils.Database) -> None:
         )
         """
     )
+
+
+@migration
+def m015_fts_columns_per_status(db: sqlite_utils.Database) -> None:
+    """`entries_fts` again, with a group of columns per status; every row indexed anew.
+
+    An entry's words go to its status's columns (`search.STATUS_GROUPS`; success in
+    `message`, `error`, `search_text`), so a search with `--status` limits its words to them
+    and FTS5 skips other statuses within the text's own doclist: no word is stored twice.
+    Each row is indexed folded, with the tag words of its status, source and provider. The
+    table stays `entries_fts` with `content="entries"`, which Datasette's `_search` and
+    sqlite-utils' `search` find; they match a word in any column (the status's own
+    columns, `_search_failure_message`, match within one status).
+    """
+    from .search import FTS_COLUMNS, STATUS_GROUPS, TEXT_COLUMNS, index_text
+
+    # FTS5 reads an external content table's columns by the index's column names (a scan,
+    # highlight()): each group's names are generated columns of `entries`, never stored.
+    for status in STATUS_GROUPS:
+        for column in TEXT_COLUMNS:
+            db.execute(
+                f"ALTER TABLE entries ADD COLUMN {status}_{column} TEXT GENERATED ALWAYS AS "
+                f"(CASE WHEN status = '{status}' THEN {column} END) VIRTUAL"
+            )
+    db.execute("DROP TABLE IF EXISTS entries_fts")
+    columns = ", ".join(f'"{c}"' for c in FTS_COLUMNS)
+    db.execute(f'CREATE VIRTUAL TABLE "entries_fts" USING FTS5 ({columns}, content="entries")')
+    last = -1
+    while True:
+        # In key order, 5,000 rows at a time: a large store is never held in memory.
+        (found,) = db.execute(
+            "SELECT json_group_array(id) FROM "
+            "(SELECT id FROM entries WHERE id > ? ORDER BY id LIMIT 5000)",
+            [last],
+        ).fetchone()
+        keys = json.loads(found)
+        if not keys:
+            break
+        index_text(db, keys)
+        last = keys[-1]

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, cast
 
 from logd.errors import StoreError
 from logd.store.sqlite import store as _store
-from logd.store.sqlite.search import LEGACY_ENTRY_COLUMNS
+from logd.store.sqlite.search import FTS_COLUMNS, LEGACY_ENTRY_COLUMNS
 from logd.store.sqlite.store import Store, store_errors
 
 if TYPE_CHECKING:
@@ -93,6 +93,8 @@ class Reader(Store):
             columns = {row[1] for row in conn.execute("PRAGMA table_info(entries)")}
             if "timestamp_observed" not in columns:  # not migrated yet: readers never migrate
                 self.entry_columns = LEGACY_ENTRY_COLUMNS
+            fts = {row[1] for row in conn.execute("PRAGMA table_info(entries_fts)")}
+            self.grouped_fts = FTS_COLUMNS[-1] in fts  # m015's columns, or filters in SQL
 
     def transaction(self) -> NoReturn:
         """Every write goes through here; a reader has none."""
