@@ -362,3 +362,33 @@ def test_the_daemon_fails_a_poll_on_a_locked_store_and_retries_it(
         for name, handlers in saved.items():
             logging.getLogger(name).handlers[:] = handlers
     assert len(set(stored_ids(config))) == 255  # the failed poll's records came with the next
+
+
+def test_two_connections_writing_one_file_wait_their_turn(tmp_path: Path) -> None:
+    """A write transaction takes the lock when it begins: a deferred one that read first got
+    SQLITE_BUSY at once (no busy wait) when another connection committed meanwhile."""
+    import threading
+
+    from logd.store.sqlite.store import Store
+
+    path = tmp_path / "logd.db"
+    with Store(path) as a, Store(path) as b:
+        other_done = threading.Event()
+
+        def other_writer() -> None:
+            b.set_schedule("daemon-b", "pegasus", None, 60.0, 0)
+            other_done.set()
+
+        with a.transaction() as db:
+            db.execute("SELECT count(*) FROM entries").fetchone()
+            thread = threading.Thread(target=other_writer)
+            thread.start()
+            # The other writer waits for this transaction instead of slipping in between.
+            assert not other_done.wait(0.3)
+            db.execute(
+                "INSERT INTO daemon_schedule (daemon, source, next_run, interval, "
+                "consecutive_failures, updated_at) VALUES ('daemon-a', 'fleet', NULL, 60, 0, '')"
+            )
+        thread.join(10)
+        assert other_done.is_set()
+        assert set(a.schedule()) == {"fleet", "pegasus"}

@@ -11,6 +11,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from logd.store.sqlite.locking import immediate
+
 if TYPE_CHECKING:  # annotations only: the read commands import the store without sqlite_utils
     import sqlite_utils
 
@@ -34,7 +36,13 @@ def migrate(db: sqlite_utils.Database) -> list[str]:
     for fn in MIGRATIONS:
         if fn.__name__ in done:
             continue
-        with db.atomic():
+        with immediate(db):
+            # Another process may have applied it since the names were read: look again
+            # now that this one holds the write lock.
+            if db.execute(
+                "SELECT 1 FROM _logd_migrations WHERE name = ?", [fn.__name__]
+            ).fetchone():
+                continue
             fn(db)
             db.execute(
                 "INSERT INTO _logd_migrations (name, applied_at) VALUES (?, ?)",

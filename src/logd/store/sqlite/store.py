@@ -38,6 +38,7 @@ from logd.store.interface import (
     RunProgress,
 )
 from logd.store.sqlite import outbox
+from logd.store.sqlite.locking import immediate
 from logd.store.sqlite.migrations import migrate
 from logd.store.sqlite.rows import Prepared, prepare
 from logd.store.sqlite.search import (
@@ -459,7 +460,7 @@ class Store:
 
         Anything that fails inside (commit included) rolls the whole transaction back.
         """
-        with self.lock, store_errors(self.path, self.busy_timeout), self.db.atomic():
+        with self.lock, store_errors(self.path, self.busy_timeout), immediate(self.db):
             yield self.db
 
     @contextmanager
@@ -801,7 +802,7 @@ class Store:
             return False
         try:
             self.db.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
-            with self.db.atomic():
+            with immediate(self.db):
                 self.db.execute(
                     "UPDATE poll_runs SET waiting = ?, waiting_until = ? "
                     "WHERE id = ? AND finished IS NULL",
@@ -1280,7 +1281,7 @@ class Store:
             return False
         try:
             self.db.execute(f"PRAGMA busy_timeout = {int(CLAIM_WRITE_WAIT * 1000)}")
-            with self.db.atomic():
+            with immediate(self.db):
                 write(self.db)
             return True
         except sqlite3.Error:
