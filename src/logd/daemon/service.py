@@ -169,7 +169,8 @@ class Daemon:
         self.heartbeat_every = heartbeat_every
         self.settings: Settings
         self.store: Store
-        self.engine: Engine
+        #: Made by the first `_install`, then kept for the daemon's life.
+        self.engine: Engine | None = None
         self.deliverer: Deliverer | None = None
         #: Exports following the change sequence, each in a thread of its own.
         self.followers: list[Follower] = []
@@ -251,7 +252,7 @@ class Daemon:
         self.metrics = Metrics(
             self.store,
             healthy=lambda: self.heartbeat.healthy(),
-            running=lambda: self.engine.running() if hasattr(self, "engine") else 0,
+            running=lambda: self.engine.running() if self.engine is not None else 0,
             stuck=lambda: len(self._stuck()),
         )
         self.metrics.seed(self.store.source_stats())
@@ -303,7 +304,7 @@ class Daemon:
     def _install(self, settings: Settings, now: datetime) -> None:
         """Make the jobs, engine and deliverer match `settings` (holding `_lock`)."""
         hooks, deliverer, followers = self._delivery_parts(settings)
-        if not hasattr(self, "engine"):
+        if self.engine is None:
             self.engine = Engine(
                 settings, self.store, self.registry, sleep=self._sleep, batch_hooks=hooks
             )
@@ -489,7 +490,7 @@ class Daemon:
                 self._idle.notify_all()
 
     def _stuck(self) -> list[str]:
-        return self.engine.stuck() if hasattr(self, "engine") else []
+        return self.engine.stuck() if self.engine is not None else []
 
     def _sleep(self, seconds: float) -> None:
         # Retry waits end early on shutdown, so a stopping poll is not held by a backoff.
@@ -517,6 +518,7 @@ class Daemon:
                 log.info("%s: another daemon holds its lease; not polling it now", name)
                 return
             try:
+                assert self.engine is not None  # polls are scheduled by `_install`
                 report = self.engine.poll_source(
                     src, stop=self.stop, progress=self._after_batch, lease=lease
                 )
