@@ -1,0 +1,1 @@
+"""The PostgreSQL store: one database shared by several `logd run` instances."""
