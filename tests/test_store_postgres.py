@@ -5,7 +5,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from logd.pgstore.cluster import PASSWORD, PASSWORD_ROLE, Cluster
+from logd.store.postgres.cluster import PASSWORD, PASSWORD_ROLE, Cluster
 
 
 def test_the_cluster_is_real_and_on_its_own_socket(pg_url: str, pg_cluster: Cluster) -> None:
