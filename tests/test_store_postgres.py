@@ -1,11 +1,56 @@
-"""The PostgreSQL store against a real server that the tests start (tests/conftest.py)."""
+# ruff: noqa: RUF001 - Turkish, Greek and full-width words are part of the corpus
+"""The PostgreSQL store against a real server that the tests start (the root conftest).
+
+What it must share with the SQLite store: the rows it keeps and the search results users get
+(a grid of the queries they type, both stores seeded alike). What only a shared database
+needs: leases with fencing, deliveries claimed by one instance each, `--follow` that never
+passes over a batch still committing, and errors that say what to do without the password.
+"""
 
 from __future__ import annotations
+
+import itertools
+import random
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 
+from logd import Entry, Status
+from logd.errors import StoreError
+from logd.store.postgres import search
 from logd.store.postgres.cluster import PASSWORD, PASSWORD_ROLE, Cluster
+from logd.store.postgres.store import BatchTransaction, LeaseLost, PostgresStore
+from logd.store.query_language import parse
+from logd.store.sqlite.search import Filters
+from logd.store.sqlite.store import Store
+
+NOW = datetime.now(UTC)
+
+
+def entry(native_id: str, message: str, *, source: str = "fleet", **kw: Any) -> Entry:
+    e = Entry(
+        native_id=native_id,
+        timestamp=kw.pop("timestamp", NOW - timedelta(hours=1)),
+        status=kw.pop("status", Status.FAILURE),
+        message=message,
+        **kw,
+    )
+    e.source, e.provider = source, kw.get("provider", "fleetit")
+    return e
+
+
+@pytest.fixture
+def pg(pg_url: str) -> Iterator[PostgresStore]:
+    with PostgresStore(pg_url, holder="test-host:1") as store:
+        yield store
+
+
+# -- the server the tests start ----------------------------------------------------------------
 
 
 def test_the_cluster_is_real_and_on_its_own_socket(pg_url: str, pg_cluster: Cluster) -> None:
@@ -17,10 +62,426 @@ def test_the_cluster_is_real_and_on_its_own_socket(pg_url: str, pg_cluster: Clus
     assert (pg_cluster.socket_dir / ".s.PGSQL.5432").exists()
 
 
-def test_a_role_with_a_password_must_give_it(pg_cluster: Cluster) -> None:
-    url = pg_cluster.url(user=PASSWORD_ROLE)
-    with pytest.raises(psycopg.OperationalError, match="password"):
-        psycopg.connect(url.replace("@", ":wrong@", 1)).close()
-    good = url.replace("@", f":{PASSWORD}@", 1)
-    with psycopg.connect(good) as conn:
-        assert conn.execute("SELECT current_user").fetchone() == (PASSWORD_ROLE,)
+# -- rows kept as the SQLite store keeps them ---------------------------------------------------
+
+
+def test_a_batch_round_trips_and_a_resync_writes_nothing(pg: PostgresStore) -> None:
+    batch = [
+        entry("1", "Sync failed", error="Timeout", raw={"order": "ORD-1"}),
+        entry("2", "ok", status=Status.SUCCESS, entity_type="order", entity_id="ORD-2"),
+        entry("nul\x00id", "text with \x00 NUL and \U0010ffff", error="e\x00"),
+    ]
+    first = pg.commit_batch("fleet", batch, {"page": 2})
+    assert (first.new, first.updated, len(first.new_failures)) == (3, 0, 2)
+    assert pg.cursor("fleet") == {"page": 2}
+    row = pg.get("fleet:nul\x00id")
+    assert row is not None and row.message == "text with \x00 NUL and \U0010ffff"
+    assert row.error == "e\x00"
+    assert pg.known_ids("fleet", ["1", "nul\x00id", "3"]) == {"1", "nul\x00id"}
+    again = pg.commit_batch("fleet", batch, {"page": 3})
+    assert (again.new, again.updated, again.unchanged) == (0, 0, 3)
+    # A pending call that now succeeds is rewritten; a success turning into a failure is news.
+    changed = pg.commit_batch("fleet", [entry("2", "ok now", status=Status.FAILURE)], None)
+    assert changed.updated == 1 and [e.native_id for e in changed.new_failures] == ["2"]
+    assert [r.native_id for r in pg.search(Filters(text="now"))] == ["2"]
+    assert pg.ids_starting("fleet:n") == ["fleet:nul\x00id"]
+    stats = {s["source"]: s for s in pg.source_stats()}
+    assert stats["fleet"]["entries"] == 3 and stats["fleet"]["failures"] == 3
+
+
+def test_entries_of_one_instant_keep_batch_order(pg: PostgresStore) -> None:
+    at = NOW - timedelta(minutes=5)
+    batch = [entry(str(i), f"m{i}", timestamp=at) for i in range(1200)]  # more than 1000 slots
+    pg.commit_batch("fleet", batch, None)
+    got = [r.native_id for r in pg.search(Filters(), limit=None)]
+    assert got == [str(i) for i in reversed(range(1200))]
+
+
+# -- the same search results as the SQLite store ------------------------------------------------
+
+WORDS = ["invoice", "stock", "sync", "vehicle", "bağlantı", "σφάλμα", "Straße", "order"]
+ODD = [
+    "POL-358 failed for x@y.com at v1.2.3",
+    "foo_bar naïve café ﬁle",
+    "İSTANBUL depo ΣΦΆΛΜΑ ＡＢＣ",
+    "東京都 hello हिन्दी",
+    "rocket 🚀 launch \ue123mark",
+]
+ERRORS = ["Timeout while contacting upstream", "Validation failed: sku missing", "KAPI KAPALI"]
+SOURCES = [("fleet", "fleetit"), ("shop-1", "shopify"), ("legacy", "old")]
+
+
+def seeded_batches() -> list[tuple[str, list[Entry]]]:
+    rng = random.Random(7)
+    out = []
+    for source, provider in SOURCES:
+        batch = []
+        for i in range(120):
+            roll = rng.random()
+            status = (
+                Status.FAILURE if roll < 0.25 else Status.PENDING if roll < 0.35 else Status.SUCCESS
+            )
+            words = rng.choices(WORDS, k=3)
+            if i % 9 == 0:
+                words.append(rng.choice(ODD))
+            e = Entry(
+                native_id=str(i),
+                timestamp=NOW - timedelta(hours=rng.random() * 24 * 6),
+                status=status,
+                message=" ".join(words),
+                error=rng.choice(ERRORS) if status is Status.FAILURE else None,
+                raw={"order": f"ORD-{i}", "note": rng.choice(ODD) if i % 5 == 0 else "x"},
+            )
+            e.source = source
+            e.provider = "new" if source == "legacy" and i % 2 else provider
+            batch.append(e)
+        out.append((source, batch))
+    return out
+
+
+@pytest.fixture(scope="module")
+def twins(
+    pg_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Store, PostgresStore]]:
+    with psycopg.connect(pg_cluster.url(), autocommit=True) as conn:
+        conn.execute("CREATE DATABASE twins")
+    path = tmp_path_factory.mktemp("twins") / "logd.db"
+    with Store(path) as lite, PostgresStore(pg_cluster.url("twins")) as pg:
+        for source, batch in seeded_batches():
+            lite.commit_batch(source, batch, None)
+            pg.commit_batch(source, batch, None)
+        yield lite, pg
+
+
+QUERIES = [
+    ("invoice", False),
+    ("timeout", False),
+    ("ORD-17", False),
+    ("absent", False),
+    ('"sku missing"', False),
+    ("BAĞLANTI", False),
+    ("strasse", False),
+    ("pol-358", False),
+    ("x@y.com", False),
+    ("v1.2.3", False),
+    ("foo_bar", False),
+    ("naive CAFE file", False),
+    ("istanbul σφαλμα abc", False),
+    ("東京都", False),
+    ("हिन्दी", False),
+    ("\ue123mark", False),
+    ('"order invoice', False),
+    ("time* OR stock", True),
+    ("error:kapı NOT sync", True),
+    ("message:(invoice OR vehicle) NOT error:timeout", True),
+    ('"sync order"* OR "ORD-1"*', True),
+    ("message:ord*", True),
+    ("Stock SYNC", False),
+    ("st* NOT (sync OR order) NOT vehicle", True),
+]
+
+
+def test_tokens_are_the_words_fts5_stores(twins: tuple[Store, PostgresStore]) -> None:
+    lite, pg = twins
+    lite.db.execute(
+        "CREATE VIRTUAL TABLE IF NOT EXISTS temp.vocab USING fts5vocab(main, entries_fts, row)"
+    )
+    fts5 = {
+        r[0] for r in lite.db.execute("SELECT term FROM temp.vocab WHERE term NOT LIKE 'logdtag%'")
+    }
+    with psycopg.connect(pg.url) as conn:
+        ours = {
+            r[0]
+            for r in conn.execute(
+                "SELECT DISTINCT word FROM entries, ts_stat("
+                "'SELECT words FROM entries') AS s(word, ndoc, nentry)"
+            )
+        }
+    assert ours == fts5
+
+
+@pytest.mark.parametrize(("text", "fts"), QUERIES)
+def test_every_query_finds_what_sqlite_finds(
+    twins: tuple[Store, PostgresStore], text: str, fts: bool
+) -> None:
+    lite, pg = twins
+    cells = 0
+    for statuses, sources, (since, until) in itertools.product(
+        [(), ("failure",), ("success", "pending")],
+        [(), ("fleet",), ("fleet", "legacy")],
+        [(None, None), (3, None), (5, 1)],
+    ):
+        f = Filters(
+            text=text,
+            fts=fts,
+            statuses=statuses,
+            sources=sources,
+            since=None if since is None else NOW - timedelta(days=since),
+            until=None if until is None else NOW - timedelta(days=until),
+        )
+        for limit in (None, 5):
+            want = [r.id for r in lite.search(f, limit=limit)]
+            assert [r.id for r in pg.search(f, limit=limit)] == want, (f, limit)
+            cells += bool(want)
+    assert cells > 0 or text == "absent"
+
+
+def test_queries_compile_to_tsquery() -> None:
+    def compiled(text: str) -> str:
+        node = parse(text)
+        assert node is not None
+        return search.tsquery(node)
+
+    assert compiled('"sku missing"') == "('sku' <-> 'missing')"
+    assert compiled("time* OR stock") == "('time':* | 'stock')"
+    assert compiled("error:kapı NOT sync") == "('kapi':B & !'sync')"
+    assert compiled('message:"a b"*') == "('a':A <-> 'b':*A)"
+    assert compiled("it's") == "('it' <-> 's')"
+
+
+def test_a_phrase_never_spans_two_columns(pg: PostgresStore) -> None:
+    pg.commit_batch("fleet", [entry("1", "upstream", error="timeout")], None)
+    assert pg.search(Filters(text='"upstream timeout"')) == []
+    assert len(pg.search(Filters(text="upstream timeout"))) == 1
+
+
+def test_newest_first_walks_the_key_index_without_a_sort(pg: PostgresStore) -> None:
+    # Enough rows that a sort would cost more than walking the index (the planner's choice).
+    at = NOW - timedelta(days=2)
+    batch = [entry(str(i), "m", timestamp=at + timedelta(seconds=i)) for i in range(5000)]
+    pg.commit_batch("fleet", batch, None)
+    with psycopg.connect(pg.url, autocommit=True) as conn:
+        conn.execute("ANALYZE entries")
+    for filters in (Filters(), Filters(sources=("fleet",)), Filters(since=NOW - timedelta(1))):
+        plan = pg.explain(filters, limit=50)
+        assert "Sort" not in plan and "Index Scan Backward" in plan, plan
+
+
+# -- leases: one instance polls a source; a lapsed holder writes nothing ----------------------
+
+
+def lapse(pg: PostgresStore, name: str) -> None:
+    """Make the lease on `name` expire now (as if its holder stopped renewing it)."""
+    with psycopg.connect(pg.url, autocommit=True) as conn:
+        conn.execute(
+            "UPDATE leases SET expires_at = clock_timestamp() - interval '1 second' "
+            "WHERE name = %s",
+            [name],
+        )
+
+
+def test_two_holders_one_lease(pg: PostgresStore) -> None:
+    a = pg.claim_source("fleet", "host-a:1", ttl=30)
+    assert a is not None
+    assert pg.claim_source("fleet", "host-b:2", ttl=30) is None
+    renewed = pg.claim_source("fleet", "host-a:1", ttl=60)
+    assert renewed is not None and renewed.token == a.token  # a renewal keeps the token
+    assert renewed.expires_at > a.expires_at
+    assert pg.renew(a, ttl=60) is not None
+    assert {n: lease.holder for n, lease in pg.leases().items()} == {"fleet": "host-a:1"}
+    pg.release(a)
+    b = pg.claim_source("fleet", "host-b:2", ttl=30)
+    assert b is not None and b.token > a.token
+    assert pg.claim_source("other", "host-a:1") is not None  # leases are per source
+
+
+def test_a_lapsed_lease_is_taken_over_and_its_holder_is_fenced(pg: PostgresStore) -> None:
+    a = pg.claim_source("fleet", "host-a:1", ttl=30)
+    assert a is not None
+    pg.commit_batch("fleet", [entry("1", "first")], {"page": 1}, lease=a)
+    lapse(pg, "fleet")
+    assert pg.renew(a) is None  # too late: it must claim again, with a new token
+    b = pg.claim_source("fleet", "host-b:2", ttl=30)
+    assert b is not None and b.token > a.token
+    pg.commit_batch("fleet", [entry("2", "second")], {"page": 2}, lease=b)
+    # A wakes up with its old batch: nothing of it is written, the cursor stays where B left it.
+    with pytest.raises(LeaseLost, match="taken over by host-b:2"):
+        pg.commit_batch("fleet", [entry("3", "stale"), entry("2", "stale")], {"page": 1}, lease=a)
+    assert pg.cursor("fleet") == {"page": 2}
+    assert [r.message for r in pg.search(Filters())] == ["second", "first"]
+    # The same holder claiming again after a lapse is a new holding too.
+    lapse(pg, "fleet")
+    b2 = pg.claim_source("fleet", "host-b:2", ttl=30)
+    assert b2 is not None and b2.token > b.token
+    with pytest.raises(LeaseLost):
+        pg.commit_batch("fleet", [entry("4", "old token")], None, lease=b)
+
+
+def test_a_lapsed_lease_commits_nothing_even_before_a_takeover(pg: PostgresStore) -> None:
+    a = pg.claim_source("fleet", "host-a:1", ttl=30)
+    assert a is not None
+    lapse(pg, "fleet")
+    with pytest.raises(LeaseLost, match="lapsed"):
+        pg.commit_batch("fleet", [entry("1", "late")], {"page": 9}, lease=a)
+    assert pg.cursor("fleet") is None and pg.count() == 0
+
+
+def test_a_takeover_waits_for_the_batch_that_holds_the_lease(pg: PostgresStore) -> None:
+    # The batch locks the lease row: a claim arriving mid-commit waits, then finds the lease
+    # still held (the batch committed under it), never a batch landing after a takeover.
+    a = pg.claim_source("fleet", "host-a:1", ttl=30)
+    assert a is not None
+    inside, release = threading.Event(), threading.Event()
+
+    def pause(tx: BatchTransaction, source: str, result: Any) -> None:
+        inside.set()
+        assert release.wait(30)
+
+    writer = threading.Thread(
+        target=pg.commit_batch,
+        args=("fleet", [entry("1", "m")], {"p": 1}),
+        kwargs={"lease": a, "hooks": [pause]},
+    )
+    writer.start()
+    assert inside.wait(30)
+    lapse_done = threading.Event()
+
+    def expire_and_claim() -> None:
+        lapse(pg, "fleet")  # waits on the row lock the batch holds
+        lapse_done.set()
+
+    other = threading.Thread(target=expire_and_claim)
+    other.start()
+    assert not lapse_done.wait(0.3)  # blocked behind the batch's lock
+    release.set()
+    writer.join(30)
+    other.join(30)
+    assert lapse_done.is_set() and pg.cursor("fleet") == {"p": 1}
+
+
+# -- deliveries: each claimed by one instance --------------------------------------------------
+
+
+def queue(pg: PostgresStore, n: int, sink: str = "ops") -> list[str]:
+    ids = [f"dlv_{i:04d}" for i in range(n)]
+
+    def hook(tx: BatchTransaction, source: str, result: Any) -> None:
+        for delivery_id in ids:
+            tx.enqueue(
+                sink=sink,
+                provider="fleetit",
+                delivery_id=delivery_id,
+                body=b"{}",
+                count=1,
+                now=NOW - timedelta(minutes=1),
+            )
+
+    pg.commit_batch("fleet", [], None, hooks=[hook])
+    return ids
+
+
+def test_claims_by_two_instances_never_overlap(pg: PostgresStore, pg_url: str) -> None:
+    ids = queue(pg, 200)
+    with PostgresStore(pg_url, holder="host-b:2") as other:
+        got: dict[str, list[str]] = {"a": [], "b": []}
+        start = threading.Barrier(2)
+
+        def claim(name: str, store: PostgresStore) -> None:
+            start.wait(10)
+            while batch := store.claim_due("ops", limit=7):
+                got[name] += [d.delivery_id for d in batch]
+
+        threads = [
+            threading.Thread(target=claim, args=("a", pg)),
+            threading.Thread(target=claim, args=("b", other)),
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+    assert sorted(got["a"] + got["b"]) == ids  # every one claimed, none twice
+
+
+def test_a_claim_skips_rows_another_transaction_has_locked(pg: PostgresStore) -> None:
+    ids = queue(pg, 10)
+    with psycopg.connect(pg.url) as conn:
+        conn.execute("SELECT id FROM outbox ORDER BY id LIMIT 4 FOR UPDATE")  # held open
+        done: list[list[str]] = []
+        t = threading.Thread(
+            target=lambda: done.append([d.delivery_id for d in pg.claim_due("ops")])
+        )
+        t.start()
+        t.join(10)
+        assert done == [ids[4:]]  # did not wait for the lock: took the others
+    # Rows claimed are not due to anyone until the claim lapses or an attempt is recorded.
+    assert [d.delivery_id for d in pg.claim_due("ops", "host-b:2")] == ids[:4]
+    assert pg.claim_due("ops", "host-c:3") == []
+    pg.record_attempt(
+        ids[0], state="pending", status=503, error="down", next_attempt_at=NOW, at=NOW
+    )
+    assert [d.delivery_id for d in pg.claim_due("ops", "host-c:3")] == [ids[0]]
+
+
+# -- --follow: no batch is passed over while it is still committing ---------------------------
+
+
+def test_follow_waits_for_a_batch_committing_with_an_older_transaction(pg: PostgresStore) -> None:
+    mark = pg.follow_mark()
+    inside, release = threading.Event(), threading.Event()
+
+    def pause(tx: BatchTransaction, source: str, result: Any) -> None:
+        inside.set()
+        assert release.wait(30)
+
+    slow = threading.Thread(
+        target=pg.commit_batch,
+        args=("fleet", [entry("slow", "slow")], None),
+        kwargs={"hooks": [pause]},
+    )
+    slow.start()
+    assert inside.wait(30)
+    # (Another time: a batch taking the same key would wait for the slow one, rightly.)
+    fast = entry("fast", "fast", source="shop", timestamp=NOW - timedelta(hours=2))
+    pg.commit_batch("shop", [fast], None)
+    # The fast batch committed, but an older transaction is still open: reading past it now
+    # would move the mark beyond the slow batch, which would then never be shown.
+    assert pg.updated_since(mark, Filters()) == []
+    release.set()
+    slow.join(30)
+    rows = pg.updated_since(mark, Filters())
+    assert [r.native_id for _, r in rows] == ["slow", "fast"]
+    assert pg.updated_since(rows[-1][0], Filters()) == []
+    pg.commit_batch("fleet", [entry("slow", "changed")], None)
+    assert [r.message for _, r in pg.updated_since(rows[-1][0], Filters())] == ["changed"]
+
+
+# -- retention ---------------------------------------------------------------------------------
+
+
+def test_retention_deletes_old_entries_only(pg: PostgresStore) -> None:
+    old = [entry(f"o{i}", "old", timestamp=NOW - timedelta(days=40)) for i in range(12)]
+    pg.commit_batch("fleet", [*old, entry("new", "new")], None)
+    result = pg.apply_retention(30 * 86_400, chunk=5)
+    assert result.entries == 12
+    assert [r.native_id for r in pg.search(Filters(), limit=None)] == ["new"]
+    assert pg.search(Filters(text="old")) == []
+
+
+# -- errors: one line, what to do, no password --------------------------------------------------
+
+
+def test_a_wrong_password_says_so_and_never_shows_it(pg_cluster: Cluster) -> None:
+    url = pg_cluster.url(user=PASSWORD_ROLE).replace("@", ":Wr0ng-s3cret@", 1)
+    with pytest.raises(StoreError) as caught:
+        PostgresStore(url)
+    text = str(caught.value)
+    assert "refused the login" in text and "Wr0ng-s3cret" not in text
+    assert f"{PASSWORD_ROLE}:***@" in text and "\n" not in text
+
+
+def test_a_missing_database_names_it_and_the_fix(pg_cluster: Cluster) -> None:
+    url = pg_cluster.url("nosuchdb", user=PASSWORD_ROLE).replace("@", f":{PASSWORD}@", 1)
+    with pytest.raises(StoreError) as caught:
+        PostgresStore(url)
+    text = str(caught.value)
+    assert "'nosuchdb' does not exist" in text and "createdb nosuchdb" in text
+    assert PASSWORD not in text
+
+
+def test_a_server_that_is_down_says_where(tmp_path: Path) -> None:
+    url = f"postgresql://logd:hunter2-pw@/logd?host={tmp_path}"
+    with pytest.raises(StoreError) as caught:
+        PostgresStore(url)
+    text = str(caught.value)
+    assert "cannot reach the PostgreSQL server" in text and str(tmp_path) in text
+    assert "hunter2-pw" not in text and "start it" in text
