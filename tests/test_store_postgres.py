@@ -22,11 +22,11 @@ import pytest
 
 from logd import Entry, Status
 from logd.errors import StoreError
+from logd.store.interface import Attempt, Filters, LeaseLost, NewDelivery, RunProgress
 from logd.store.postgres import search
 from logd.store.postgres.cluster import PASSWORD, PASSWORD_ROLE, Cluster
-from logd.store.postgres.store import BatchTransaction, LeaseLost, PostgresStore
+from logd.store.postgres.store import BatchTransaction, PostgresStore
 from logd.store.query_language import parse
-from logd.store.sqlite.search import Filters
 from logd.store.sqlite.store import Store
 
 NOW = datetime.now(UTC)
@@ -46,7 +46,7 @@ def entry(native_id: str, message: str, *, source: str = "fleet", **kw: Any) -> 
 
 @pytest.fixture
 def pg(pg_url: str) -> Iterator[PostgresStore]:
-    with PostgresStore(pg_url, holder="test-host:1") as store:
+    with PostgresStore(pg_url) as store:
         yield store
 
 
@@ -259,9 +259,11 @@ def test_newest_first_walks_the_key_index_without_a_sort(pg: PostgresStore) -> N
 
 # -- leases: one instance polls a source; a lapsed holder writes nothing ----------------------
 
+FLEET = "source:fleet"
 
-def lapse(pg: PostgresStore, name: str) -> None:
-    """Make the lease on `name` expire now (as if its holder stopped renewing it)."""
+
+def lapse(pg: PostgresStore, name: str = FLEET) -> None:
+    """Make lease `name` expire now (as if its holder stopped renewing it)."""
     with psycopg.connect(pg.url, autocommit=True) as conn:
         conn.execute(
             "UPDATE leases SET expires_at = clock_timestamp() - interval '1 second' "
@@ -271,59 +273,62 @@ def lapse(pg: PostgresStore, name: str) -> None:
 
 
 def test_two_holders_one_lease(pg: PostgresStore) -> None:
-    a = pg.claim_source("fleet", "host-a:1", ttl=30)
+    a = pg.claim_lease(FLEET, "host-a:1", ttl=30)
     assert a is not None
-    assert pg.claim_source("fleet", "host-b:2", ttl=30) is None
-    renewed = pg.claim_source("fleet", "host-a:1", ttl=60)
+    assert pg.claim_lease(FLEET, "host-b:2", ttl=30) is None
+    renewed = pg.claim_lease(FLEET, "host-a:1", ttl=60)
     assert renewed is not None and renewed.token == a.token  # a renewal keeps the token
     assert renewed.expires_at > a.expires_at
-    assert pg.renew(a, ttl=60) is not None
-    assert {n: lease.holder for n, lease in pg.leases().items()} == {"fleet": "host-a:1"}
-    pg.release(a)
-    b = pg.claim_source("fleet", "host-b:2", ttl=30)
+    assert [(x.name, x.holder) for x in pg.leases()] == [(FLEET, "host-a:1")]
+    pg.release_lease(a)
+    b = pg.claim_lease(FLEET, "host-b:2", ttl=30)
     assert b is not None and b.token > a.token
-    assert pg.claim_source("other", "host-a:1") is not None  # leases are per source
+    pg.release_lease(a)  # no longer a's: nothing happens
+    assert pg.claim_lease(FLEET, "host-a:1", ttl=30) is None
+    assert pg.claim_lease("source:other", "host-a:1", ttl=30) is not None  # one per name
 
 
 def test_a_lapsed_lease_is_taken_over_and_its_holder_is_fenced(pg: PostgresStore) -> None:
-    a = pg.claim_source("fleet", "host-a:1", ttl=30)
+    a = pg.claim_lease(FLEET, "host-a:1", ttl=30)
     assert a is not None
     pg.commit_batch("fleet", [entry("1", "first")], {"page": 1}, lease=a)
-    lapse(pg, "fleet")
-    assert pg.renew(a) is None  # too late: it must claim again, with a new token
-    b = pg.claim_source("fleet", "host-b:2", ttl=30)
+    lapse(pg)
+    b = pg.claim_lease(FLEET, "host-b:2", ttl=30)
     assert b is not None and b.token > a.token
     pg.commit_batch("fleet", [entry("2", "second")], {"page": 2}, lease=b)
     # A wakes up with its old batch: nothing of it is written, the cursor stays where B left it.
-    with pytest.raises(LeaseLost, match="taken over by host-b:2"):
+    with pytest.raises(LeaseLost, match="lost it to host-b:2"):
         pg.commit_batch("fleet", [entry("3", "stale"), entry("2", "stale")], {"page": 1}, lease=a)
     assert pg.cursor("fleet") == {"page": 2}
     assert [r.message for r in pg.search(Filters())] == ["second", "first"]
-    # The same holder claiming again after a lapse is a new holding too.
-    lapse(pg, "fleet")
-    b2 = pg.claim_source("fleet", "host-b:2", ttl=30)
+    # The same holder claiming again after a lapse is a new holding too: a new token.
+    lapse(pg)
+    b2 = pg.claim_lease(FLEET, "host-b:2", ttl=30)
     assert b2 is not None and b2.token > b.token
     with pytest.raises(LeaseLost):
         pg.commit_batch("fleet", [entry("4", "old token")], None, lease=b)
+    with pytest.raises(LeaseLost):
+        pg.set_sink_position("otlp", 5, lease=b)
+    assert pg.sink_position("otlp") == 0
 
 
 def test_a_lapsed_lease_commits_nothing_even_before_a_takeover(pg: PostgresStore) -> None:
-    a = pg.claim_source("fleet", "host-a:1", ttl=30)
+    a = pg.claim_lease(FLEET, "host-a:1", ttl=30)
     assert a is not None
-    lapse(pg, "fleet")
+    lapse(pg)
     with pytest.raises(LeaseLost, match="lapsed"):
         pg.commit_batch("fleet", [entry("1", "late")], {"page": 9}, lease=a)
     assert pg.cursor("fleet") is None and pg.count() == 0
 
 
 def test_a_takeover_waits_for_the_batch_that_holds_the_lease(pg: PostgresStore) -> None:
-    # The batch locks the lease row: a claim arriving mid-commit waits, then finds the lease
-    # still held (the batch committed under it), never a batch landing after a takeover.
-    a = pg.claim_source("fleet", "host-a:1", ttl=30)
+    # The batch locks the lease row: expiring it (as a takeover would) waits until the batch
+    # has committed under the lease, so no batch ever lands after a takeover.
+    a = pg.claim_lease(FLEET, "host-a:1", ttl=30)
     assert a is not None
     inside, release = threading.Event(), threading.Event()
 
-    def pause(tx: BatchTransaction, source: str, result: Any) -> None:
+    def pause(tx: BatchTransaction, result: Any) -> None:
         inside.set()
         assert release.wait(30)
 
@@ -334,37 +339,30 @@ def test_a_takeover_waits_for_the_batch_that_holds_the_lease(pg: PostgresStore) 
     )
     writer.start()
     assert inside.wait(30)
-    lapse_done = threading.Event()
+    expired = threading.Event()
 
-    def expire_and_claim() -> None:
-        lapse(pg, "fleet")  # waits on the row lock the batch holds
-        lapse_done.set()
+    def expire() -> None:
+        lapse(pg)  # waits on the row lock the batch holds
+        expired.set()
 
-    other = threading.Thread(target=expire_and_claim)
+    other = threading.Thread(target=expire)
     other.start()
-    assert not lapse_done.wait(0.3)  # blocked behind the batch's lock
+    assert not expired.wait(0.3)  # still blocked behind the batch's lock
     release.set()
     writer.join(30)
     other.join(30)
-    assert lapse_done.is_set() and pg.cursor("fleet") == {"p": 1}
+    assert expired.is_set() and pg.cursor("fleet") == {"p": 1}
 
 
-# -- deliveries: each claimed by one instance --------------------------------------------------
+# -- deliveries: each claimed by one holder ------------------------------------------------------
 
 
 def queue(pg: PostgresStore, n: int, sink: str = "ops") -> list[str]:
     ids = [f"dlv_{i:04d}" for i in range(n)]
 
-    def hook(tx: BatchTransaction, source: str, result: Any) -> None:
+    def hook(tx: BatchTransaction, result: Any) -> None:
         for delivery_id in ids:
-            tx.enqueue(
-                sink=sink,
-                provider="fleetit",
-                delivery_id=delivery_id,
-                body=b"{}",
-                count=1,
-                now=NOW - timedelta(minutes=1),
-            )
+            tx.enqueue(NewDelivery(delivery_id, sink, "fleet", "fleetit", 1, b"{}"), NOW)
 
     pg.commit_batch("fleet", [], None, hooks=[hook])
     return ids
@@ -372,24 +370,24 @@ def queue(pg: PostgresStore, n: int, sink: str = "ops") -> list[str]:
 
 def test_claims_by_two_instances_never_overlap(pg: PostgresStore, pg_url: str) -> None:
     ids = queue(pg, 200)
-    with PostgresStore(pg_url, holder="host-b:2") as other:
-        got: dict[str, list[str]] = {"a": [], "b": []}
+    with PostgresStore(pg_url) as other:
+        got: dict[str, list[str]] = {"host-a:1": [], "host-b:2": []}
         start = threading.Barrier(2)
 
-        def claim(name: str, store: PostgresStore) -> None:
+        def claim(holder: str, store: PostgresStore) -> None:
             start.wait(10)
-            while batch := store.claim_due("ops", limit=7):
-                got[name] += [d.delivery_id for d in batch]
+            while batch := store.claim_due("ops", holder, 60, NOW, limit=7):
+                got[holder] += [d.delivery_id for d in batch]
 
         threads = [
-            threading.Thread(target=claim, args=("a", pg)),
-            threading.Thread(target=claim, args=("b", other)),
+            threading.Thread(target=claim, args=("host-a:1", pg)),
+            threading.Thread(target=claim, args=("host-b:2", other)),
         ]
         for t in threads:
             t.start()
         for t in threads:
             t.join(60)
-    assert sorted(got["a"] + got["b"]) == ids  # every one claimed, none twice
+    assert sorted(got["host-a:1"] + got["host-b:2"]) == ids  # every one claimed, none twice
 
 
 def test_a_claim_skips_rows_another_transaction_has_locked(pg: PostgresStore) -> None:
@@ -397,29 +395,50 @@ def test_a_claim_skips_rows_another_transaction_has_locked(pg: PostgresStore) ->
     with psycopg.connect(pg.url) as conn:
         conn.execute("SELECT id FROM outbox ORDER BY id LIMIT 4 FOR UPDATE")  # held open
         done: list[list[str]] = []
-        t = threading.Thread(
-            target=lambda: done.append([d.delivery_id for d in pg.claim_due("ops")])
-        )
+
+        def claim() -> None:
+            done.append([d.delivery_id for d in pg.claim_due("ops", "host-a:1", 60, NOW)])
+
+        t = threading.Thread(target=claim)
         t.start()
         t.join(10)
         assert done == [ids[4:]]  # did not wait for the lock: took the others
-    # Rows claimed are not due to anyone until the claim lapses or an attempt is recorded.
-    assert [d.delivery_id for d in pg.claim_due("ops", "host-b:2")] == ids[:4]
-    assert pg.claim_due("ops", "host-c:3") == []
-    pg.record_attempt(
-        ids[0], state="pending", status=503, error="down", next_attempt_at=NOW, at=NOW
-    )
-    assert [d.delivery_id for d in pg.claim_due("ops", "host-c:3")] == [ids[0]]
+    # Claimed rows are due to no one else until the claim lapses or an attempt is recorded.
+    assert [d.delivery_id for d in pg.claim_due("ops", "host-b:2", 60, NOW)] == ids[:4]
+    assert pg.claim_due("ops", "host-c:3", 60, NOW) == []
+    pg.record_attempts([Attempt(ids[0], "pending", 503, "down", NOW, NOW)])
+    assert [d.delivery_id for d in pg.claim_due("ops", "host-c:3", 60, NOW)] == [ids[0]]
+    with psycopg.connect(pg.url, autocommit=True) as conn:  # b's claims lapse (b died)
+        conn.execute("UPDATE outbox SET claimed_until = clock_timestamp() - interval '1 s'")
+    assert [d.delivery_id for d in pg.claim_due("ops", "host-c:3", 60, NOW)] == ids
+
+
+def test_the_outbox_reads_as_the_interface_says(pg: PostgresStore) -> None:
+    ids = queue(pg, 3)
+    later = NOW + timedelta(minutes=5)
+    pg.record_attempts([Attempt(ids[1], "pending", 503, "down", later, NOW)])
+    assert pg.due_sinks(NOW) == ["ops"]
+    # First in, first out: the row after the one waiting for its retry waits too.
+    assert [d.delivery_id for d in pg.claim_due("ops", "h", 60, NOW)] == [ids[0]]
+    assert pg.next_due_at(["ops"]) == NOW
+    pg.record_attempts([Attempt(ids[0], "done", 200, None, NOW, NOW)])
+    assert pg.next_due_at(["ops"]) == later
+    assert pg.make_due([ids[1], "dlv_unknown"], NOW) == [ids[1]]
+    assert pg.outbox_counts("sink") == {"ops": {"pending": 2, "dead": 0, "done": 1}}
+    listed = pg.list_deliveries(state="pending")
+    assert [d.delivery_id for d in listed] == [ids[2], ids[1]]
+    assert listed[0].summary()["webhook"] == "ops" and listed[0].body == b"{}"
 
 
 # -- --follow: no batch is passed over while it is still committing ---------------------------
 
 
 def test_follow_waits_for_a_batch_committing_with_an_older_transaction(pg: PostgresStore) -> None:
-    mark = pg.follow_mark()
+    mark = pg.last_change()
+    assert mark == 0
     inside, release = threading.Event(), threading.Event()
 
-    def pause(tx: BatchTransaction, source: str, result: Any) -> None:
+    def pause(tx: BatchTransaction, result: Any) -> None:
         inside.set()
         assert release.wait(30)
 
@@ -435,14 +454,45 @@ def test_follow_waits_for_a_batch_committing_with_an_older_transaction(pg: Postg
     pg.commit_batch("shop", [fast], None)
     # The fast batch committed, but an older transaction is still open: reading past it now
     # would move the mark beyond the slow batch, which would then never be shown.
-    assert pg.updated_since(mark, Filters()) == []
+    assert pg.changes_after(mark) == []
+    assert pg.last_change() == 0
     release.set()
     slow.join(30)
-    rows = pg.updated_since(mark, Filters())
+    rows = pg.changes_after(mark)
     assert [r.native_id for _, r in rows] == ["slow", "fast"]
-    assert pg.updated_since(rows[-1][0], Filters()) == []
+    assert pg.last_change() == rows[-1][0]
+    assert pg.changes_after(rows[-1][0]) == []
     pg.commit_batch("fleet", [entry("slow", "changed")], None)
-    assert [r.message for _, r in pg.updated_since(rows[-1][0], Filters())] == ["changed"]
+    assert [r.message for _, r in pg.changes_after(rows[-1][0])] == ["changed"]
+    only = pg.changes_after(mark, filters=Filters(sources=("shop",)))
+    assert [r.native_id for _, r in only] == ["fast"]
+
+
+def test_run_counters_commit_with_the_batch(pg: PostgresStore) -> None:
+    run = pg.start_run("fleet")
+    batch = [entry("1", "a"), entry("2", "b", status=Status.SUCCESS)]
+    pg.commit_batch("fleet", batch, None, run=RunProgress(run, pages=2))
+    pg.finish_run(run, requests=3)
+    assert pg.unfinished_runs() == {}
+    with psycopg.connect(pg.url) as conn:
+        row = conn.execute(
+            "SELECT pages, new, failures, requests FROM poll_runs WHERE id = %s", [run]
+        ).fetchone()
+    assert row == (2, 2, 1, 3)
+
+
+def test_each_daemon_keeps_its_own_schedule(pg: PostgresStore) -> None:
+    pg.set_schedule("host-a:1", "fleet", NOW, 60, 0)
+    pg.set_schedule("host-b:2", "shop", NOW, 30, 2)
+    pg.clear_schedule("host-a:1")  # a restarting daemon clears only its own rows
+    assert pg.schedule() == {
+        "shop": {
+            "daemon": "host-b:2",
+            "next_run": NOW.isoformat(timespec="seconds"),
+            "interval": 30,
+            "consecutive_failures": 2,
+        }
+    }
 
 
 # -- retention ---------------------------------------------------------------------------------

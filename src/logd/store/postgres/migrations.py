@@ -55,8 +55,8 @@ def m001_initial(conn: psycopg.Connection[tuple[object, ...]]) -> None:
     # the database's locale: `ids_starting` ranges over the unique index in that order.
     # `id` is the SQLite store's time key (microseconds since the epoch * 1000 + a slot): the
     # primary key walked backwards is newest first, and a time range is a key range. `words`
-    # is the entry's tsvector (search.tsvector). `xid` is the transaction that last wrote the
-    # row: `--follow` reads rows whose writer has finished (see Store.updated_since).
+    # is the entry's tsvector (search.tsvector). `change_seq` is the number of the entry's
+    # latest change (store._Changes): `--follow` and exports read the changes in that order.
     conn.execute(
         """
         CREATE TABLE entries (
@@ -79,7 +79,7 @@ def m001_initial(conn: psycopg.Connection[tuple[object, ...]]) -> None:
             first_seen TEXT NOT NULL,
             updated_at TEXT NOT NULL,
             words TSVECTOR NOT NULL,
-            xid XID8 NOT NULL DEFAULT pg_current_xact_id(),
+            change_seq BIGINT NOT NULL,
             UNIQUE (source, native_id)
         )
         """
@@ -89,7 +89,7 @@ def m001_initial(conn: psycopg.Connection[tuple[object, ...]]) -> None:
     conn.execute("CREATE INDEX entries_status_id ON entries (status, id)")
     conn.execute("CREATE INDEX entries_provider_id ON entries (provider, id)")
     conn.execute("CREATE INDEX entries_words ON entries USING gin (words)")
-    conn.execute("CREATE INDEX entries_changes ON entries (xid, id)")
+    conn.execute("CREATE INDEX entries_changes ON entries (change_seq)")
     conn.execute(
         "CREATE TABLE cursors (source TEXT PRIMARY KEY, cursor TEXT, updated_at TEXT NOT NULL)"
     )
@@ -183,4 +183,9 @@ def m001_initial(conn: psycopg.Connection[tuple[object, ...]]) -> None:
             expires_at TIMESTAMPTZ NOT NULL
         )
         """
+    )
+    # How far each sink that follows the change sequence (an export) got.
+    conn.execute(
+        "CREATE TABLE sink_positions (sink TEXT PRIMARY KEY, seq BIGINT NOT NULL, "
+        "updated_at TEXT NOT NULL)"
     )

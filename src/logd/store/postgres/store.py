@@ -24,11 +24,12 @@ import json
 import os
 import re
 import socket
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
@@ -38,13 +39,31 @@ from psycopg.rows import TupleRow
 from logd import redact
 from logd.errors import QueryError, StoreError
 from logd.plugin.entries import Entry, Status, searchable_text
+from logd.store.interface import (
+    Attempt,
+    BatchHook,
+    BatchResult,
+    Delivery,
+    DeliveryState,
+    Filters,
+    Lease,
+    LeaseLost,
+    NewDelivery,
+    RetentionResult,
+    Row,
+    RunProgress,
+)
 from logd.store.postgres import search
 from logd.store.postgres.migrations import migrate
 from logd.store.query_language import Node, parse
-from logd.store.sqlite.rows import Prepared, prepare
-from logd.store.sqlite.search import ENTRY_COLUMNS, SLOTS, Filters, Row, time_key
+from logd.store.sqlite.rows import Prepared
+from logd.store.sqlite.rows import prepare as prepare_row
+from logd.store.sqlite.search import ENTRY_COLUMNS, SLOTS, time_key
 
-__all__ = ["BatchResult", "Lease", "LeaseLost", "PostgresStore", "redacted_url"]
+if TYPE_CHECKING:
+    from logd.store import interface
+
+__all__ = ["PostgresStore", "Prepared", "redacted_url", "store_error"]
 
 Connection = psycopg.Connection[TupleRow]
 
@@ -52,32 +71,20 @@ Connection = psycopg.Connection[TupleRow]
 CONNECT_TIMEOUT = 10
 #: Keys tried again when another instance took them first (each round re-reads the free ones).
 KEY_ROUNDS = 20
+#: A change number is the writing transaction's id shifted left by this many bits, plus the
+#: change's place in that transaction (see `_Changes`).
+CHANGE_BITS = 20
+#: Entries deleted per retention transaction: short enough that a poll never waits long.
+RETENTION_CHUNK = 5_000
 
 
-class LeaseLost(StoreError):
-    """The lease this batch was committed under is no longer held: nothing was written."""
+@dataclass(slots=True)
+class PgPrepared:
+    """An entry serialized for the store, its tsvector included (made outside the
+    transaction, in the fetching thread)."""
 
-
-@dataclass(frozen=True)
-class Lease:
-    """A source's lease as granted: who holds it, its fencing token, when it lapses (UTC)."""
-
-    name: str
-    holder: str
-    token: int
-    expires_at: datetime
-
-
-@dataclass
-class BatchResult:
-    """What committing one batch changed (as the SQLite store's `BatchResult`)."""
-
-    new: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    new_failures: list[Entry] = field(default_factory=list)
-    backfill: bool = False
-    invalid: list[Entry] = field(default_factory=list)
+    row: Prepared
+    words: str
 
 
 # -- the URL and what a failed call means, in one line --------------------------------------
@@ -205,81 +212,81 @@ def _row(values: Sequence[Any]) -> Row:
     return Row.from_sql(v)
 
 
-class BatchTransaction:
-    """What a batch hook may do inside the batch's transaction (no raw connection)."""
+class _Changes:
+    """Change numbers for one transaction: its transaction id shifted left by CHANGE_BITS,
+    plus a count. Numbers grow with the transaction id, so a reader that stops below the
+    oldest transaction still running (`_FINISHED`) never passes over a batch that commits
+    later under an older id."""
 
-    def __init__(self, store: PostgresStore, conn: Connection, source: str) -> None:
-        self._store, self._conn, self.source = store, conn, source
+    def __init__(self, conn: Connection) -> None:
+        row = conn.execute("SELECT pg_current_xact_id()::text::bigint").fetchone()
+        assert row is not None
+        self.base = int(row[0]) << CHANGE_BITS
+        self.used = 0
+
+    def take(self, n: int) -> list[int]:
+        """`n` fresh change numbers, ascending."""
+        if self.used + n >= 1 << CHANGE_BITS:
+            raise StoreError(f"one transaction may change at most {1 << CHANGE_BITS} entries")
+        start = self.base + self.used
+        self.used += n
+        return list(range(start, start + n))
+
+
+#: The first change number no reader may pass yet: that of the oldest transaction still
+#: running (every change below it is committed or rolled back for good).
+_FINISHED = f"(pg_snapshot_xmin(pg_current_snapshot())::text::bigint << {CHANGE_BITS})"
+
+
+class BatchTransaction:
+    """What a batch hook may do inside the batch's transaction (`interface.BatchTransaction`)."""
+
+    def __init__(self, conn: Connection, source: str) -> None:
+        self._conn = conn
+        self._source = source
+
+    @property
+    def source(self) -> str:
+        """The source whose batch this is."""
+        return self._source
 
     def rows(self, native_ids: Sequence[str]) -> dict[int, Row]:
-        """The stored rows of these entries of the batch's source, by key (time order)."""
+        """The stored rows of these entries of this source, by key (keys ascend with time)."""
         ids = [_put(n) for n in dict.fromkeys(native_ids)]
         found = self._conn.execute(
             f"SELECT {_COLUMNS} FROM entries WHERE source = %s AND native_id = ANY(%s)",
-            [self.source, ids],
+            [self._source, ids],
         ).fetchall()
         return {int(r[0]): _row(r) for r in found}
 
-    def matching(self, node: Node, keys: Sequence[int]) -> list[int]:
-        """Those of `keys` whose entries match the parsed search expression `node`."""
-        found = {
+    def matching(self, expression: Node, keys: Sequence[int]) -> set[int]:
+        """Which of `keys` hold entries matching a parsed search expression (as `query`)."""
+        return {
             int(r[0])
             for r in self._conn.execute(
                 "SELECT id FROM entries WHERE id = ANY(%s) AND words @@ %s::tsquery",
-                [list(keys), search.tsquery(node)],
+                [list(keys), search.tsquery(expression)],
             )
         }
-        return [k for k in keys if k in found]
 
-    def enqueue(
-        self, *, sink: str, provider: str, delivery_id: str, body: bytes, count: int, now: datetime
-    ) -> None:
-        """Queue one delivery of `body` to `sink`; it commits or rolls back with the batch."""
+    def enqueue(self, delivery: NewDelivery, now: datetime) -> None:
+        """Queue a delivery, due at `now`; it commits or rolls back with the batch."""
         stamp = _iso(now)
         self._conn.execute(
             "INSERT INTO outbox (delivery_id, sink, source, provider, count, body, "
             "next_attempt_at, created_at, updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
-            [delivery_id, sink, self.source, provider, count, body, stamp, stamp, stamp],
+            [
+                delivery.delivery_id,
+                delivery.sink,
+                delivery.source,
+                delivery.provider,
+                delivery.count,
+                delivery.body,
+                stamp,
+                stamp,
+                stamp,
+            ],
         )
-
-    def count_run(self, run_id: int, pages: int, result: BatchResult) -> None:
-        """Add this batch's counts to poll run `run_id` (they commit with the batch)."""
-        self._conn.execute(
-            "UPDATE poll_runs SET pages = pages + %s, new = new + %s, updated = updated + %s, "
-            "failures = failures + %s WHERE id = %s",
-            [pages, result.new, result.updated, len(result.new_failures), run_id],
-        )
-
-
-@dataclass
-class RetentionResult:
-    """What one retention pass removed (as the SQLite store's)."""
-
-    cutoff: datetime
-    entries: int = 0
-    poll_runs: int = 0
-    status_changes: int = 0
-    deliveries: int = 0
-    pages_freed: int = 0
-
-
-@dataclass
-class Delivery:
-    """One outbox row (the body included)."""
-
-    delivery_id: str
-    sink: str
-    source: str
-    provider: str
-    count: int
-    body: bytes
-    state: str
-    attempts: int
-    next_attempt_at: str
-    last_status: int | None
-    last_error: str | None
-    created_at: str
-    updated_at: str
 
 
 _DELIVERY_COLUMNS = (
@@ -297,24 +304,17 @@ def _delivery(row: Sequence[Any]) -> Delivery:
 class PostgresStore:
     """One logd database on a PostgreSQL server, shared by any number of instances."""
 
-    def __init__(
-        self,
-        url: str,
-        *,
-        create: bool = True,
-        holder: str | None = None,
-        max_connections: int = 4,
-    ) -> None:
+    def __init__(self, url: str, *, create: bool = True, max_connections: int = 4) -> None:
         """Connect to `url` (`postgresql://…`) and, with `create`, bring its schema up to date.
 
-        `holder` names this instance in leases and claims (default host:pid). Raises
-        StoreError, one line saying what to do, for any failure.
+        Raises StoreError, one line saying what to do, for any failure.
         """
         self.url = url
-        self.display = redacted_url(url)
+        self.location = redacted_url(url)
         if secret := _password(url):
             redact.register(secret)
-        self.holder = holder or f"{socket.gethostname()}:{os.getpid()}"
+        #: This host, to tell this host's poll runs (whose pids mean something here).
+        self.host = socket.gethostname()
         try:
             # One direct connection first: a pool retries in the background and would only
             # say that it timed out, where this says why (refused, password, no database).
@@ -322,7 +322,7 @@ class PostgresStore:
                 if create:
                     migrate(conn)
                 elif conn.execute("SELECT to_regclass('entries')").fetchone() == (None,):
-                    raise StoreError(f"{self.display} is not a logd database (no entries table)")
+                    raise StoreError(f"{self.location} is not a logd database (no entries table)")
             self.pool = psycopg_pool.ConnectionPool(
                 url,
                 min_size=1,
@@ -335,7 +335,7 @@ class PostgresStore:
             raise store_error(exc, url) from exc
 
     def close(self) -> None:
-        """Close every pooled connection."""
+        """Close every pooled connection; the store is unusable afterwards."""
         self.pool.close()
 
     def __enter__(self) -> PostgresStore:
@@ -345,7 +345,7 @@ class PostgresStore:
         self.close()
 
     def __repr__(self) -> str:
-        return f"PostgresStore({self.display!r})"
+        return f"PostgresStore({self.location!r})"
 
     @contextmanager
     def _tx(self) -> Iterator[Connection]:
@@ -359,13 +359,14 @@ class PostgresStore:
 
     # -- leases -----------------------------------------------------------------------------
 
-    def claim_source(self, name: str, holder: str | None = None, ttl: float = 30.0) -> Lease | None:
-        """Take or renew the lease on `name` for `ttl` seconds; None when another holds it.
+    def claim_lease(self, name: str, holder: str, ttl: float) -> Lease | None:
+        """Take or renew lease `name` for `holder` for `ttl` seconds; None while another
+        holder's lease has not expired.
 
-        A new holding (free, expired, or released before) gets a new fencing token; the
-        holder renewing a live lease keeps its token. Times are the server's clock.
+        A new holding (free, expired, or released) takes a new fencing token from a sequence;
+        the holder renewing its live lease keeps its token. Times are the server's clock, so
+        hosts whose clocks differ agree on expiry.
         """
-        holder = holder or self.holder
         with self._tx() as conn:
             row = conn.execute(
                 "INSERT INTO leases AS l (name, holder, token, acquired_at, expires_at) "
@@ -383,19 +384,9 @@ class PostgresStore:
             ).fetchone()
         return None if row is None else Lease(name, holder, int(row[0]), row[1])
 
-    def renew(self, lease: Lease, ttl: float = 30.0) -> Lease | None:
-        """Extend a live lease by `ttl` seconds from now; None when it lapsed or was taken."""
-        with self._tx() as conn:
-            row = conn.execute(
-                "UPDATE leases SET expires_at = clock_timestamp() + make_interval(secs => %s) "
-                "WHERE name = %s AND holder = %s AND token = %s "
-                "AND expires_at > clock_timestamp() RETURNING expires_at",
-                [ttl, lease.name, lease.holder, lease.token],
-            ).fetchone()
-        return None if row is None else replace(lease, expires_at=row[0])
-
-    def release(self, lease: Lease) -> None:
-        """Give a lease up now (another instance may take it at once); no-op if not held."""
+    def release_lease(self, lease: Lease) -> None:
+        """Give a lease up now (another holder may take it at once); no-op when it already
+        passed to another holder. The row stays, so tokens keep growing."""
         with self._tx() as conn:
             conn.execute(
                 "UPDATE leases SET expires_at = clock_timestamp() "
@@ -403,21 +394,20 @@ class PostgresStore:
                 [lease.name, lease.holder, lease.token],
             )
 
-    def leases(self) -> dict[str, Lease]:
-        """Every live lease by name: which instance holds which source, for `status`."""
+    def leases(self) -> list[Lease]:
+        """Every lease, expired ones included, by name (for `status`)."""
         with self._tx() as conn:
             rows = conn.execute(
-                "SELECT name, holder, token, expires_at FROM leases "
-                "WHERE expires_at > clock_timestamp() ORDER BY name"
+                "SELECT name, holder, token, expires_at FROM leases ORDER BY name"
             ).fetchall()
-        return {r[0]: Lease(r[0], r[1], int(r[2]), r[3]) for r in rows}
+        return [Lease(r[0], r[1], int(r[2]), r[3]) for r in rows]
 
     @staticmethod
     def _hold(conn: Connection, lease: Lease) -> None:
         """Lock `lease`'s row for the rest of the transaction; LeaseLost unless it still holds.
 
-        The row lock makes a takeover wait until this transaction ends, so a batch checked
-        here commits before any new holder's first batch, never after it.
+        The row lock makes a takeover wait until this transaction ends, so a write checked
+        here commits before any new holder's first write, never after it.
         """
         row = conn.execute(
             "SELECT holder, token, expires_at > clock_timestamp() FROM leases "
@@ -427,16 +417,21 @@ class PostgresStore:
         if row is None or row[0] != lease.holder or int(row[1]) != lease.token:
             now_held = "nobody" if row is None else row[0]
             raise LeaseLost(
-                f"source {lease.name}: the lease of {lease.holder} (token {lease.token}) was "
-                f"taken over by {now_held}; this batch was not stored, the new holder polls it"
+                f"lease {lease.name}: {lease.holder} (token {lease.token}) lost it to "
+                f"{now_held}; nothing of this write was stored, the new holder does it"
             )
         if not row[2]:
             raise LeaseLost(
-                f"source {lease.name}: the lease of {lease.holder} lapsed before the batch "
-                "committed (renew it more often than its expiry); this batch was not stored"
+                f"lease {lease.name}: {lease.holder}'s lease lapsed before the write "
+                "committed (renew it well before it expires); nothing of this write was stored"
             )
 
     # -- writing ----------------------------------------------------------------------------
+
+    def prepare(self, entry: Entry) -> PgPrepared:
+        """Serialize `entry` and cut its words, outside the transaction (`commit_batch`)."""
+        row = prepare_row(entry)
+        return PgPrepared(row, search.tsvector(entry.message, entry.error, row.text))
 
     def commit_batch(
         self,
@@ -444,33 +439,38 @@ class PostgresStore:
         entries: Sequence[Entry],
         cursor: Any,
         *,
-        hooks: Sequence[Any] = (),
-        prepared: Sequence[Prepared] | None = None,
+        hooks: Sequence[BatchHook] = (),
+        prepared: Sequence[object] | None = None,
         backfill: bool = False,
+        run: RunProgress | None = None,
         lease: Lease | None = None,
     ) -> BatchResult:
-        """Store entries and their cursor in one transaction; unchanged rows are left alone.
+        """Store entries, the cursor, the run's counters and the hooks' work in one
+        transaction; unchanged entries are left alone, each change gets a change number.
 
-        With `lease`, only while that lease holds (checked under a lock in this transaction):
-        otherwise LeaseLost and nothing is written. Hooks get a `BatchTransaction`.
+        With `lease`, only while it holds (checked under the lease row's lock in this
+        transaction): otherwise LeaseLost and nothing is written.
         """
         result = BatchResult(backfill=backfill)
         for entry in entries:
             if entry.source != source:
                 raise ValueError(f"entry {entry.id!r} committed under source {source!r}")
-        if prepared is None:
-            prepared = [prepare(e) for e in entries]
-        rows: dict[str, tuple[Entry, Prepared]] = {}
-        for entry, prep in zip(entries, prepared, strict=True):
+        preps = [
+            p if isinstance(p, PgPrepared) else self.prepare(e)
+            for e, p in zip(entries, prepared or [None] * len(entries), strict=True)
+        ]
+        rows: dict[str, tuple[Entry, PgPrepared]] = {}
+        for entry, prep in zip(entries, preps, strict=True):
             if entry.status is Status.INVALID and entry.native_id in rows:
                 continue
             rows[entry.native_id] = (entry, prep)
         with self._tx() as conn:
             if lease is not None:
                 self._hold(conn, lease)
+            changes = _Changes(conn)
             existing = self._existing(conn, source, list(rows))
             now = _now()
-            fresh: list[tuple[Entry, Prepared]] = []
+            fresh: list[tuple[Entry, PgPrepared, str]] = []
             for entry, prep in rows.values():
                 old = existing.get(entry.native_id)
                 if old is None:
@@ -480,12 +480,12 @@ class PostgresStore:
                         result.new += 1
                         if entry.status == Status.FAILURE:
                             result.new_failures.append(entry)
-                    fresh.append((entry, prep))
+                    fresh.append((entry, prep, now))
                 elif entry.status is Status.INVALID and old[3] != Status.INVALID:
-                    result.unchanged += 1
+                    result.unchanged += 1  # never replaced by an unreadable copy of itself
                 else:
-                    self._update(conn, entry, prep, old, now, result)
-            self._insert(conn, source, [(e, p, now) for e, p in fresh], now)
+                    self._update(conn, changes, entry, prep, old, now, result)
+            self._insert(conn, changes, source, fresh, now)
             if cursor is not None:
                 conn.execute(
                     "INSERT INTO cursors (source, cursor, updated_at) VALUES (%s, %s, %s) "
@@ -493,10 +493,16 @@ class PostgresStore:
                     "updated_at = excluded.updated_at",
                     [source, json.dumps(cursor, sort_keys=True), now],
                 )
+            if run is not None:
+                conn.execute(
+                    "UPDATE poll_runs SET pages = pages + %s, new = new + %s, "
+                    "updated = updated + %s, failures = failures + %s WHERE id = %s",
+                    [run.pages, result.new, result.updated, len(result.new_failures), run.run_id],
+                )
             if hooks:
-                tx = BatchTransaction(self, conn, source)
+                tx = BatchTransaction(conn, source)
                 for hook in hooks:
-                    hook(tx, source, result)
+                    hook(tx, result)
         return result
 
     @staticmethod
@@ -517,41 +523,45 @@ class PostgresStore:
     def _update(
         self,
         conn: Connection,
+        changes: _Changes,
         entry: Entry,
-        prep: Prepared,
+        prep: PgPrepared,
         old: tuple[Any, ...],
         now: str,
         result: BatchResult,
     ) -> None:
         """Re-fetched entry: rewrite it when anything changed, record a status change."""
         key, old_hash, old_details_hash, old_status, old_ts, first_seen = old
-        if entry.timestamp_observed and prep.timestamp != old_ts:
+        row = prep.row
+        if entry.timestamp_observed and row.timestamp != old_ts:
+            # The provider only knows when it saw the record; the first sighting stands.
             entry.timestamp = datetime.fromisoformat(old_ts)
-            prep = prepare(entry)
-        same_details = prep.details is None or prep.details_hash == old_details_hash
-        if old_hash == prep.hash and same_details:
+            prep = self.prepare(entry)
+            row = prep.row
+        same_details = row.details is None or row.details_hash == old_details_hash
+        if old_hash == row.hash and same_details:
             result.unchanged += 1
             return
-        if prep.details is None and old_details_hash is not None:
-            (details,) = conn.execute(
-                "SELECT details FROM entries WHERE id = %s", [key]
-            ).fetchone() or (None,)
+        if row.details is None and old_details_hash is not None:
+            # No new download: keep the stored one (read only now, not for every re-fetch).
+            found = conn.execute("SELECT details FROM entries WHERE id = %s", [key]).fetchone()
+            details = found[0] if found else "null"
             text = searchable_text(
                 [entry.raw, json.loads(details)], known=(entry.message, entry.error)
             )
-            prep = replace(prep, details=details, details_hash=old_details_hash, text=text)
-        if old_ts == prep.timestamp:
+            row = replace(row, details=details, details_hash=old_details_hash, text=text)
+            prep = PgPrepared(row, search.tsvector(entry.message, entry.error, text))
+        if old_ts == row.timestamp:
             conn.execute(
                 "UPDATE entries SET provider = %s, timestamp = %s, status = %s, message = %s, "
                 "error = %s, entity_type = %s, entity_id = %s, raw = %s, details = %s, "
                 "search_text = %s, hash = %s, details_hash = %s, timestamp_observed = %s, "
-                "words = %s::tsvector, updated_at = %s, xid = pg_current_xact_id() "
-                "WHERE id = %s",
-                [*self._values(entry, prep)[1:], now, key],
+                "words = %s::tsvector, updated_at = %s, change_seq = %s WHERE id = %s",
+                [*self._values(entry, prep)[1:], now, changes.take(1)[0], key],
             )
         else:  # the time moved, so the key moves with it
             conn.execute("DELETE FROM entries WHERE id = %s", [key])
-            key = self._insert(conn, entry.source, [(entry, prep, first_seen)], now)[0]
+            key = self._insert(conn, changes, entry.source, [(entry, prep, first_seen)], now)[0]
         result.updated += 1
         if old_status != entry.status:
             conn.execute(
@@ -563,44 +573,46 @@ class PostgresStore:
                 result.new_failures.append(entry)
 
     @staticmethod
-    def _values(entry: Entry, prep: Prepared) -> list[Any]:
-        """native_id, then the stored columns from provider to timestamp_observed, then the
-        tsvector literal."""
+    def _values(entry: Entry, prep: PgPrepared) -> list[Any]:
+        """native_id, the stored columns from provider to timestamp_observed, the tsvector."""
+        row = prep.row
         return [
             _put(entry.native_id),
             entry.provider,
-            prep.timestamp,
+            row.timestamp,
             str(entry.status),
             _put(entry.message),
             _put(entry.error),
             _put(entry.entity_type),
             _put(entry.entity_id),
-            prep.raw,
-            prep.details,
-            _put(prep.text),
-            prep.hash,
-            prep.details_hash,
+            row.raw,
+            row.details,
+            _put(row.text),
+            row.hash,
+            row.details_hash,
             bool(entry.timestamp_observed),
-            search.tsvector(entry.message, entry.error, prep.text),
+            prep.words,
         ]
 
     def _insert(
         self,
         conn: Connection,
+        changes: _Changes,
         source: str,
-        rows: list[tuple[Entry, Prepared, str]],
+        rows: list[tuple[Entry, PgPrepared, str]],
         now: str,
     ) -> list[int]:
         """Insert new entries (each with its first_seen); return their keys in order.
 
         Each takes the first free key of its microsecond (keys stay in time order, and in
         batch order within an instant), in one statement for the lot. A key another
-        instance took meanwhile is skipped by the insert; those entries try the next free.
+        instance took meanwhile is skipped by the insert (`ON CONFLICT (id) DO NOTHING`,
+        which waits for that instance's transaction to end); those entries try again.
         """
         if not rows:
             return []
         values = [(self._values(e, p), first_seen) for e, p, first_seen in rows]
-        starts = [p.key for _, p, _ in rows]
+        starts = [p.row.key for _, p, _ in rows]
         keys: list[int] = [0] * len(rows)
         todo = list(range(len(rows)))
         tops: dict[int, int | None] = {}
@@ -615,12 +627,14 @@ class PostgresStore:
                 for r in conn.execute(
                     "INSERT INTO entries (id, source, native_id, provider, timestamp, status, "
                     "message, error, entity_type, entity_id, raw, details, search_text, hash, "
-                    "details_hash, timestamp_observed, words, first_seen, updated_at) "
+                    "details_hash, timestamp_observed, words, first_seen, updated_at, "
+                    "change_seq) "
                     "SELECT k, %s, n, p, ts, st, m, e, et, ei, r, d, s, h, dh, o, w::tsvector, "
-                    "f, %s FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], "
+                    "f, %s, c FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], "
                     "%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], "
                     "%s::text[], %s::text[], %s::text[], %s::text[], %s::boolean[], %s::text[], "
-                    "%s::text[]) AS t(k, n, p, ts, st, m, e, et, ei, r, d, s, h, dh, o, w, f) "
+                    "%s::text[], %s::bigint[]) "
+                    "AS t(k, n, p, ts, st, m, e, et, ei, r, d, s, h, dh, o, w, f, c) "
                     "ON CONFLICT (id) DO NOTHING RETURNING id",
                     [
                         source,
@@ -628,6 +642,7 @@ class PostgresStore:
                         [keys[i] for i in todo],
                         *map(list, columns),
                         [values[i][1] for i in todo],
+                        changes.take(len(todo)),
                     ],
                 )
             }
@@ -679,7 +694,7 @@ class PostgresStore:
             row = conn.execute(
                 "INSERT INTO poll_runs (source, started, pid, holder) VALUES (%s, %s, %s, %s) "
                 "RETURNING id",
-                [source, _now(), os.getpid(), self.holder],
+                [source, _now(), os.getpid(), f"{self.host}:{os.getpid()}"],
             ).fetchone()
         assert row is not None
         return int(row[0])
@@ -720,10 +735,10 @@ class PostgresStore:
             row = conn.execute("SELECT cursor FROM cursors WHERE source = %s", [source]).fetchone()
         return json.loads(row[0]) if row and row[0] else None
 
-    def known_ids(self, source: str, native_ids: list[str]) -> set[str]:
+    def known_ids(self, source: str, native_ids: Sequence[str]) -> set[str]:
         """Which of `native_ids` are stored for `source` (quarantined records do not count)."""
         with self._tx() as conn:
-            found = self._existing(conn, source, native_ids)
+            found = self._existing(conn, source, list(native_ids))
         return {nid for nid, row in found.items() if row[2] != Status.INVALID}
 
     def get(self, entry_id: str) -> Row | None:
@@ -762,6 +777,11 @@ class PostgresStore:
 
     def search(self, filters: Filters, *, limit: int | None = 50) -> list[Row]:
         """Entries matching `filters`, newest first (`limit` None or 0 = all)."""
+        query, params = self._search_sql(filters, limit)
+        with self._tx() as conn:
+            return [_row(r) for r in conn.execute(query, params).fetchall()]
+
+    def _search_sql(self, filters: Filters, limit: int | None) -> tuple[str, list[Any]]:
         where, params = self._where(filters)
         query = f"SELECT {_COLUMNS} FROM entries"
         if where:
@@ -770,8 +790,13 @@ class PostgresStore:
         if limit:
             query += " LIMIT %s"
             params.append(limit)
+        return query, params
+
+    def explain(self, filters: Filters, *, limit: int | None = 50) -> str:
+        """The server's plan for `search(filters, limit=limit)` (EXPLAIN: planned, not run)."""
+        query, params = self._search_sql(filters, limit)
         with self._tx() as conn:
-            return [_row(r) for r in conn.execute(query, params).fetchall()]
+            return "\n".join(str(r[0]) for r in conn.execute("EXPLAIN " + query, params))
 
     @staticmethod
     def _where(f: Filters) -> tuple[list[str], list[Any]]:
@@ -802,37 +827,35 @@ class PostgresStore:
                 params.append(list(values))
         return where, params
 
-    def follow_mark(self) -> str:
-        """Where `updated_since` starts for `--follow`: after every change finished now."""
-        with self._tx() as conn:
-            row = conn.execute("SELECT pg_snapshot_xmin(pg_current_snapshot())").fetchone()
-        assert row is not None
-        return f"{row[0]}:-1"
+    def changes_after(
+        self, seq: int, *, filters: Filters | None = None, limit: int = 1000
+    ) -> list[tuple[int, Row]]:
+        """Entries stored or changed after change number `seq`, oldest change first, with
+        their change numbers (`query --follow`, exports).
 
-    def updated_since(
-        self, after: str, filters: Filters, *, limit: int = 1000
-    ) -> list[tuple[str, Row]]:
-        """Entries stored or changed after the mark `after`, oldest change first, each with
-        the mark to pass next (`follow_mark` gives the first).
-
-        Rows are ordered by the transaction that wrote them (`xid`), and only those written
-        by transactions that have all finished are read: a batch another instance commits
-        later, with an older transaction id, is never passed over.
+        Only changes of transactions that have all finished are read: a batch another
+        instance is still committing, under an older transaction id (so lower numbers),
+        is never passed over; it is read once it commits.
         """
-        xid, _, key = (after or "0:-1").partition(":")
-        where, params = self._where(filters)
-        where += [
-            "(xid, id) > (%s::xid8, %s)",
-            "xid < pg_snapshot_xmin(pg_current_snapshot())",
-        ]
-        params += [xid, int(key or -1)]
+        where, params = self._where(filters or Filters())
+        where += ["change_seq > %s", f"change_seq < {_FINISHED}"]
+        params.append(seq)
         with self._tx() as conn:
             rows = conn.execute(
-                f"SELECT xid::text, {_COLUMNS} FROM entries WHERE {' AND '.join(where)} "
-                "ORDER BY xid, id LIMIT %s",
+                f"SELECT change_seq, {_COLUMNS} FROM entries WHERE {' AND '.join(where)} "
+                "ORDER BY change_seq LIMIT %s",
                 [*params, limit],
             ).fetchall()
-        return [(f"{r[0]}:{r[1]}", _row(r[1:])) for r in rows]
+        return [(int(r[0]), _row(r[1:])) for r in rows]
+
+    def last_change(self) -> int:
+        """The latest change number every reader can see (0 for an empty store): a change
+        still committing has a larger one, so following from here misses nothing."""
+        with self._tx() as conn:
+            row = conn.execute(
+                f"SELECT coalesce(max(change_seq), 0) FROM entries WHERE change_seq < {_FINISHED}"
+            ).fetchone()
+        return int(row[0]) if row else 0
 
     def source_stats(self) -> list[dict[str, Any]]:
         """Per source: entries, failures, pending, invalid, last poll, last success, last error,
@@ -892,14 +915,14 @@ class PostgresStore:
 
         The pid only when the run is this host's: a pid means nothing on another host.
         """
-        host = self.holder.rpartition(":")[0]
         with self._tx() as conn:
             rows = conn.execute(
                 "SELECT source, started, pid, holder FROM poll_runs WHERE id IN "
                 "(SELECT max(id) FROM poll_runs GROUP BY source) AND finished IS NULL"
             ).fetchall()
         return {
-            r[0]: (r[1], r[2] if (r[3] or "").rpartition(":")[0] == host else None) for r in rows
+            r[0]: (r[1], r[2] if (r[3] or "").rpartition(":")[0] == self.host else None)
+            for r in rows
         }
 
     def run_waits(self) -> dict[str, tuple[str, str]]:
@@ -915,9 +938,9 @@ class PostgresStore:
     # -- the daemons' schedule: rows keyed by daemon, so one daemon never clears another's ---
 
     def set_schedule(
-        self, source: str, next_run: datetime | None, interval: float, failures: int
+        self, daemon: str, source: str, next_run: datetime | None, interval: float, failures: int
     ) -> None:
-        """Record when this daemon next polls `source`, its interval and failures in a row."""
+        """Record when daemon `daemon` next polls `source`, its interval, failures in a row."""
         with self._tx() as conn:
             conn.execute(
                 "INSERT INTO daemon_schedule (daemon, source, next_run, interval, "
@@ -927,7 +950,7 @@ class PostgresStore:
                 "consecutive_failures = excluded.consecutive_failures, "
                 "updated_at = excluded.updated_at",
                 [
-                    self.holder,
+                    daemon,
                     source,
                     next_run.astimezone(UTC).isoformat(timespec="seconds") if next_run else None,
                     interval,
@@ -936,19 +959,19 @@ class PostgresStore:
                 ],
             )
 
-    def clear_schedule(self, sources: Sequence[str] | None = None) -> None:
-        """Forget this daemon's schedule of `sources` (all of its own when None)."""
+    def clear_schedule(self, daemon: str, sources: Sequence[str] | None = None) -> None:
+        """Forget daemon `daemon`'s schedule of `sources` (all of its rows when None)."""
         with self._tx() as conn:
             if sources is None:
-                conn.execute("DELETE FROM daemon_schedule WHERE daemon = %s", [self.holder])
+                conn.execute("DELETE FROM daemon_schedule WHERE daemon = %s", [daemon])
             else:
                 conn.execute(
                     "DELETE FROM daemon_schedule WHERE daemon = %s AND source = ANY(%s)",
-                    [self.holder, list(sources)],
+                    [daemon, list(sources)],
                 )
 
     def schedule(self) -> dict[str, dict[str, Any]]:
-        """Per source any daemon polls: next_run, interval, consecutive_failures, daemon (the
+        """Per scheduled source: daemon, next_run, interval, consecutive_failures (the
         soonest next run when two daemons list one source)."""
         with self._tx() as conn:
             rows = conn.execute(
@@ -956,12 +979,7 @@ class PostgresStore:
                 "FROM daemon_schedule ORDER BY source, next_run DESC NULLS FIRST"
             ).fetchall()
         return {
-            r[0]: {
-                "next_run": r[1],
-                "interval": r[2],
-                "consecutive_failures": r[3],
-                "daemon": r[4],
-            }
+            r[0]: {"daemon": r[4], "next_run": r[1], "interval": r[2], "consecutive_failures": r[3]}
             for r in rows
         }
 
@@ -997,11 +1015,10 @@ class PostgresStore:
         UTC buckets, or those of the IANA time zone `zone` (e.g. "Europe/Istanbul").
         """
         fmt = {"day": "YYYY-MM-DD", "hour": "YYYY-MM-DD HH24:00"}[by]
-        when = "timestamp::timestamptz AT TIME ZONE %s"
         with self._tx() as conn:
             rows = conn.execute(
-                f"SELECT source, to_char({when}, %s) AS bucket, count(*), "
-                "count(*) FILTER (WHERE status = 'failure'), "
+                "SELECT source, to_char(timestamp::timestamptz AT TIME ZONE %s, %s) AS bucket, "
+                "count(*), count(*) FILTER (WHERE status = 'failure'), "
                 "count(*) FILTER (WHERE status = 'pending') FROM entries WHERE id >= %s "
                 "GROUP BY source, bucket ORDER BY source, bucket",
                 [zone or "UTC", fmt, time_key(since)],
@@ -1024,69 +1041,135 @@ class PostgresStore:
             row = conn.execute("SELECT count(*) FROM entries").fetchone()
         return int(row[0]) if row else 0
 
-    # -- the outbox -------------------------------------------------------------------------
+    # -- the outbox: deliveries to sinks ----------------------------------------------------
 
     def claim_due(
         self,
         sink: str,
-        holder: str | None = None,
-        ttl: float = 60.0,
+        holder: str,
+        ttl: float,
+        now: datetime,
         *,
-        now: datetime | None = None,
+        ids: Sequence[str] = (),
         limit: int = 100,
     ) -> list[Delivery]:
-        """Claim up to `limit` due deliveries of `sink` for `ttl` seconds, oldest first.
+        """Pending deliveries to `sink` due at `now`, oldest first, claimed by `holder` for
+        `ttl` seconds.
 
-        `FOR UPDATE SKIP LOCKED`: instances claiming at the same moment get disjoint rows, and
-        a claimed row is not due to others until its claim lapses (its sender died). A sink's
-        lane is first in, first out: rows queued after one waiting for a retry wait too.
+        `FOR UPDATE SKIP LOCKED`: holders claiming at the same moment get disjoint rows, and a
+        claimed row is due to no other holder until its claim lapses (its sender died) or an
+        attempt is recorded. Without `ids` a sink's lane is first in, first out: rows queued
+        after one waiting for a retry wait behind it.
         """
-        holder = holder or self.holder
-        stamp = _iso(now or datetime.now(UTC))
+        stamp = _iso(now)
+        where = ["sink = %(sink)s", "state = 'pending'", "next_attempt_at <= %(now)s"]
+        where.append("(claimed_until IS NULL OR claimed_until <= clock_timestamp())")
+        if ids:
+            where.append("delivery_id = ANY(%(ids)s)")
+        else:
+            where.append(
+                "id < coalesce((SELECT min(id) FROM outbox WHERE sink = %(sink)s "
+                "AND state = 'pending' AND next_attempt_at > %(now)s), 9e18)"
+            )
+        returning = ", ".join(f"o.{c.strip()}" for c in _DELIVERY_COLUMNS.split(","))
         with self._tx() as conn:
             rows = conn.execute(
-                "WITH due AS (SELECT id FROM outbox WHERE sink = %(sink)s AND state = 'pending' "
-                "AND next_attempt_at <= %(now)s "
-                "AND (claimed_until IS NULL OR claimed_until <= clock_timestamp()) "
-                "AND id < coalesce((SELECT min(id) FROM outbox WHERE sink = %(sink)s "
-                "AND state = 'pending' AND next_attempt_at > %(now)s), 9e18) "
+                f"WITH due AS (SELECT id FROM outbox WHERE {' AND '.join(where)} "
                 "ORDER BY id LIMIT %(limit)s FOR UPDATE SKIP LOCKED) "
                 "UPDATE outbox o SET claimed_by = %(holder)s, "
                 "claimed_until = clock_timestamp() + make_interval(secs => %(ttl)s) "
-                "FROM due WHERE o.id = due.id RETURNING o.id, "
-                + ", ".join(f"o.{c.strip()}" for c in _DELIVERY_COLUMNS.split(",")),
-                {"sink": sink, "now": stamp, "limit": limit, "holder": holder, "ttl": ttl},
+                f"FROM due WHERE o.id = due.id RETURNING o.id, {returning}",
+                {
+                    "sink": sink,
+                    "now": stamp,
+                    "ids": list(ids),
+                    "limit": limit,
+                    "holder": holder,
+                    "ttl": ttl,
+                },
             ).fetchall()
-        return [_delivery(r[1:]) for r in sorted(rows)]
+        return [_delivery(r[1:]) for r in sorted(rows, key=lambda r: int(r[0]))]
 
-    def record_attempt(
+    def record_attempts(
         self,
-        delivery_id: str,
+        attempts: Sequence[Attempt],
         *,
-        state: str,
-        status: int | None,
-        error: str | None,
-        next_attempt_at: datetime,
-        at: datetime,
+        hold: Sequence[str] = (),
+        until: datetime | None = None,
     ) -> None:
-        """Record one attempt's outcome and end the claim on it."""
+        """Record attempts (which end their claims), and hold pending deliveries `hold` until
+        `until` (no attempt counted): one transaction."""
+        if not attempts and not (hold and until):
+            return
         with self._tx() as conn:
-            conn.execute(
-                "UPDATE outbox SET state = %s, attempts = attempts + 1, last_status = %s, "
-                "last_error = %s, next_attempt_at = %s, updated_at = %s, claimed_by = NULL, "
-                "claimed_until = NULL WHERE delivery_id = %s",
-                [state, status, error, _iso(next_attempt_at), _iso(at), delivery_id],
-            )
+            if attempts:
+                with conn.cursor() as cur:
+                    cur.executemany(
+                        "UPDATE outbox SET state = %s, attempts = attempts + 1, "
+                        "last_status = %s, last_error = %s, next_attempt_at = %s, "
+                        "updated_at = %s, claimed_by = NULL, claimed_until = NULL "
+                        "WHERE delivery_id = %s",
+                        [
+                            (
+                                a.state,
+                                a.status,
+                                a.error,
+                                _iso(a.next_attempt_at),
+                                _iso(a.at),
+                                a.delivery_id,
+                            )
+                            for a in attempts
+                        ],
+                    )
+            if hold and until is not None:
+                conn.execute(
+                    "UPDATE outbox SET next_attempt_at = greatest(next_attempt_at, %s) "
+                    "WHERE state = 'pending' AND delivery_id = ANY(%s)",
+                    [_iso(until), list(hold)],
+                )
+
+    def due_sinks(self, now: datetime, *, ids: Sequence[str] = ()) -> list[str]:
+        """The sinks with a pending delivery due (among `ids` when given); no bodies read."""
+        query = "SELECT DISTINCT sink FROM outbox WHERE state = 'pending' AND next_attempt_at <= %s"
+        params: list[Any] = [_iso(now)]
+        if ids:
+            query += " AND delivery_id = ANY(%s)"
+            params.append(list(ids))
+        with self._tx() as conn:
+            return sorted(r[0] for r in conn.execute(query, params))
+
+    def next_due_at(self, sinks: Sequence[str]) -> datetime | None:
+        """When the next delivery to one of `sinks` is due (its lane's oldest pending row's
+        next attempt: each lane is first in, first out), or None when none is pending."""
+        if not sinks:
+            return None
+        with self._tx() as conn:
+            row = conn.execute(
+                "SELECT min(next_attempt_at) FROM outbox WHERE id IN (SELECT min(id) FROM "
+                "outbox WHERE state = 'pending' AND sink = ANY(%s) GROUP BY sink)",
+                [list(sinks)],
+            ).fetchone()
+        return datetime.fromisoformat(row[0]) if row and row[0] else None
 
     def list_deliveries(
-        self, *, state: str | None = None, limit: int | None = None
+        self,
+        *,
+        state: DeliveryState | None = None,
+        ids: Sequence[str] = (),
+        limit: int | None = None,
     ) -> list[Delivery]:
-        """Outbox rows, newest first, optionally of one state."""
-        query = f"SELECT {_DELIVERY_COLUMNS} FROM outbox"
+        """Outbox rows, newest first, optionally one state or the given delivery ids."""
+        where: list[str] = []
         params: list[Any] = []
         if state:
-            query += " WHERE state = %s"
+            where.append("state = %s")
             params.append(state)
+        if ids:
+            where.append("delivery_id = ANY(%s)")
+            params.append(list(ids))
+        query = f"SELECT {_DELIVERY_COLUMNS} FROM outbox"
+        if where:
+            query += " WHERE " + " AND ".join(where)
         query += " ORDER BY id DESC"
         if limit:
             query += " LIMIT %s"
@@ -1094,8 +1177,8 @@ class PostgresStore:
         with self._tx() as conn:
             return [_delivery(r) for r in conn.execute(query, params).fetchall()]
 
-    def outbox_counts(self, by: str = "source") -> dict[str, dict[str, int]]:
-        """Per source (or sink): pending, dead and done delivery counts."""
+    def outbox_counts(self, by: Literal["source", "sink"]) -> dict[str, dict[str, int]]:
+        """Per source or sink: pending, dead and done delivery counts."""
         column = {"source": "source", "sink": "sink"}[by]
         out: dict[str, dict[str, int]] = {}
         with self._tx() as conn:
@@ -1105,6 +1188,46 @@ class PostgresStore:
                 out.setdefault(key, dict.fromkeys(("pending", "dead", "done"), 0))[state] = n
         return out
 
+    def make_due(self, ids: Sequence[str], now: datetime) -> list[str]:
+        """Make deliveries due now: the named ones (dead included), else every pending one.
+        Returns the ids made due; unknown or done ids are left out."""
+        stamp = _iso(now)
+        with self._tx() as conn:
+            if ids:
+                rows = conn.execute(
+                    "UPDATE outbox SET state = 'pending', next_attempt_at = %s, updated_at = %s "
+                    "WHERE state IN ('pending', 'dead') AND delivery_id = ANY(%s) "
+                    "RETURNING delivery_id",
+                    [stamp, stamp, list(ids)],
+                ).fetchall()
+            else:
+                rows = conn.execute(
+                    "UPDATE outbox SET next_attempt_at = %s WHERE state = 'pending' "
+                    "RETURNING delivery_id",
+                    [stamp],
+                ).fetchall()
+        made = {r[0] for r in rows}
+        return [i for i in ids if i in made] if ids else sorted(made)
+
+    def sink_position(self, sink: str) -> int:
+        """How far a sink that follows the change sequence got (0 before its first send)."""
+        with self._tx() as conn:
+            row = conn.execute("SELECT seq FROM sink_positions WHERE sink = %s", [sink]).fetchone()
+        return int(row[0]) if row else 0
+
+    def set_sink_position(self, sink: str, seq: int, *, lease: Lease | None = None) -> None:
+        """Record that `sink` has everything up to change `seq` (never moves back); fenced
+        by `lease` when given (LeaseLost, nothing written, once it passed on)."""
+        with self._tx() as conn:
+            if lease is not None:
+                self._hold(conn, lease)
+            conn.execute(
+                "INSERT INTO sink_positions (sink, seq, updated_at) VALUES (%s, %s, %s) "
+                "ON CONFLICT (sink) DO UPDATE SET seq = greatest(sink_positions.seq, "
+                "excluded.seq), updated_at = excluded.updated_at",
+                [sink, seq, _now()],
+            )
+
     # -- retention --------------------------------------------------------------------------
 
     def apply_retention(
@@ -1112,11 +1235,14 @@ class PostgresStore:
         older_than: float,
         *,
         now: datetime | None = None,
-        chunk: int = 5_000,
-        stop: Any = None,
+        stop: threading.Event | None = None,
+        chunk: int = RETENTION_CHUNK,
     ) -> RetentionResult:
         """Delete entries, poll runs, status changes and delivered alerts older than
-        `older_than` seconds, entries in short transactions of `chunk` (the oldest keys)."""
+        `older_than` seconds; entries in short transactions of `chunk`, oldest keys first.
+
+        The space is reused by the server (autovacuum): `pages_freed` stays 0.
+        """
         cutoff = (now or datetime.now(UTC)) - timedelta(seconds=older_than)
         result = RetentionResult(cutoff)
         key = time_key(cutoff)
@@ -1132,6 +1258,7 @@ class PostgresStore:
                 break
         stamp = cutoff.isoformat(timespec="microseconds")
         with self._tx() as conn:
+            # Keep each source's latest successful and latest failed run: `status` reads them.
             result.poll_runs = conn.execute(
                 "DELETE FROM poll_runs WHERE started < %s AND id NOT IN "
                 "(SELECT max(id) FROM poll_runs GROUP BY source, error IS NULL)",
@@ -1140,21 +1267,17 @@ class PostgresStore:
             result.status_changes = conn.execute(
                 "DELETE FROM status_changes WHERE at < %s", [stamp]
             ).rowcount
+            # Delivered alerts are history; pending and dead ones stay until dealt with.
             result.deliveries = conn.execute(
                 "DELETE FROM outbox WHERE state = 'done' AND updated_at < %s", [stamp]
             ).rowcount
-        # PostgreSQL's autovacuum makes the space reusable; nothing to hand back by hand.
         return result
 
-    def explain(self, filters: Filters, *, limit: int | None = 50) -> str:
-        """The server's plan of `search(filters, limit=limit)` (EXPLAIN, not run)."""
-        where, params = self._where(filters)
-        query = f"EXPLAIN SELECT {_COLUMNS} FROM entries"
-        if where:
-            query += " WHERE " + " AND ".join(where)
-        query += " ORDER BY id DESC"
-        if limit:
-            query += " LIMIT %s"
-            params.append(limit)
-        with self._tx() as conn:
-            return "\n".join(str(r[0]) for r in conn.execute(query, params).fetchall())
+
+if TYPE_CHECKING:  # mypy checks that the class is the interface, method for method
+
+    def _conforms(store: PostgresStore) -> interface.Store:
+        return store
+
+    def _hook_conforms(tx: BatchTransaction) -> interface.BatchTransaction:
+        return tx
