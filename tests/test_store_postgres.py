@@ -257,6 +257,21 @@ def test_newest_first_walks_the_key_index_without_a_sort(pg: PostgresStore) -> N
         assert "Sort" not in plan and "Index Scan Backward" in plan, plan
 
 
+def test_a_rare_word_is_looked_up_in_the_word_index(pg: PostgresStore) -> None:
+    # Beyond the newest WALK entries, a word with fewer matches than the limit is found from
+    # the GIN index and sorted, not by testing every entry newest first.
+    at = NOW - timedelta(days=2)
+    batch = [entry(str(i), "common", timestamp=at + timedelta(seconds=i)) for i in range(6000)]
+    batch[10].message = "common needle"
+    pg.commit_batch("fleet", batch, None)
+    with psycopg.connect(pg.url, autocommit=True) as conn:
+        conn.execute("ANALYZE entries")
+    assert [r.native_id for r in pg.search(Filters(text="needle"))] == ["10"]
+    assert len(pg.search(Filters(text="common"))) == 50
+    plan = pg.explain(Filters(text="needle"))
+    assert "Bitmap Index Scan on entries_words" in plan and "Seq Scan" not in plan, plan
+
+
 # -- leases: one instance polls a source; a lapsed holder writes nothing ----------------------
 
 FLEET = "source:fleet"
