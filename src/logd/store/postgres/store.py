@@ -38,7 +38,7 @@ from psycopg.rows import TupleRow
 
 from logd import redact
 from logd.errors import QueryError, StoreError
-from logd.plugin.entries import Entry, Status, searchable_text
+from logd.plugin.entries import Entry, Status
 from logd.store.interface import (
     Attempt,
     BatchHook,
@@ -59,6 +59,7 @@ from logd.store.query_language import Node, parse
 from logd.store.sqlite.rows import Prepared
 from logd.store.sqlite.rows import prepare as prepare_row
 from logd.store.sqlite.search import ENTRY_COLUMNS, SLOTS, time_key
+from logd.store.text import searchable_text
 
 if TYPE_CHECKING:
     from logd.store import interface
