@@ -189,3 +189,22 @@ def m001_initial(conn: psycopg.Connection[tuple[object, ...]]) -> None:
         "CREATE TABLE sink_positions (sink TEXT PRIMARY KEY, seq BIGINT NOT NULL, "
         "updated_at TEXT NOT NULL)"
     )
+
+
+@migration
+def m002_copy_progress(conn: psycopg.Connection[tuple[object, ...]]) -> None:
+    """`_logd_copy`: how far `logd migrate-store` got copying each SQLite store in."""
+    # One row per store copied in (its absolute path), moved forward in the transaction that
+    # stores each chunk: a copy that was killed resumes after the last chunk it committed.
+    conn.execute(
+        """
+        CREATE TABLE _logd_copy (
+            origin TEXT PRIMARY KEY,
+            last_entry BIGINT NOT NULL DEFAULT -1,
+            last_run BIGINT NOT NULL DEFAULT 0,
+            last_delivery BIGINT NOT NULL DEFAULT 0,
+            started_at TIMESTAMPTZ NOT NULL DEFAULT now(),
+            finished_at TIMESTAMPTZ
+        )
+        """
+    )
