@@ -70,6 +70,19 @@ Connection = psycopg.Connection[TupleRow]
 
 #: Seconds to wait for the server when connecting, and for a free pooled connection.
 CONNECT_TIMEOUT = 10
+#: Settings of every connection. A session idle inside a transaction for a minute is ended by
+#: the server: a holder paused mid-batch (SIGSTOP, a VM frozen) would otherwise keep its lease
+#: row locked and stall the takeover forever. TCP keepalives notice a host that died within
+#: ~25 s, so its locks go with it.
+SESSION: dict[str, str | int] = {
+    "connect_timeout": CONNECT_TIMEOUT,
+    "options": "-c idle_in_transaction_session_timeout=60000",
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+    "application_name": "logd",
+}
 #: Keys tried again when another instance took them first (each round re-reads the free ones).
 KEY_ROUNDS = 20
 #: A change number is the writing transaction's id shifted left by this many bits, plus the
@@ -321,7 +334,7 @@ class PostgresStore:
         try:
             # One direct connection first: a pool retries in the background and would only
             # say that it timed out, where this says why (refused, password, no database).
-            with psycopg.connect(url, connect_timeout=CONNECT_TIMEOUT, autocommit=True) as conn:
+            with psycopg.connect(url, autocommit=True, **SESSION) as conn:  # type: ignore[arg-type]
                 if create:
                     migrate(conn)
                 elif conn.execute("SELECT to_regclass('entries')").fetchone() == (None,):
@@ -331,7 +344,7 @@ class PostgresStore:
                 min_size=1,
                 max_size=max_connections,
                 timeout=CONNECT_TIMEOUT,
-                kwargs={"connect_timeout": CONNECT_TIMEOUT},
+                kwargs=dict(SESSION),
                 open=True,
             )
         except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
