@@ -47,11 +47,30 @@ def pg_cluster() -> Iterator[Cluster]:
         pytest.skip(f"no PostgreSQL server: {exc}")
 
 
+@pytest.fixture(scope="session")
+def _pg_template(pg_cluster: Cluster) -> str:
+    """A database with logd's schema, that each test's database is copied from (a copy takes
+    a quarter of the time of a new database and its migrations)."""
+    import psycopg
+
+    from logd.store.postgres.store import PostgresStore
+
+    with psycopg.connect(pg_cluster.url(), autocommit=True) as conn:
+        conn.execute("CREATE DATABASE logd_template")
+        PostgresStore(pg_cluster.url("logd_template")).close()
+        conn.execute("ALTER DATABASE logd_template IS_TEMPLATE true")
+        version = conn.execute("SHOW server_version_num").fetchone()
+    # FILE_COPY (PostgreSQL 15+) copies the files; the default writes every page to the WAL.
+    strategy = " STRATEGY FILE_COPY" if version and int(version[0]) >= 150000 else ""
+    return f"TEMPLATE logd_template{strategy}"
+
+
 @pytest.fixture
-def pg_url(pg_cluster: Cluster) -> str:
+def pg_url(pg_cluster: Cluster, _pg_template: str) -> str:
+    """A fresh database with logd's schema, for one test."""
     import psycopg
 
     name = f"logd_test_{os.getpid()}_{next(_databases)}"
     with psycopg.connect(pg_cluster.url(), autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}" {_pg_template}')
     return pg_cluster.url(name)
