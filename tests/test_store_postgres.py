@@ -25,7 +25,7 @@ from logd.errors import StoreError
 from logd.store.interface import Attempt, Filters, LeaseLost, NewDelivery, RunProgress
 from logd.store.postgres import search
 from logd.store.postgres.cluster import PASSWORD, PASSWORD_ROLE, Cluster
-from logd.store.postgres.store import BatchTransaction, PostgresStore
+from logd.store.postgres.store import BatchTransaction, PostgresStore, redacted_url
 from logd.store.query_language import parse
 from logd.store.sqlite.store import Store
 
@@ -541,6 +541,15 @@ def test_a_missing_database_names_it_and_the_fix(pg_cluster: Cluster) -> None:
     text = str(caught.value)
     assert "'nosuchdb' does not exist" in text and "createdb nosuchdb" in text
     assert PASSWORD not in text
+
+
+def test_a_password_in_the_query_string_is_masked_too() -> None:
+    url = "postgresql://logd@db.internal:5433/logd?password=s3cr3t-pw&sslmode=require"
+    assert redacted_url(url) == (
+        "postgresql://logd@db.internal:5433/logd?password=***&sslmode=require"
+    )
+    assert redacted_url("postgresql://logd:p%40ss-word@db/logd") == "postgresql://logd:***@db/logd"
+    assert redacted_url("postgresql://db/logd") == "postgresql://db/logd"
 
 
 def test_a_server_that_is_down_says_where(tmp_path: Path) -> None:

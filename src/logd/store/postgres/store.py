@@ -30,7 +30,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg
 import psycopg_pool
@@ -107,20 +107,36 @@ class PgPrepared:
 
 
 def redacted_url(url: str) -> str:
-    """`url` with its password (if any) as `***`: the only form of it that is ever shown."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    """`url` with its password as `***`, whether in the user part (`user:pw@host`) or a
+    `?password=` parameter: the only form of the URL that is ever shown."""
+    try:
+        parts = urlsplit(url)
+        if parts.password is not None:
+            host = parts.netloc.rpartition("@")[2]
+            parts = parts._replace(netloc=f"{parts.username or ''}:***@{host}")
+        if "password" in parts.query.lower():
+            query = [
+                (k, "***" if k.lower() == "password" else v)
+                for k, v in parse_qsl(parts.query, keep_blank_values=True)
+            ]
+            parts = parts._replace(query=urlencode(query, safe="/*"))
+        shown = urlunsplit(parts)
+    except ValueError:  # not a URL that parses: show none of it
+        return "the database URL"
+    secret = _password(url)
+    return redact.mask(shown, [secret]) if secret else shown
 
 
 def _password(url: str) -> str | None:
+    """The password in `url` (user part or `?password=`), or None."""
     try:
-        return urlsplit(url).password
-    except ValueError:
-        return None
+        value = psycopg.conninfo.conninfo_to_dict(url).get("password")
+    except psycopg.ProgrammingError:
+        try:
+            return urlsplit(url).password
+        except ValueError:
+            return None
+    return None if value is None else str(value)
 
 
 def _target(url: str) -> tuple[str, str]:
