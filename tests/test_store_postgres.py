@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import random
+import re
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -23,8 +24,8 @@ import pytest
 from logd import Entry, Status
 from logd.errors import StoreError
 from logd.store.interface import Attempt, Filters, LeaseLost, NewDelivery, RunProgress
-from logd.store.postgres import search
-from logd.store.postgres.cluster import PASSWORD, PASSWORD_ROLE, Cluster
+from logd.store.postgres import cluster, search
+from logd.store.postgres.cluster import PASSWORD, PASSWORD_ROLE, Cluster, ClusterUnavailable
 from logd.store.postgres.store import BatchTransaction, PostgresStore, redacted_url
 from logd.store.query_language import parse
 from logd.store.sqlite.store import Store
@@ -60,6 +61,24 @@ def test_the_cluster_is_real_and_on_its_own_socket(pg_url: str, pg_cluster: Clus
     assert version is not None and int(version[0]) >= 150000
     assert listen == ("",)  # no TCP port: parallel workers never clash
     assert (pg_cluster.socket_dir / ".s.PGSQL.5432").exists()
+
+
+def test_without_server_binaries_the_reason_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(cluster, "candidate_bindirs", list)
+    with pytest.raises(ClusterUnavailable, match="install the `pgserver` wheel"):
+        cluster.temporary_cluster().__enter__()
+    broken = tmp_path / "bin"
+    broken.mkdir()
+    for name in ("initdb", "postgres"):
+        (broken / name).write_text("#!/bin/sh\necho 'initdb: cannot run here' >&2\nexit 1\n")
+        (broken / name).chmod(0o755)
+    monkeypatch.setattr(cluster, "candidate_bindirs", lambda: [broken])
+    # Run by root, the server's user cannot even enter pytest's temporary directory: then
+    # that is the reason given ("Permission denied"), else the script's own words.
+    with pytest.raises(ClusterUnavailable, match=re.escape(f"{broken}: initdb ")):
+        cluster.temporary_cluster().__enter__()
 
 
 # -- rows kept as the SQLite store keeps them ---------------------------------------------------
