@@ -143,10 +143,10 @@ def _store_entries(conn: Any, rows: list[tuple[Any, ...]]) -> None:
         "error, entity_type, entity_id, raw, details, search_text, hash, details_hash, "
         "timestamp_observed, first_seen, updated_at, words, change_seq) "
         "SELECT k, s, p, n, ts, st, m, e, et, ei, r, d, x, h, dh, o, f, u, w::tsvector, c "
-        "FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], "
-        "%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], "
-        "%s::text[], %s::text[], %s::boolean[], %s::text[], %s::text[], %s::text[], "
-        "%s::bigint[]) AS t(k, s, p, n, ts, st, m, e, et, ei, r, d, x, h, dh, o, f, u, w, c)",
+        "FROM unnest(%b::bigint[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[], "
+        "%b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[], "
+        "%b::text[], %b::text[], %b::boolean[], %b::text[], %b::text[], %b::text[], "
+        "%b::bigint[]) AS t(k, s, p, n, ts, st, m, e, et, ei, r, d, x, h, dh, o, f, u, w, c)",
         columns,
     )
 

@@ -286,7 +286,7 @@ class BatchTransaction:
         """The stored rows of these entries of this source, by key (keys ascend with time)."""
         ids = [_put(n) for n in dict.fromkeys(native_ids)]
         found = self._conn.execute(
-            f"SELECT {_COLUMNS} FROM entries WHERE source = %s AND native_id = ANY(%s)",
+            f"SELECT {_COLUMNS} FROM entries WHERE source = %s AND native_id = ANY(%b)",
             [self._source, ids],
         ).fetchall()
         return {int(r[0]): _row(r) for r in found}
@@ -296,7 +296,7 @@ class BatchTransaction:
         return {
             int(r[0])
             for r in self._conn.execute(
-                "SELECT id FROM entries WHERE id = ANY(%s) AND words @@ %s::tsquery",
+                "SELECT id FROM entries WHERE id = ANY(%b) AND words @@ %s::tsquery",
                 [list(keys), search.tsquery(expression)],
             )
         }
@@ -547,7 +547,7 @@ class PostgresStore:
             return {}
         rows = conn.execute(
             "SELECT native_id, id, hash, details_hash, status, timestamp, first_seen "
-            "FROM entries WHERE source = %s AND native_id = ANY(%s)",
+            "FROM entries WHERE source = %s AND native_id = ANY(%b)",
             [source, [_put(n) for n in native_ids]],
         ).fetchall()
         return {str(_get(r[0])): tuple(r[1:]) for r in rows}
@@ -662,10 +662,10 @@ class PostgresStore:
                     "details_hash, timestamp_observed, words, first_seen, updated_at, "
                     "change_seq) "
                     "SELECT k, %s, n, p, ts, st, m, e, et, ei, r, d, s, h, dh, o, w::tsvector, "
-                    "f, %s, c FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], "
-                    "%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], "
-                    "%s::text[], %s::text[], %s::text[], %s::text[], %s::boolean[], %s::text[], "
-                    "%s::text[], %s::bigint[]) "
+                    "f, %s, c FROM unnest(%b::bigint[], %b::text[], %b::text[], %b::text[], "
+                    "%b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[], "
+                    "%b::text[], %b::text[], %b::text[], %b::text[], %b::boolean[], %b::text[], "
+                    "%b::text[], %b::bigint[]) "
                     "AS t(k, n, p, ts, st, m, e, et, ei, r, d, s, h, dh, o, w, f, c) "
                     "ON CONFLICT (id) DO NOTHING RETURNING id",
                     [
@@ -696,7 +696,7 @@ class PostgresStore:
             return
         for start, top in conn.execute(
             "SELECT s, (SELECT max(id) FROM entries WHERE id BETWEEN s AND s + %s) "
-            "FROM unnest(%s::bigint[]) AS s",
+            "FROM unnest(%b::bigint[]) AS s",
             [SLOTS - 1, wanted],
         ):
             tops[int(start)] = None if top is None else int(top)
@@ -888,7 +888,7 @@ class PostgresStore:
                 where.append(f"{column} = %s")
                 params.append(values[0])
             elif values:
-                where.append(f"{column} = ANY(%s)")
+                where.append(f"{column} = ANY(%b)")
                 params.append(list(values))
         return where, params
 
@@ -1031,7 +1031,7 @@ class PostgresStore:
                 conn.execute("DELETE FROM daemon_schedule WHERE daemon = %s", [daemon])
             else:
                 conn.execute(
-                    "DELETE FROM daemon_schedule WHERE daemon = %s AND source = ANY(%s)",
+                    "DELETE FROM daemon_schedule WHERE daemon = %s AND source = ANY(%b)",
                     [daemon, list(sources)],
                 )
 
@@ -1189,7 +1189,7 @@ class PostgresStore:
             if hold and until is not None:
                 conn.execute(
                     "UPDATE outbox SET next_attempt_at = greatest(next_attempt_at, %s) "
-                    "WHERE state = 'pending' AND delivery_id = ANY(%s)",
+                    "WHERE state = 'pending' AND delivery_id = ANY(%b)",
                     [_iso(until), list(hold)],
                 )
 
@@ -1198,7 +1198,7 @@ class PostgresStore:
         query = "SELECT DISTINCT sink FROM outbox WHERE state = 'pending' AND next_attempt_at <= %s"
         params: list[Any] = [_iso(now)]
         if ids:
-            query += " AND delivery_id = ANY(%s)"
+            query += " AND delivery_id = ANY(%b)"
             params.append(list(ids))
         with self._tx() as conn:
             return sorted(r[0] for r in conn.execute(query, params))
@@ -1211,7 +1211,7 @@ class PostgresStore:
         with self._tx() as conn:
             row = conn.execute(
                 "SELECT min(next_attempt_at) FROM outbox WHERE id IN (SELECT min(id) FROM "
-                "outbox WHERE state = 'pending' AND sink = ANY(%s) GROUP BY sink)",
+                "outbox WHERE state = 'pending' AND sink = ANY(%b) GROUP BY sink)",
                 [list(sinks)],
             ).fetchone()
         return datetime.fromisoformat(row[0]) if row and row[0] else None
@@ -1230,7 +1230,7 @@ class PostgresStore:
             where.append("state = %s")
             params.append(state)
         if ids:
-            where.append("delivery_id = ANY(%s)")
+            where.append("delivery_id = ANY(%b)")
             params.append(list(ids))
         query = f"SELECT {_DELIVERY_COLUMNS} FROM outbox"
         if where:
@@ -1261,7 +1261,7 @@ class PostgresStore:
             if ids:
                 rows = conn.execute(
                     "UPDATE outbox SET state = 'pending', next_attempt_at = %s, updated_at = %s "
-                    "WHERE state IN ('pending', 'dead') AND delivery_id = ANY(%s) "
+                    "WHERE state IN ('pending', 'dead') AND delivery_id = ANY(%b) "
                     "RETURNING delivery_id",
                     [stamp, stamp, list(ids)],
                 ).fetchall()
