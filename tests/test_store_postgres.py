@@ -280,7 +280,7 @@ def test_a_rare_word_is_looked_up_in_the_word_index(pg: PostgresStore) -> None:
     # Beyond the newest WALK entries, a word with fewer matches than the limit is found from
     # the GIN index and sorted, not by testing every entry newest first.
     at = NOW - timedelta(days=2)
-    batch = [entry(str(i), "common", timestamp=at + timedelta(seconds=i)) for i in range(6000)]
+    batch = [entry(str(i), "common", timestamp=at + timedelta(seconds=i)) for i in range(3000)]
     batch[10].message = "common needle"
     pg.commit_batch("fleet", batch, None)
     with psycopg.connect(pg.url, autocommit=True) as conn:
