@@ -10,8 +10,10 @@ passes over a batch still committing, and errors that say what to do without the
 from __future__ import annotations
 
 import itertools
+import os
 import random
 import re
+import shutil
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -79,6 +81,25 @@ def test_without_server_binaries_the_reason_is_one_line(
     # that is the reason given ("Permission denied"), else the script's own words.
     with pytest.raises(ClusterUnavailable, match=re.escape(f"{broken}: initdb ")):
         cluster.temporary_cluster().__enter__()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the server's user differs from ours only as root")
+def test_binaries_the_server_user_cannot_reach_are_copied_where_it_can(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A checkout under /root, or pytest's own 0700 temporary directory, as here.
+    wheel = next((b for b in cluster.candidate_bindirs() if "pgserver" in str(b)), None)
+    if wheel is None:
+        pytest.skip("the pgserver wheel is not installed")
+    hidden = tmp_path / "site-packages" / "pgserver" / "pginstall"
+    for part in ("bin", "lib", "share"):
+        shutil.copytree(wheel.parent / part, hidden / part, symlinks=True)
+    libs = wheel.parent.parent.parent / "pgserver.libs"
+    shutil.copytree(libs, tmp_path / "site-packages" / libs.name)
+    monkeypatch.setattr(cluster, "candidate_bindirs", lambda: [hidden / "bin"])
+    with cluster.temporary_cluster() as started, psycopg.connect(started.url()) as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+    assert not started.bindir.is_relative_to(tmp_path)  # ran from the copy
 
 
 # -- rows kept as the SQLite store keeps them ---------------------------------------------------

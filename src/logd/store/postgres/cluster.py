@@ -13,11 +13,13 @@ the `postgres` system user when there is one, else as `nobody`.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib.util
 import os
 import pwd
 import shutil
 import signal
+import stat
 import subprocess
 import tempfile
 import time
@@ -80,6 +82,39 @@ def candidate_bindirs() -> list[Path]:
     return usable
 
 
+def _reachable(bindir: Path) -> Path:
+    """`bindir`, or a copy of its installation that any user can run.
+
+    The server runs as another user than root, who may not enter the directories holding
+    the binaries (a checkout under /root, pytest's temporary directories): the installation
+    (`bin`, `lib`, `share` beside it, as the pgserver wheel has them) is then copied once to
+    the temporary directory and shared by every later cluster.
+    """
+    if all(p.stat().st_mode & stat.S_IXOTH for p in (bindir, *bindir.parents)):
+        return bindir
+    install = bindir.parent
+    # The wheel's binaries find their libraries at $ORIGIN/../../../pgserver.libs: the copy
+    # keeps `pgserver/pginstall` and `pgserver.libs` side by side as in site-packages.
+    wheel = install.name == "pginstall" and install.parent.name == "pgserver"
+    inside = Path("pgserver", "pginstall") if wheel else Path()
+    key = hashlib.blake2b(str(install).encode(), digest_size=6).hexdigest()
+    target = Path(tempfile.gettempdir()) / f"logd-pg-install-{key}"
+    if not (target / inside / "bin" / "postgres").is_file():
+        staging = Path(tempfile.mkdtemp(prefix="logd-pg-install-", dir=target.parent))
+        try:
+            for part in ("bin", "lib", "share"):
+                if (install / part).is_dir():
+                    shutil.copytree(install / part, staging / inside / part, symlinks=True)
+            libs = install.parent.parent / "pgserver.libs"
+            if wheel and libs.is_dir():
+                shutil.copytree(libs, staging / libs.name, symlinks=True)
+            staging.chmod(0o755)
+            staging.rename(target)  # atomic: a parallel worker's copy is either whole or absent
+        except OSError:
+            shutil.rmtree(staging, ignore_errors=True)  # another worker's copy won
+    return target / inside / bindir.name
+
+
 def _run_as() -> pwd.struct_passwd | None:
     """The unprivileged user to run the server as when this process is root, else None."""
     if os.geteuid() != 0:
@@ -129,10 +164,8 @@ def _cluster(bindir: Path) -> Iterator[Cluster]:
         as_user = {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
     server: subprocess.Popen[bytes] | None = None
     try:
-        pwfile = root / "pw"
-        pwfile.write_text(PASSWORD)
         if user is not None:
-            os.chown(pwfile, user.pw_uid, user.pw_gid)
+            bindir = _reachable(bindir)
         try:
             init = subprocess.run(
                 [
