@@ -12,12 +12,11 @@ from click.testing import CliRunner
 from logd import Entry, Status
 from logd.cli.main import cli
 from logd.errors import StoreError
-from logd.store.interface import Filters
+from logd.store.interface import BatchResult, BatchTransaction, Filters, NewDelivery
 from logd.store.postgres.cluster import PASSWORD, PASSWORD_ROLE, Cluster
 from logd.store.postgres.copy import copy_sqlite
 from logd.store.postgres.store import PostgresStore
 from logd.store.sqlite.export import SqliteExport
-from logd.store.sqlite.outbox import enqueue
 from logd.store.sqlite.store import Store
 
 NOW = datetime.now(UTC)
@@ -38,11 +37,13 @@ def seed(path: Path, n: int = 230) -> None:
             )
             e.source, e.provider = "fleet", "fleetit"
             batch.append(e)
-        store.commit_batch("fleet", batch, {"since": "2026-11-01"})
+
+        def queue(tx: BatchTransaction, result: BatchResult) -> None:
+            body = b'{"delivery_id":"dlv_1","entries":[{"id":"fleet:0"}]}'
+            tx.enqueue(NewDelivery("dlv_1", "ops", "fleet", "fleetit", 1, body), NOW)
+
+        store.commit_batch("fleet", batch, {"since": "2026-11-01"}, hooks=[queue])
         store.finish_run(run, requests=3)
-        with store.transaction() as db:
-            enqueue(db, webhook="ops", source="fleet", provider="fleetit",
-                    entries=[{"id": "fleet:0"}], now=NOW)  # fmt: skip
 
 
 def test_a_store_is_copied_and_verified(tmp_path: Path, pg_url: str) -> None:

@@ -15,6 +15,7 @@ import random
 import re
 import shutil
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,6 +26,7 @@ import pytest
 
 from logd import Entry, Status
 from logd.errors import StoreError
+from logd.store import open_reader
 from logd.store.interface import Attempt, Filters, LeaseLost, NewDelivery, RunProgress
 from logd.store.postgres import cluster, search
 from logd.store.postgres.cluster import PASSWORD, PASSWORD_ROLE, Cluster, ClusterUnavailable
@@ -264,6 +266,41 @@ def test_every_query_finds_what_sqlite_finds(
             assert [r.id for r in pg.search(f, limit=limit)] == want, (f, limit)
             cells += bool(want)
     assert cells > 0 or text == "absent"
+
+
+def test_counts_and_names_are_what_sqlite_says(
+    twins: tuple[Store, PostgresStore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lite, pg = twins
+    since = NOW - timedelta(days=3)
+    for by in ("source", "provider", "status"):
+        assert pg.stats(since=since, by=by) == lite.stats(since=since, by=by)
+    for kind in ("source", "provider"):
+        assert pg.names(kind) == lite.names(kind)  # type: ignore[arg-type]
+    assert pg.names("source", only="fleet") == ["fleet"] and pg.names("source", only="x") == []
+    # Local days and hours: the zone the C library reads (TZ), on both stores.
+    for zone in ("UTC", "Asia/Kolkata", "America/St_Johns"):
+        monkeypatch.setenv("TZ", zone)
+        time.tzset()
+        for by in ("day", "hour"):
+            for local in (False, True):
+                got = pg.bucket_stats(since=since, by=by, local=local)  # type: ignore[arg-type]
+                assert got == lite.bucket_stats(since=since, by=by, local=local), (zone, by)
+    monkeypatch.delenv("TZ")
+    time.tzset()
+
+
+def test_a_reader_reads_and_refuses_to_write(twins: tuple[Store, PostgresStore]) -> None:
+    _, pg = twins
+    reader = open_reader(pg.url)
+    try:
+        assert [r.id for r in reader.search(Filters(text="invoice"), limit=3)] == [
+            r.id for r in pg.search(Filters(text="invoice"), limit=3)
+        ]
+        with pytest.raises(StoreError, match="opened read-only"):
+            reader.start_run("fleet")
+    finally:
+        reader.close()
 
 
 def test_queries_compile_to_tsquery() -> None:

@@ -46,21 +46,15 @@ def migrate_store(origin: str, target: str, chunk: int) -> None:
         )
     if not target.startswith(("postgresql://", "postgres://")):
         raise ConfigError("--to: expected a postgresql:// URL")
-    from logd.store.postgres.copy import copy_sqlite
-    from logd.store.postgres.store import PostgresStore
-    from logd.store.sqlite.export import SqliteExport
+    from logd.store.migrate import sqlite_to_postgres
 
-    source = SqliteExport(Path(path))
-    try:
-        with PostgresStore(target) as store:
-            click.echo(f"copying {source.path} into {store.location}", err=True)
+    def started(origin: str, target: str) -> None:
+        click.echo(f"copying {origin} into {target}", err=True)
 
-            def progress(what: str, n: int) -> None:
-                click.echo(f"  {what}: {n:,}", err=True)
+    def progress(what: str, n: int) -> None:
+        click.echo(f"  {what}: {n:,}", err=True)
 
-            result = copy_sqlite(source, store, chunk=chunk, progress=progress)
-    finally:
-        source.close()
+    result = sqlite_to_postgres(Path(path), target, chunk=chunk, started=started, progress=progress)
     totals = ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in result.totals.items())
     how = "resumed; " if result.resumed else ""
     sys.stdout.write(f"copied and verified ({how}both stores hold {totals})\n")

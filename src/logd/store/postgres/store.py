@@ -188,6 +188,8 @@ def store_error(exc: Exception, url: str) -> StoreError:
             f"{shown}: no database connection came free within {CONNECT_TIMEOUT:g}s; is the "
             f"server at {where} overloaded or at max_connections? Then run again"
         )
+    if state == "25006":
+        return StoreError(f"{shown} was opened read-only ({text})")
     if state == "42501" or "permission denied" in low:
         return StoreError(
             f"{shown}: permission denied ({text}); grant the user rights on the database's "
@@ -224,6 +226,19 @@ def _get(text: str | None) -> str | None:
     if text is None or _ESC not in text:
         return text
     return _ESCAPED.sub(lambda m: _ESC if m[1] == _ESC else "\x00", text)
+
+
+def _local_zone() -> tuple[str, str | None]:
+    """This machine's time zone as the server can use it: (IANA name, None), from TZ or
+    /etc/localtime as the C library reads them, else ("", the UTC offset now as an interval)."""
+    name = os.environ.get("TZ", "").lstrip(":")
+    if not name:
+        target = os.path.realpath("/etc/localtime")
+        name = target.partition("/zoneinfo/")[2]
+    if (name and "/" in name) or name in ("UTC", "GMT"):
+        return name, None
+    offset = datetime.now().astimezone().utcoffset() or timedelta(0)
+    return "", f"{int(offset.total_seconds())} seconds"
 
 
 def _now() -> str:
@@ -338,10 +353,13 @@ def _delivery(row: Sequence[Any]) -> Delivery:
 class PostgresStore:
     """One logd database on a PostgreSQL server, shared by any number of instances."""
 
-    def __init__(self, url: str, *, create: bool = True, max_connections: int = 4) -> None:
+    def __init__(
+        self, url: str, *, create: bool = True, readonly: bool = False, max_connections: int = 4
+    ) -> None:
         """Connect to `url` (`postgresql://…`) and, with `create`, bring its schema up to date.
 
-        Raises StoreError, one line saying what to do, for any failure.
+        `readonly`: the server refuses every write (`logd query`, `status`, `stats`), which
+        then raises StoreError. Raises StoreError, one line saying what to do, for any failure.
         """
         self.url = url
         self.location = redacted_url(url)
@@ -352,7 +370,11 @@ class PostgresStore:
         try:
             # One direct connection first: a pool retries in the background and would only
             # say that it timed out, where this says why (refused, password, no database).
-            with psycopg.connect(url, autocommit=True, **SESSION) as conn:  # type: ignore[arg-type]
+            session = dict(SESSION)
+            if readonly:
+                session["options"] = f"{SESSION['options']} -c default_transaction_read_only=on"
+                create = False
+            with psycopg.connect(url, autocommit=True, **session) as conn:  # type: ignore[arg-type]
                 if create:
                     migrate(conn)
                 elif conn.execute("SELECT to_regclass('entries')").fetchone() == (None,):
@@ -362,7 +384,7 @@ class PostgresStore:
                 min_size=1,
                 max_size=max_connections,
                 timeout=CONNECT_TIMEOUT,
-                kwargs=dict(SESSION),
+                kwargs=session,
                 open=True,
             )
         except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
@@ -1075,20 +1097,20 @@ class PostgresStore:
         ]
 
     def bucket_stats(
-        self, *, since: datetime, by: str, zone: str | None = None
+        self, *, since: datetime, by: Literal["day", "hour"], local: bool = False
     ) -> list[dict[str, Any]]:
-        """Per source and day or hour (`by`) from `since` on: entries, failures, rate, pending.
-
-        UTC buckets, or those of the IANA time zone `zone` (e.g. "Europe/Istanbul").
-        """
+        """Per source and day or hour (`by`, UTC or with `local` this machine's zone) from
+        `since` on: entries, failures, failure_rate, pending; empty buckets left out."""
         fmt = {"day": "YYYY-MM-DD", "hour": "YYYY-MM-DD HH24:00"}[by]
+        zone, offset = _local_zone() if local else ("UTC", None)
+        when = "AT TIME ZONE %s" if offset is None else "AT TIME ZONE %s::interval"
         with self._tx() as conn:
             rows = conn.execute(
-                "SELECT source, to_char(timestamp::timestamptz AT TIME ZONE %s, %s) AS bucket, "
+                f"SELECT source, to_char(timestamp::timestamptz {when}, %s) AS bucket, "
                 "count(*), count(*) FILTER (WHERE status = 'failure'), "
                 "count(*) FILTER (WHERE status = 'pending') FROM entries WHERE id >= %s "
                 "GROUP BY source, bucket ORDER BY source, bucket",
-                [zone or "UTC", fmt, time_key(since)],
+                [zone if offset is None else offset, fmt, time_key(since)],
             ).fetchall()
         return [
             {
@@ -1101,6 +1123,32 @@ class PostgresStore:
             }
             for source, bucket, n, failures, pending in rows
         ]
+
+    def names(self, kind: Literal["source", "provider"], *, only: str | None = None) -> list[str]:
+        """Every source (with entries, poll runs or a cursor) or provider stored, sorted; with
+        `only`, whether that one is (`[only]` or `[]`), one index probe each."""
+        column = {"source": "source", "provider": "provider"}[kind]
+        tables = ("poll_runs", "cursors") if kind == "source" else ()
+        with self._tx() as conn:
+            if only is not None:
+                probes = [f"SELECT 1 FROM entries WHERE {column} = %s"]
+                probes += [f"SELECT 1 FROM {t} WHERE source = %s" for t in tables]
+                query = "SELECT " + " OR ".join(f"EXISTS ({p})" for p in probes)
+                row = conn.execute(query, [only] * len(probes)).fetchone()
+                return [only] if row and row[0] else []
+            # The distinct values of an indexed column, one index probe each (a loose index
+            # scan): millions of entries of a handful of sources answer at once.
+            known = {
+                r[0]
+                for r in conn.execute(
+                    f"WITH RECURSIVE v AS (SELECT min({column}) AS name FROM entries "
+                    f"UNION ALL SELECT (SELECT min({column}) FROM entries WHERE {column} > v.name) "
+                    "FROM v WHERE v.name IS NOT NULL) SELECT name FROM v WHERE name IS NOT NULL"
+                )
+            }
+            for table in tables:
+                known.update(r[0] for r in conn.execute(f"SELECT DISTINCT source FROM {table}"))
+        return sorted(known)
 
     def count(self) -> int:
         """How many entries are stored."""

@@ -39,7 +39,7 @@ ENTRY_FIELDS = (
 OUTBOX_FIELDS = (
     "id",
     "delivery_id",
-    "webhook",
+    "sink",
     "source",
     "provider",
     "count",
@@ -67,7 +67,14 @@ RUN_FIELDS = (
     "waiting",
     "waiting_until",
 )
-_DEFAULTS = {"timestamp_observed": "0", "pid": "NULL", "waiting": "NULL", "waiting_until": "NULL"}
+#: What a column absent from an old store reads as (`sink` was `webhook` before m010).
+_DEFAULTS = {
+    "timestamp_observed": "0",
+    "pid": "NULL",
+    "waiting": "NULL",
+    "waiting_until": "NULL",
+    "sink": "webhook",
+}
 
 
 class SqliteExport:
@@ -142,7 +149,7 @@ class SqliteExport:
         if "webhook_outbox" not in self.tables:
             return []
         return self._read(
-            f"SELECT {', '.join(OUTBOX_FIELDS)} FROM webhook_outbox "
+            f"SELECT {self._columns('webhook_outbox', OUTBOX_FIELDS)} FROM webhook_outbox "
             "WHERE id > ? ORDER BY id LIMIT ?",
             [after, limit],
         )
