@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Iterator
 
 import pytest
 
 from logd.plugin import manager as plugins
-from logd.store.postgres.cluster import Cluster, ClusterUnavailable, temporary_cluster
+from logd.store.postgres.cluster import Cluster, cluster_for_tests
 
 
 @pytest.fixture(autouse=True)
@@ -37,14 +36,8 @@ _databases = itertools.count(1)
 
 
 @pytest.fixture(scope="session")
-def pg_cluster() -> Iterator[Cluster]:
-    try:
-        with temporary_cluster() as cluster:
-            yield cluster
-    except ClusterUnavailable as exc:
-        if os.environ.get("LOGD_REQUIRE_POSTGRES") == "1":
-            pytest.fail(f"LOGD_REQUIRE_POSTGRES=1 but no PostgreSQL server: {exc}")
-        pytest.skip(f"no PostgreSQL server: {exc}")
+def pg_cluster() -> Cluster:
+    return cluster_for_tests()
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,8 @@
 """What the delivery tests share: a store of either backend, settings with webhooks, a clock.
 
-Every test of `test_delivery_*` runs against the in-memory store (`logd.store.memory`) and
-the SQLite one, through `wire_deliveries`, as `logd sync` and `logd run` wire them.
+Every test of `test_delivery_*` runs against the in-memory store (`logd.store.memory`), the
+SQLite one and the PostgreSQL one (a database of this test process's throwaway cluster),
+through `wire_deliveries`, as `logd sync` and `logd run` wire them.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from logd.store.sqlite.store import Store
 
 SECRET = "fleetit-webhook-secret-0123456789"
 
-STORES = ["memory", "sqlite"]
+STORES = ["memory", "sqlite", "postgres"]
 ENGINE_STORES = ["sqlite", "memory"]
 STORES_WITH_CLAIMS = STORES
 
@@ -74,9 +75,14 @@ def engine_store(kind: str) -> Any:
 
 
 def open_store(kind: str, directory: Path, clock: Callable[[], datetime]) -> Any:
-    """A store of `kind` ("memory" or "sqlite")."""
+    """A store of `kind` ("memory", "sqlite" or "postgres")."""
     if kind == "memory":
         return MemoryStore(clock=clock)
+    if kind == "postgres":
+        from logd.store.postgres.cluster import cluster_for_tests, new_database
+        from logd.store.postgres.store import PostgresStore
+
+        return PostgresStore(new_database(cluster_for_tests()))
     return Store(directory / "logd.db")
 
 

@@ -449,11 +449,12 @@ def test_a_takeover_waits_for_the_batch_that_holds_the_lease(pg: PostgresStore) 
 # -- deliveries: each claimed by one holder ------------------------------------------------------
 
 
-def queue(pg: PostgresStore, n: int, sink: str = "ops") -> list[str]:
+def queue(pg: PostgresStore, n: int, sinks: tuple[str, ...] = ("ops",)) -> list[str]:
     ids = [f"dlv_{i:04d}" for i in range(n)]
 
     def hook(tx: BatchTransaction, result: Any) -> None:
-        for delivery_id in ids:
+        for i, delivery_id in enumerate(ids):
+            sink = sinks[i % len(sinks)]
             tx.enqueue(NewDelivery(delivery_id, sink, "fleet", "fleetit", 1, b"{}"), NOW)
 
     pg.commit_batch("fleet", [], None, hooks=[hook])
@@ -461,25 +462,33 @@ def queue(pg: PostgresStore, n: int, sink: str = "ops") -> list[str]:
 
 
 def test_claims_by_two_instances_never_overlap(pg: PostgresStore, pg_url: str) -> None:
-    ids = queue(pg, 200)
+    sinks = tuple(f"sink-{i}" for i in range(5))
+    ids = queue(pg, 200, sinks)
     with PostgresStore(pg_url) as other:
         got: dict[str, list[str]] = {"host-a:1": [], "host-b:2": []}
         start = threading.Barrier(2)
 
-        def claim(holder: str, store: PostgresStore) -> None:
+        def drain(holder: str, store: PostgresStore) -> None:
+            # Each instance sends what it claims (recording it done) until nothing is due.
             start.wait(10)
-            while batch := store.claim_due("ops", holder, 60, NOW, limit=7):
-                got[holder] += [d.delivery_id for d in batch]
+            while True:
+                claimed = [d for s in sinks for d in store.claim_due(s, holder, 60, NOW, limit=7)]
+                if not claimed and not store.due_sinks(NOW):
+                    return
+                got[holder] += [d.delivery_id for d in claimed]
+                store.record_attempts([Attempt(d.delivery_id, "done", 200, None, NOW, NOW)
+                                       for d in claimed])  # fmt: skip
 
         threads = [
-            threading.Thread(target=claim, args=("host-a:1", pg)),
-            threading.Thread(target=claim, args=("host-b:2", other)),
+            threading.Thread(target=drain, args=("host-a:1", pg)),
+            threading.Thread(target=drain, args=("host-b:2", other)),
         ]
         for t in threads:
             t.start()
         for t in threads:
-            t.join(60)
-    assert sorted(got["host-a:1"] + got["host-b:2"]) == ids  # every one claimed, none twice
+            t.join(120)
+    both = got["host-a:1"] + got["host-b:2"]
+    assert sorted(both) == ids  # every one claimed, none twice
 
 
 def test_a_claim_skips_rows_another_transaction_has_locked(pg: PostgresStore) -> None:
@@ -495,14 +504,19 @@ def test_a_claim_skips_rows_another_transaction_has_locked(pg: PostgresStore) ->
         t.start()
         t.join(10)
         assert done == [ids[4:]]  # did not wait for the lock: took the others
-    # Claimed rows are due to no one else until the claim lapses or an attempt is recorded.
-    assert [d.delivery_id for d in pg.claim_due("ops", "host-b:2", 60, NOW)] == ids[:4]
-    assert pg.claim_due("ops", "host-c:3", 60, NOW) == []
+    # One lane, one sender: while a's claims run, another holder gets none of the lane...
+    assert pg.claim_due("ops", "host-b:2", 60, NOW) == []
+    # ...but named rows no claim covers, and then not again until that claim ends.
+    assert [d.delivery_id for d in pg.claim_due("ops", "host-b:2", 60, NOW, ids=ids)] == ids[:4]
+    assert pg.claim_due("ops", "host-c:3", 60, NOW, ids=ids) == []
     pg.record_attempts([Attempt(ids[0], "pending", 503, "down", NOW, NOW)])
-    assert [d.delivery_id for d in pg.claim_due("ops", "host-c:3", 60, NOW)] == [ids[0]]
-    with psycopg.connect(pg.url, autocommit=True) as conn:  # b's claims lapse (b died)
-        conn.execute("UPDATE outbox SET claimed_until = clock_timestamp() - interval '1 s'")
-    assert [d.delivery_id for d in pg.claim_due("ops", "host-c:3", 60, NOW)] == ids
+    assert [d.delivery_id for d in pg.claim_due("ops", "host-c:3", 60, NOW, ids=ids)] == [ids[0]]
+    # Rows claimed and not sent go back to the lane with their claims ended.
+    pg.record_attempts([], hold=ids[4:], until=NOW)
+    assert pg.claim_due("ops", "host-c:3", 60, NOW, ids=ids[4:])[0].delivery_id == ids[4]
+    # The holders died: their claims lapse after their 60 s (on the clock claims use).
+    later = NOW + timedelta(seconds=61)
+    assert [d.delivery_id for d in pg.claim_due("ops", "host-d:4", 60, later)] == ids
 
 
 def test_the_outbox_reads_as_the_interface_says(pg: PostgresStore) -> None:

@@ -12,9 +12,11 @@ the `postgres` system user when there is one, else as `nobody`.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import hashlib
 import importlib.util
+import itertools
 import os
 import pwd
 import shutil
@@ -277,3 +279,53 @@ def _stop(server: subprocess.Popen[bytes]) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(server.pid, signal.SIGKILL)
         server.wait(timeout=30)
+
+
+_shared: list[Cluster] = []
+_shared_failure: list[ClusterUnavailable] = []
+
+
+def shared_cluster() -> Cluster:
+    """One throwaway cluster for this whole process, started on first use and stopped when
+    the process exits (every test of a pytest worker shares it). Raises ClusterUnavailable,
+    every time, when none could be started."""
+    if _shared:
+        return _shared[0]
+    if _shared_failure:
+        raise _shared_failure[0]
+    running = temporary_cluster()
+    try:
+        cluster = running.__enter__()
+    except ClusterUnavailable as exc:
+        _shared_failure.append(exc)
+        raise
+    atexit.register(running.__exit__, None, None, None)
+    _shared.append(cluster)
+    return cluster
+
+
+def new_database(cluster: Cluster, prefix: str = "logd_db") -> str:
+    """The URL of a new, empty database on `cluster` (a name no other call in any process
+    gets)."""
+    import psycopg
+
+    name = f"{prefix}_{os.getpid()}_{next(_names)}"
+    with psycopg.connect(cluster.url(), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return cluster.url(name)
+
+
+_names = itertools.count(1)
+
+
+def cluster_for_tests() -> Cluster:
+    """`shared_cluster()` for a test: where none can be started the test is skipped with the
+    reason, or fails when LOGD_REQUIRE_POSTGRES=1 (as CI sets it)."""
+    import pytest
+
+    try:
+        return shared_cluster()
+    except ClusterUnavailable as exc:
+        if os.environ.get("LOGD_REQUIRE_POSTGRES") == "1":
+            pytest.fail(f"LOGD_REQUIRE_POSTGRES=1 but no PostgreSQL server: {exc}")
+        pytest.skip(f"no PostgreSQL server: {exc}")

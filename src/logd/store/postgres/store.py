@@ -1169,16 +1169,30 @@ class PostgresStore:
         limit: int = 100,
     ) -> list[Delivery]:
         """Pending deliveries to `sink` due at `now`, oldest first, claimed by `holder` for
-        `ttl` seconds.
+        `ttl` seconds: no other holder gets them until then (nor, without `ids`, the rows
+        behind them: one lane, one sender, first in, first out).
 
-        `FOR UPDATE SKIP LOCKED`: holders claiming at the same moment get disjoint rows, and a
-        claimed row is due to no other holder until its claim lapses (its sender died) or an
-        attempt is recorded. Without `ids` a sink's lane is first in, first out: rows queued
-        after one waiting for a retry wait behind it.
+        Claims of one sink are taken one at a time (an advisory lock for the transaction), and
+        the rows with `FOR UPDATE SKIP LOCKED`: holders claiming at the same moment on
+        different hosts never get one row twice, and none waits on a row another transaction
+        is writing. Claims run on the caller's clock, as due times do (`now`).
         """
         stamp = _iso(now)
-        where = ["sink = %(sink)s", "state = 'pending'", "next_attempt_at <= %(now)s"]
-        where.append("(claimed_until IS NULL OR claimed_until <= clock_timestamp())")
+        params: dict[str, Any] = {
+            "sink": sink,
+            "now": stamp,
+            "at": now,
+            "ids": list(ids),
+            "limit": limit,
+            "holder": holder,
+            "ttl": ttl,
+        }
+        where = [
+            "sink = %(sink)s",
+            "state = 'pending'",
+            "next_attempt_at <= %(now)s",
+            "(claimed_by IS NULL OR claimed_by = %(holder)s OR claimed_until <= %(at)s)",
+        ]
         if ids:
             where.append("delivery_id = ANY(%(ids)s)")
         else:
@@ -1188,20 +1202,22 @@ class PostgresStore:
             )
         returning = ", ".join(f"o.{c.strip()}" for c in _DELIVERY_COLUMNS.split(","))
         with self._tx() as conn:
+            conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [sink])
+            if not ids:
+                busy = conn.execute(
+                    "SELECT 1 FROM outbox WHERE sink = %(sink)s AND state = 'pending' "
+                    "AND claimed_by <> %(holder)s AND claimed_until > %(at)s LIMIT 1",
+                    params,
+                ).fetchone()
+                if busy:
+                    return []  # another holder sends this lane now: the rows wait their turn
             rows = conn.execute(
                 f"WITH due AS (SELECT id FROM outbox WHERE {' AND '.join(where)} "
                 "ORDER BY id LIMIT %(limit)s FOR UPDATE SKIP LOCKED) "
                 "UPDATE outbox o SET claimed_by = %(holder)s, "
-                "claimed_until = clock_timestamp() + make_interval(secs => %(ttl)s) "
+                "claimed_until = %(at)s + make_interval(secs => %(ttl)s) "
                 f"FROM due WHERE o.id = due.id RETURNING o.id, {returning}",
-                {
-                    "sink": sink,
-                    "now": stamp,
-                    "ids": list(ids),
-                    "limit": limit,
-                    "holder": holder,
-                    "ttl": ttl,
-                },
+                params,
             ).fetchall()
         return [_delivery(r[1:]) for r in sorted(rows, key=lambda r: int(r[0]))]
 
@@ -1238,7 +1254,8 @@ class PostgresStore:
                     )
             if hold and until is not None:
                 conn.execute(
-                    "UPDATE outbox SET next_attempt_at = greatest(next_attempt_at, %s) "
+                    "UPDATE outbox SET next_attempt_at = greatest(next_attempt_at, %s), "
+                    "claimed_by = NULL, claimed_until = NULL "
                     "WHERE state = 'pending' AND delivery_id = ANY(%b)",
                     [_iso(until), list(hold)],
                 )
