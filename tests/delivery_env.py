@@ -7,12 +7,13 @@ through `wire_deliveries`, as `logd sync` and `logd run` wire them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from logd import Entry, Status
 from logd.config.settings import Settings, load_settings
@@ -82,8 +83,24 @@ def open_store(kind: str, directory: Path, clock: Callable[[], datetime]) -> Any
         from logd.store.postgres.cluster import cluster_for_tests, new_database
         from logd.store.postgres.store import PostgresStore
 
-        return PostgresStore(new_database(cluster_for_tests()))
+        store = PostgresStore(new_database(cluster_for_tests()))
+        _postgres_stores.append(store)
+        return store
     return Store(directory / "logd.db")
+
+
+#: PostgreSQL stores the tests opened: closed after each test (`close_postgres_stores`), since
+#: a connection pool left to the garbage collector joins its threads from whichever thread
+#: collects it, a pool thread included, which fails.
+_postgres_stores: list[Any] = []
+
+
+@pytest.fixture(autouse=True)
+def close_postgres_stores() -> Iterator[None]:
+    """Close the PostgreSQL stores a test opened (autouse where imported)."""
+    yield
+    while _postgres_stores:
+        _postgres_stores.pop().close()
 
 
 class Env:
