@@ -1,17 +1,19 @@
 """What the delivery tests share: a store of either backend, settings with webhooks, a clock.
 
-Every test of `test_delivery_*` runs against the in-memory store (`logd.store.memory`) and
-the SQLite one, through `wire_deliveries`, as `logd sync` and `logd run` wire them.
+Every test of `test_delivery_*` runs against the in-memory store (`logd.store.memory`), the
+SQLite one and the PostgreSQL one (a database of this test process's throwaway cluster),
+through `wire_deliveries`, as `logd sync` and `logd run` wire them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 from logd import Entry, Status
 from logd.config.settings import Settings, load_settings
@@ -23,7 +25,7 @@ from logd.store.sqlite.store import Store
 
 SECRET = "fleetit-webhook-secret-0123456789"
 
-STORES = ["memory", "sqlite"]
+STORES = ["memory", "sqlite", "postgres"]
 ENGINE_STORES = ["sqlite", "memory"]
 STORES_WITH_CLAIMS = STORES
 
@@ -74,10 +76,31 @@ def engine_store(kind: str) -> Any:
 
 
 def open_store(kind: str, directory: Path, clock: Callable[[], datetime]) -> Any:
-    """A store of `kind` ("memory" or "sqlite")."""
+    """A store of `kind` ("memory", "sqlite" or "postgres")."""
     if kind == "memory":
         return MemoryStore(clock=clock)
+    if kind == "postgres":
+        from logd.store.postgres.cluster import cluster_for_tests, new_database
+        from logd.store.postgres.store import PostgresStore
+
+        store = PostgresStore(new_database(cluster_for_tests()))
+        _postgres_stores.append(store)
+        return store
     return Store(directory / "logd.db")
+
+
+#: PostgreSQL stores the tests opened: closed after each test (`close_postgres_stores`), since
+#: a connection pool left to the garbage collector joins its threads from whichever thread
+#: collects it, a pool thread included, which fails.
+_postgres_stores: list[Any] = []
+
+
+@pytest.fixture(autouse=True)
+def close_postgres_stores() -> Iterator[None]:
+    """Close the PostgreSQL stores a test opened (autouse where imported)."""
+    yield
+    while _postgres_stores:
+        _postgres_stores.pop().close()
 
 
 class Env:

@@ -16,7 +16,14 @@ from typing import Any
 
 import httpx
 import pytest
-from delivery_env import STORES, STORES_WITH_CLAIMS, Env, entry, hook
+from delivery_env import (
+    STORES,
+    STORES_WITH_CLAIMS,
+    Env,
+    close_postgres_stores,  # noqa: F401 - an autouse fixture
+    entry,
+    hook,
+)
 
 from logd.delivery.deliverer import Deliverer
 

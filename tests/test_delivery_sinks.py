@@ -13,7 +13,17 @@ from typing import Any
 
 import httpx
 import pytest
-from delivery_env import ENGINE_STORES, SECRET, STORES, Env, engine_store, entry, hook, source
+from delivery_env import (
+    ENGINE_STORES,
+    SECRET,
+    STORES,
+    Env,
+    close_postgres_stores,  # noqa: F401 - an autouse fixture
+    engine_store,
+    entry,
+    hook,
+    source,
+)
 
 from logd import Status, redact
 from logd.config.settings import load_settings

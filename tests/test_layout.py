@@ -1,5 +1,6 @@
-"""The layout keeps the store behind its interface: no SQL and no SQLite driver outside
-`logd/store/sqlite/`, so a second backend touches no engine, delivery, daemon or CLI code."""
+"""The layout keeps the store behind its interface: no SQL and no database driver outside
+the backends (`logd/store/sqlite/`, `logd/store/postgres/`), so a backend touches no engine,
+delivery, daemon or CLI code."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SQLITE_BACKEND = ROOT / "src" / "logd" / "store" / "sqlite"
+POSTGRES_BACKEND = ROOT / "src" / "logd" / "store" / "postgres"
 
 #: What SQL looks like in a string: a statement's opening words (upper case, as logd
 #: writes SQL). A lone word is not SQL: the Pegasus simulator's HTTP method "DELETE" is not.
@@ -21,7 +23,7 @@ SQL = re.compile(
     r"|\bCREATE\s+(TEMP\s+|UNIQUE\s+|VIRTUAL\s+)?(TABLE|INDEX|VIEW|TRIGGER)\b",
     re.DOTALL,
 )
-DRIVERS = ("sqlite3", "sqlite_utils")
+DRIVERS = ("sqlite3", "sqlite_utils", "psycopg", "psycopg_pool")
 
 #: Imports of the SQLite backend's modules outside `logd/store/`, each for a reason:
 ALLOWED_BACKEND_IMPORTS = {
@@ -34,7 +36,8 @@ ALLOWED_BACKEND_IMPORTS = {
 def _sources() -> list[Path]:
     files = sorted((ROOT / "src" / "logd").rglob("*.py"))
     files += sorted(p for p in ROOT.glob("plugins/*/src/**/*.py"))
-    return [f for f in files if SQLITE_BACKEND not in f.parents]
+    backends = (SQLITE_BACKEND, POSTGRES_BACKEND)
+    return [f for f in files if not any(b in f.parents for b in backends)]
 
 
 def _strings(tree: ast.AST) -> list[tuple[int, str]]:
@@ -55,7 +58,9 @@ def _strings(tree: ast.AST) -> list[tuple[int, str]]:
 def test_there_are_sources_to_check() -> None:
     names = {p.relative_to(ROOT).as_posix() for p in _sources()}
     assert "src/logd/engine/poller.py" in names and "src/logd/cli/query.py" in names
-    assert not any(n.startswith("src/logd/store/sqlite/") for n in names)
+    assert not any(
+        n.startswith(("src/logd/store/sqlite/", "src/logd/store/postgres/")) for n in names
+    )
 
 
 def test_no_sql_outside_the_sqlite_backend() -> None:

@@ -83,8 +83,10 @@ def test_open_store_dispatches_on_the_scheme(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="read-only"):
         reader.make_due([], T0)
     reader.close()
-    with pytest.raises(StoreError, match="no PostgreSQL backend"):
-        open_store("postgresql://logd@db.example/logd")
+    # A URL goes to the PostgreSQL backend (tests/test_store_postgres.py), here one with no
+    # server behind it: a socket directory that does not exist.
+    with pytest.raises(StoreError, match="cannot reach the PostgreSQL server"):
+        open_store(f"postgresql://logd@/logd?host={tmp_path / 'nowhere'}")
 
 
 # -- the change sequence -------------------------------------------------------------------

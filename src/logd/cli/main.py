@@ -17,6 +17,7 @@ import click
 
 from logd.__about__ import __version__
 from logd.cli.exports import exports
+from logd.cli.migrate_store import migrate_store
 from logd.cli.options import config_option, db_option, format_option, local_option
 from logd.cli.webhooks import webhooks
 from logd.errors import ConfigError, LogdError
@@ -514,5 +515,6 @@ def simulate(
 
 cli.add_command(webhooks)
 cli.add_command(exports)
+cli.add_command(migrate_store)
 
 __all__ = ["ConfigError", "cli"]
