@@ -447,7 +447,7 @@ def test_a_daemon_polls_a_source_only_while_it_holds_the_sources_lease(
 ) -> None:
     from logd_fleetit import FleetITSimulator
 
-    from logd.daemon.service import Daemon, lease_ttl, poll_job_id
+    from logd.daemon.service import Daemon, poll_job_id
 
     with FleetITSimulator(records=5) as sim:
         config = write_config(tmp_path, [{**sim.demo_source("a"), "interval": 3600}])
@@ -478,8 +478,34 @@ def test_a_daemon_polls_a_source_only_while_it_holds_the_sources_lease(
             finally:
                 daemon.shutdown()
             assert other.schedule() == {}  # its own rows go with it
-    src = daemon.settings.source("a")
-    assert lease_ttl(src) >= src.poll_deadline + src.timeout
+
+
+def test_a_held_lease_is_renewed_so_a_poll_longer_than_its_ttl_keeps_it(tmp_path: Path) -> None:
+    from logd.daemon.leases import LeaseKeeper
+
+    with Store(tmp_path / "logd.db") as store:
+        keeper = LeaseKeeper(store, holder="host-a:1:aa", ttl=0.6)
+        stop = threading.Event()
+        keeper.start(stop)
+        try:
+            lease = keeper.claim("source:a")
+            assert lease is not None
+            time.sleep(1.5)  # more than two ttls: only renewals keep it
+            assert store.claim_lease("source:a", "host-b:2:bb", 0.6) is None
+            [held] = store.leases()
+            assert (held.holder, held.token) == ("host-a:1:aa", lease.token)
+            keeper.release(lease)
+            taken = store.claim_lease("source:a", "host-b:2:bb", 0.6)
+            assert taken is not None and taken.token == lease.token + 1
+            # A lease that passed to another holder is dropped at the next renewal.
+            again = keeper.claim("source:b")
+            assert again is not None
+            store.release_lease(again)
+            assert store.claim_lease("source:b", "host-b:2:bb", 60) is not None
+            keeper.renew()
+            assert keeper.held() == []
+        finally:
+            stop.set()
 
 
 def test_a_restart_after_a_kill_takes_the_dead_daemons_leases_at_once(

@@ -367,6 +367,13 @@ class Settings(BaseSettings):
         )
     )
     log_level: LogLevel = Field("info", description="debug, info, warning or error.")
+    lease_ttl: Duration = Field(
+        30.0,
+        gt=0,
+        description="Daemons sharing a PostgreSQL store: how long a daemon's hold on a source "
+        "(or export) outlives its last renewal, every third of it; after a crash, another "
+        "daemon takes the source over that much later.",
+    )
     retention: Duration | None = Field(
         None,
         gt=0,

@@ -52,12 +52,13 @@ from logd import heap
 from logd.config.settings import Settings, SourceConfig, load_settings
 from logd.daemon.health import Heartbeat, Watchdog
 from logd.daemon.instance_lock import InstanceLock
+from logd.daemon.leases import LeaseKeeper
 from logd.daemon.metrics import Metrics
 from logd.daemon.notify import Notifier, watchdog_interval
 from logd.delivery.deliverer import Deliverer, DeliveryStats
 from logd.delivery.sinks import Follower
 from logd.delivery.wiring import wire_deliveries
-from logd.engine.poller import STOP_GRACE, Engine, SourceReport
+from logd.engine.poller import Engine, SourceReport
 from logd.errors import ConfigError, LogdError, StoreError
 from logd.logging_setup import setup as setup_logging
 from logd.plugin.manager import load_plugins
@@ -96,22 +97,6 @@ def _trigger(interval: float) -> IntervalTrigger:
 def poll_job_id(source: str) -> str:
     """The scheduler job id of a source's poll."""
     return f"poll:{source}"
-
-
-#: Seconds a source's lease lasts at least, and beyond the longest a poll can run.
-LEASE_MIN = 60.0
-LEASE_SLACK = 30.0
-
-
-def lease_ttl(src: SourceConfig) -> float:
-    """Seconds the lease on `src` is taken for, per poll: never less than the poll can last.
-
-    A poll stops by its `poll_timeout`, and its provider then has the request `timeout` plus
-    the engine's STOP_GRACE to wind down, committing nothing after: a lease that outlasts
-    that, with LEASE_SLACK for a slow commit, never lapses under a live poll (no second
-    daemon polls alongside), and a crashed daemon's sources are free again that much later.
-    """
-    return max(LEASE_MIN, src.poll_deadline + src.timeout + STOP_GRACE + LEASE_SLACK)
 
 
 def new_daemon_id() -> str:
@@ -245,6 +230,8 @@ class Daemon:
             self.instance_lock = InstanceLock(self.settings.database)
             self.instance_lock.acquire()
         self.store = open_store(self.settings.database)
+        self.leases = LeaseKeeper(self.store, holder=self.daemon_id, ttl=self.settings.lease_ttl)
+        self.leases.start(self.stop)
         self.registry = load_plugins()
         self.heartbeat = Heartbeat(
             stale_after=max(3 * self.heartbeat_every, 1.0), stuck=lambda: self._stuck()
@@ -510,7 +497,7 @@ class Daemon:
             # commits fenced by the lease, so a daemon that lost it writes nothing.
             lease_name = f"source:{name}"
             try:
-                lease = self.store.claim_lease(lease_name, self.daemon_id, lease_ttl(src))
+                lease = self.leases.claim(lease_name)
             except StoreError as exc:
                 self._after_poll(src, SourceReport(name, error=str(exc), done=True))
                 return
@@ -526,8 +513,7 @@ class Daemon:
                 log.exception("%s: poll crashed", name)
                 report = SourceReport(name, error=f"internal error: {exc!r}", done=True)
             finally:
-                with suppress(StoreError):  # it lapses by itself at its ttl
-                    self.store.release_lease(lease)
+                self.leases.release(lease)
             self._after_poll(src, report)
 
     def _after_poll(self, src: SourceConfig, report: SourceReport) -> None:
