@@ -35,6 +35,8 @@ import row6_webhooks
 import row7_search_grid
 import row8_ratelimit
 import row9_first_sync
+import row10_postgres
+import row11_otlp
 from common import HERE, Figure
 
 CORPUS = 1_000_000
@@ -105,7 +107,7 @@ def main() -> int:
     """Run the rows asked for; print the table; write the results file."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="reduced sizes, under a minute")
-    parser.add_argument("--only", default="1,2,3,4,5,6,7,8,9", help="rows to run, e.g. 1,3")
+    parser.add_argument("--only", default="1,2,3,4,5,6,7,8,9,10,11", help="rows to run, e.g. 1,3")
     parser.add_argument("--out", type=Path, default=HERE / "results.json")
     args = parser.parse_args()
     only = {r.strip() for r in args.only.split(",")}
@@ -113,7 +115,7 @@ def main() -> int:
     figures: list[Figure] = []
     with tempfile.TemporaryDirectory(prefix="logd-bench-") as tmp:
         store = Path(tmp) / "corpus.db"
-        if only & {"2", "3", "7"}:
+        if only & {"2", "3", "7", "10"}:
             size = QUICK_CORPUS if args.quick else CORPUS
             t = time.perf_counter()
             print(f"bench: the {size:,}-entry search corpus…", file=sys.stderr, flush=True)
@@ -132,6 +134,8 @@ def main() -> int:
             "7": ("7 search grid", lambda: row7_search_grid.run(args.quick, store)),
             "8": ("8 rate limits", lambda: row8_ratelimit.run(args.quick)),
             "9": ("9 first sync", lambda: row9_first_sync.run(args.quick)),
+            "10": ("10 postgres", lambda: row10_postgres.run(args.quick, store)),
+            "11": ("11 otlp", lambda: row11_otlp.run(args.quick)),
         }
         for key, (label, fn) in rows.items():
             if key in only:

@@ -41,6 +41,8 @@ def test_quick_bench_produces_every_row(tmp_path: Path) -> None:
         "7 search grid",
         "8 rate limits",
         "9 first sync",
+        "10 postgres",
+        "11 otlp",
     }
     assert not [f for f in figures if f["name"] == "row did not complete"], figures
     for f in figures:
