@@ -26,7 +26,7 @@ from logd.store.sqlite.store import Store
 SECRET = "fleetit-webhook-secret-0123456789"
 
 STORES = ["memory", "sqlite", "postgres"]
-ENGINE_STORES = ["sqlite", "memory"]
+ENGINE_STORES = ["sqlite", "memory", "postgres"]
 STORES_WITH_CLAIMS = STORES
 
 
@@ -71,7 +71,10 @@ def entry(
 
 
 def engine_store(kind: str) -> Any:
-    """For `SyncRun(store=)`: a memory store, or None for the config's SQLite file."""
+    """For `SyncRun(store=)`: a memory or PostgreSQL store, or None for the config's SQLite
+    file."""
+    if kind == "postgres":
+        return open_store(kind, Path("."), lambda: datetime.now(UTC))
     return MemoryStore() if kind == "memory" else None
 
 

@@ -36,6 +36,7 @@ import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -72,13 +73,37 @@ def contract_cases() -> list[tuple[str, str]]:
     return [(provider, check) for provider in simulators() for check in CHECKS]
 
 
-def run_check(check: str, provider: str, directory: Path) -> None:
-    """Run one check; AssertionError when the provider breaks it, NotApplicable to skip."""
+def run_check(
+    check: str,
+    provider: str,
+    directory: Path,
+    *,
+    database: Callable[[Path], str] | None = None,
+) -> None:
+    """Run one check; AssertionError when the provider breaks it, NotApplicable to skip.
+
+    `database(directory)` gives the store of each run the check makes (one per directory:
+    a resumed run finds the crashed one's store), e.g. a fresh PostgreSQL database each;
+    default: an SQLite file in the directory.
+    """
     if check not in CHECKS:
         raise ValueError(f"unknown contract check {check!r}; one of {', '.join(CHECKS)}")
     sim_cls = simulators()[provider]
-    with sim_cls.for_contract() as sim:
-        _CHECK_FUNCTIONS[check](sim, directory)
+    made: dict[Path, str] = {}
+
+    def store_for(where: Path) -> str | None:
+        if database is None:
+            return None
+        if where not in made:
+            made[where] = database(where)
+        return made[where]
+
+    token = _database_for.set(store_for)
+    try:
+        with sim_cls.for_contract() as sim:
+            _CHECK_FUNCTIONS[check](sim, directory)
+    finally:
+        _database_for.reset(token)
 
 
 # -- helpers ------------------------------------------------------------------------------
@@ -108,13 +133,22 @@ def _source(sim: Simulator, **keys: Any) -> dict[str, Any]:
     return {**sim.contract_source(SOURCE), "retry": dict(RETRY), **keys}
 
 
+#: The store of a check's run in a directory (`run_check(database=)`); None: SQLite there.
+_database_for: ContextVar[Callable[[Path], str | None]] = ContextVar(
+    "contract_database", default=lambda where: None
+)
+
+
 def _run(directory: Path, sim: Simulator, hooks: list[Any] | None = None, **keys: Any) -> SyncRun:
     now = sim.contract_now()
+    database = _database_for.get()(directory)
+    top: dict[str, Any] = {} if database is None else {"database": database}
     return SyncRun(
         directory,
         [_source(sim, **keys)],
         batch_hooks=hooks or [],
         now=None if now is None else (lambda: now),
+        **top,
     )
 
 
