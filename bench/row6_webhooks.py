@@ -150,7 +150,8 @@ def run(quick: bool) -> list[Figure]:
         config = directory / "config.toml"
         # One poll: the backfill. A later poll would only re-read what is stored.
         source = {**src, "interval": "1h"}
-        webhook = {"name": "bench", "url": receiver.url, "secret": SECRET}
+        # The backfill is what this row delivers: its failures are alerts here, not history.
+        webhook = {"name": "bench", "url": receiver.url, "secret": SECRET, "alert_backfill": True}
         doc = {"database": str(db), "sources": [source], "webhooks": [webhook]}
         config.write_text(tomli_w.dumps(doc))
         log = directory / "daemon.log"
