@@ -491,6 +491,30 @@ def test_claims_by_two_instances_never_overlap(pg: PostgresStore, pg_url: str) -
     assert sorted(both) == ids  # every one claimed, none twice
 
 
+def test_a_dead_daemons_claims_are_void_once_its_own_lease_lapses(pg: PostgresStore) -> None:
+    # A daemon killed on another host leaves claims for a ttl of minutes; its own lease
+    # (`daemon:<id>`, renewed by its heartbeat) lapsing voids them for everyone at once.
+    ids = queue(pg, 5)
+    assert pg.claim_lease("daemon:host-a:1:aa", "host-a:1:aa", 0.5) is not None
+    assert [d.delivery_id for d in pg.claim_due("ops", "host-a:1:aa", 600, NOW)] == ids
+    assert pg.claim_due("ops", "host-b:2:bb", 600, NOW) == []  # its daemon is alive
+    deadline = time.monotonic() + 10
+    while not (taken := pg.claim_due("ops", "host-b:2:bb", 600, NOW)):
+        assert time.monotonic() < deadline, "the dead daemon's claims never became free"
+        time.sleep(0.1)
+    assert [d.delivery_id for d in taken] == ids
+    # A holder with no daemon lease (`logd sync`) keeps its claims for their ttl.
+    more = [f"dlv_x{i}" for i in range(2)]
+
+    def hook(tx: BatchTransaction, result: Any) -> None:
+        for delivery_id in more:
+            tx.enqueue(NewDelivery(delivery_id, "other", "fleet", "fleetit", 1, b"{}"), NOW)
+
+    pg.commit_batch("fleet", [], None, hooks=[hook])
+    assert len(pg.claim_due("other", "sync-host:7", 600, NOW)) == 2
+    assert pg.claim_due("other", "host-b:2:bb", 600, NOW) == []
+
+
 def test_a_claim_skips_rows_another_transaction_has_locked(pg: PostgresStore) -> None:
     ids = queue(pg, 10)
     with psycopg.connect(pg.url) as conn:

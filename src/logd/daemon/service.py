@@ -231,6 +231,9 @@ class Daemon:
             self.instance_lock.acquire()
         self.store = open_store(self.settings.database)
         self.leases = LeaseKeeper(self.store, holder=self.daemon_id, ttl=self.settings.lease_ttl)
+        # This daemon's own lease, renewed while it lives: once it lapses (a kill -9 on any
+        # host), the delivery claims held under this id are void for every other daemon.
+        self.leases.claim(f"daemon:{self.daemon_id}")
         self.leases.start(self.stop)
         self.registry = load_plugins()
         self.heartbeat = Heartbeat(

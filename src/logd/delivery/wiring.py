@@ -91,7 +91,8 @@ def wire_deliveries(
 
     `store` is a `logd.store.interface.Store`. `on_queued` is called inside a batch's
     transaction when it queued a delivery (set a flag; kick the deliverer after the commit).
-    `holder` names this process in the leases of followers (default: host and pid).
+    `holder` names this process in delivery claims and the leases of followers (the daemon
+    passes its id; default: a fresh id per deliverer, host and pid for followers).
     """
     if registry is None:
         from logd.plugin.manager import load_plugins
@@ -101,7 +102,7 @@ def wire_deliveries(
     hooks: list[Any] = []
     sinks: list[Sink] = []
     followers: list[Follower] = []
-    holder = holder or f"{socket.gethostname()}:{os.getpid()}"
+    follower_holder = holder or f"{socket.gethostname()}:{os.getpid()}"
     for kind in registry.sink_kinds().values():
         configs = kind.configs(settings)
         if not configs:
@@ -112,7 +113,8 @@ def wire_deliveries(
             sinks += [kind.build(c, transport=transport, clock=clock) for c in configs]
         if kind.follower is not None:
             followers += [
-                kind.follower(c, store, holder=holder, transport=transport) for c in configs
+                kind.follower(c, store, holder=follower_holder, transport=transport)
+                for c in configs
             ]
-    deliverer = Deliverer(sinks, outbox, clock=clock) if sinks else None
+    deliverer = Deliverer(sinks, outbox, clock=clock, holder=holder) if sinks else None
     return Deliveries(hooks, deliverer, outbox, sinks, followers)

@@ -350,6 +350,14 @@ def _delivery(row: Sequence[Any]) -> Delivery:
     return Delivery(*values)
 
 
+#: Holders whose daemon lease (`daemon:<id>`, renewed by the daemon's heartbeat) lapsed: a
+#: daemon killed on another host. Their delivery claims are void at once, not at their ttl.
+_DEAD_DAEMONS = (
+    "SELECT substr(name, 8) FROM leases WHERE name LIKE 'daemon:%%' "
+    "AND expires_at <= clock_timestamp()"
+)
+
+
 class PostgresStore:
     """One logd database on a PostgreSQL server, shared by any number of instances."""
 
@@ -1191,7 +1199,8 @@ class PostgresStore:
             "sink = %(sink)s",
             "state = 'pending'",
             "next_attempt_at <= %(now)s",
-            "(claimed_by IS NULL OR claimed_by = %(holder)s OR claimed_until <= %(at)s)",
+            "(claimed_by IS NULL OR claimed_by = %(holder)s OR claimed_until <= %(at)s "
+            f"OR claimed_by IN ({_DEAD_DAEMONS}))",
         ]
         if ids:
             where.append("delivery_id = ANY(%(ids)s)")
@@ -1206,7 +1215,8 @@ class PostgresStore:
             if not ids:
                 busy = conn.execute(
                     "SELECT 1 FROM outbox WHERE sink = %(sink)s AND state = 'pending' "
-                    "AND claimed_by <> %(holder)s AND claimed_until > %(at)s LIMIT 1",
+                    "AND claimed_by <> %(holder)s AND claimed_until > %(at)s "
+                    f"AND claimed_by NOT IN ({_DEAD_DAEMONS}) LIMIT 1",
                     params,
                 ).fetchone()
                 if busy:
