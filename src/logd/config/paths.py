@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from logd.errors import ConfigError
+from logd.store import POSTGRES_SCHEMES
 
 DEFAULT_CONFIG = Path("/etc/logd/config.toml")
 
@@ -258,7 +259,7 @@ def database_path(path: str | Path | None = None) -> Database:
 
 
 #: URL schemes of a PostgreSQL store (libpq's); anything else is a SQLite file path.
-DATABASE_URL_SCHEMES = ("postgresql://", "postgres://")
+DATABASE_URL_SCHEMES = POSTGRES_SCHEMES
 
 
 class DatabaseURL:

@@ -11,13 +11,12 @@
 from __future__ import annotations
 
 import json
-import threading
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
+from logd.delivery.local_server import LocalServer
 from logd.delivery.signing import Scheme, verify
 
 
@@ -41,7 +40,7 @@ class Received:
         return json.loads(self.body)
 
 
-class Receiver:
+class Receiver(LocalServer[Received]):
     """An HTTP server on 127.0.0.1 that verifies each delivery's signature and records it."""
 
     def __init__(
@@ -56,56 +55,19 @@ class Receiver:
     ) -> None:
         self.secret = secret
         self.scheme = scheme
-        self.received: list[Received] = []
         self.on_delivery = on_delivery
         self._responses = list(responses)
-        self._lock = threading.Condition()
-        self._server = ThreadingHTTPServer((host, port), self._handler())
-        self._server.daemon_threads = True
-        # A short poll interval so that close() (and every test using a receiver) is quick.
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
+        super().__init__(host, port, self._handler())
 
     @property
     def url(self) -> str:
         """The URL to configure a webhook with."""
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}/hook"
-
-    def __enter__(self) -> Receiver:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def start(self) -> Receiver:
-        """Start serving in a background thread (what `with` does)."""
-        if not self._thread.is_alive():
-            self._thread.start()
-        return self
-
-    def close(self) -> None:
-        """Stop serving."""
-        if self._thread.is_alive():  # shutdown() waits forever for a loop that never ran
-            self._server.shutdown()
-        self._server.server_close()
+        return f"{self.base_url}/hook"
 
     def respond_with(self, *responses: int | tuple[int, dict[str, str], str]) -> None:
         """Script the next answers; once used up, every delivery gets 200."""
         with self._lock:
             self._responses = list(responses)
-
-    def wait_for(self, count: int, timeout: float = 5.0) -> list[Received]:
-        """Wait until `count` requests have arrived (or the timeout); return them."""
-        deadline = time.monotonic() + timeout
-        with self._lock:
-            while len(self.received) < count:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                self._lock.wait(left)
-            return list(self.received)
 
     def check(self, headers: dict[str, str], body: bytes) -> bool:
         """True when the headers sign `body` with this receiver's secret."""
@@ -147,9 +109,7 @@ class Receiver:
                 )
                 # Recorded before answering, so a sender that got its answer finds it here.
                 got = Received(self.path, headers, body, verified, status)
-                with receiver._lock:
-                    receiver.received.append(got)
-                    receiver._lock.notify_all()
+                receiver.record(got)
                 if receiver.on_delivery:
                     receiver.on_delivery(got)
                 payload = text.encode()

@@ -14,11 +14,9 @@ their Content-Type, gzip by their Content-Encoding; a request that does not deco
 from __future__ import annotations
 
 import gzip
-import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import orjson
@@ -31,6 +29,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 
+from logd.delivery.local_server import LocalServer
 from logd.delivery.sinks.otlp import CONTENT_TYPES, Format, parse_request
 
 _FORMATS: dict[str, Format] = {t: f for f, t in CONTENT_TYPES.items()}
@@ -86,7 +85,7 @@ def attributes(record: LogRecord) -> dict[str, Any]:
     return {a.key: plain(a.value) for a in record.attributes}
 
 
-class OtlpReceiver:
+class OtlpReceiver(LocalServer[Received]):
     """An HTTP server on 127.0.0.1 that decodes OTLP logs requests and records them."""
 
     def __init__(
@@ -97,40 +96,14 @@ class OtlpReceiver:
         responses: tuple[int | Answer, ...] = (),
         on_request: Callable[[Received], None] | None = None,
     ) -> None:
-        self.received: list[Received] = []
         self.on_request = on_request
         self._responses: list[int | Answer] = list(responses)
-        self._lock = threading.Condition()
-        self._server = ThreadingHTTPServer((host, port), self._handler())
-        self._server.daemon_threads = True
-        # A short poll interval so that close() (and every test using a receiver) is quick.
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
+        super().__init__(host, port, self._handler())
 
     @property
     def endpoint(self) -> str:
         """The base URL to configure an export with (requests go to its `/v1/logs`)."""
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    def __enter__(self) -> OtlpReceiver:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def start(self) -> OtlpReceiver:
-        """Start serving in a background thread (what `with` does)."""
-        if not self._thread.is_alive():
-            self._thread.start()
-        return self
-
-    def close(self) -> None:
-        """Stop serving."""
-        if self._thread.is_alive():  # shutdown() waits forever for a loop that never ran
-            self._server.shutdown()
-        self._server.server_close()
+        return self.base_url
 
     def respond_with(self, *responses: int | Answer) -> None:
         """Script the next answers; once used up, every request gets a full success."""
@@ -142,17 +115,6 @@ class OtlpReceiver:
         with self._lock:
             got = list(self.received)
         return [pair for r in got if 200 <= r.status < 300 for pair in r.records()]
-
-    def wait_for(self, count: int, timeout: float = 5.0) -> list[Received]:
-        """Wait until `count` requests have arrived (or the timeout); return them."""
-        deadline = time.monotonic() + timeout
-        with self._lock:
-            while len(self.received) < count:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    break
-                self._lock.wait(left)
-            return list(self.received)
 
     def _next_answer(self) -> Answer:
         with self._lock:
@@ -188,9 +150,7 @@ class OtlpReceiver:
                 answer = receiver._next_answer() if status == 200 else Answer(status)
                 # Recorded before answering, so a sender that got its answer finds it here.
                 got = Received(self.path, headers, body, fmt, request, answer.status)
-                with receiver._lock:
-                    receiver.received.append(got)
-                    receiver._lock.notify_all()
+                receiver.record(got)
                 if receiver.on_request:
                     receiver.on_request(got)
                 extra = dict(answer.headers)
