@@ -72,10 +72,9 @@ def build(path: Path, n: int) -> None:
                     entity_id=f"ORD-{i}",
                     raw={"id": i, "order": f"ORD-{i}", "path": f"/api/{rng.choice(WORDS)}"},
                 )
-                entry.source, entry.provider = source, source
                 by_source.setdefault(source, []).append(entry)
             for source, entries in by_source.items():
-                store.commit_batch(source, entries, None)
+                store.commit_batch(source, entries, None, provider=source)
 
 
 CACHE = HERE / ".corpora"

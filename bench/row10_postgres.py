@@ -101,7 +101,6 @@ def _entries(n: int) -> list[list[Entry]]:
                 error="Timeout after 30 s" if k % 7 == 0 else None,
                 raw={"order": f"ORD-{k}", "sku": f"SKU{k % 100}"},
             )
-            e.source, e.provider = "fleet", "fleetit"
             batch.append(e)
         batches.append(batch)
     return batches
@@ -112,12 +111,18 @@ def _backfill(cluster: Cluster, n: int) -> Figure:
     with PostgresStore(_database(cluster, "backfill")) as pg:
         started = time.perf_counter()
         for batch in batches:
-            pg.commit_batch("fleet", batch, None, prepared=[pg.prepare(e) for e in batch])
+            pg.commit_batch(
+                "fleet",
+                batch,
+                None,
+                prepared=[pg.prepare(e, "fleetit") for e in batch],
+                provider="fleetit",
+            )
         postgres = n / (time.perf_counter() - started)
     with tempfile.TemporaryDirectory() as tmp, Store(Path(tmp) / "logd.db") as lite:
         started = time.perf_counter()
         for batch in batches:
-            lite.commit_batch("fleet", batch, None)
+            lite.commit_batch("fleet", batch, None, provider="fleetit")
         sqlite = n / (time.perf_counter() - started)
     return Figure(ROW, f"backfill, {n:,} entries in batches of {BATCH}", postgres, "entries/s",
                   "SQLite store, same batches", sqlite,
@@ -159,10 +164,9 @@ while True:
     for i in range(cursor, cursor + 50):
         e = Entry(native_id=str(i), timestamp=base + timedelta(seconds=i),
                   status=Status.SUCCESS, message=f"m{i}")
-        e.source, e.provider = "fleet", "fleetit"
         batch.append(e)
     try:
-        store.commit_batch("fleet", batch, cursor + 50, lease=lease)
+        store.commit_batch("fleet", batch, cursor + 50, lease=lease, provider="fleetit")
     except LeaseLost:
         continue
     time.sleep(0.01)

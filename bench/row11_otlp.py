@@ -53,9 +53,8 @@ def _store(path: Path, n: int) -> Store:
                 entity_id=f"ORD-{k}",
                 raw={"id": k, "order": f"ORD-{k}", "lines": [{"sku": f"SKU{k % 100}", "qty": 2}]},
             )
-            e.source, e.provider = "fleet", "fleetit"
             batch.append(e)
-        store.commit_batch("fleet", batch, None)
+        store.commit_batch("fleet", batch, None, provider="fleetit")
     return store
 
 

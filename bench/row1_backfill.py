@@ -65,8 +65,7 @@ def normalized_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     rows, taken = [], {}
     for record in records:
         entry = to_entry(record)
-        entry.source, entry.provider = "fleet", "fleetit"
-        values = prepare(entry).columns(entry)
+        values = prepare(entry, "fleetit").columns(entry)
         start = time_key(entry.timestamp)
         key = taken.get(start, start - 1) + 1
         assert key < start + SLOTS
@@ -74,7 +73,7 @@ def normalized_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         rows.append(
             {
                 "id": key,
-                "source": entry.source,
+                "source": "fleet",
                 "native_id": entry.native_id,
                 **dict(zip(COLUMNS, values, strict=True)),
                 "first_seen": now,

@@ -59,10 +59,9 @@ def build_store(path: Path, n: int) -> None:
                     error=rng.choice(ERRORS) if failed else None,
                     raw={"id": i},
                 )
-                entry.source = entry.provider = SOURCES[i % len(SOURCES)]
-                by_source.setdefault(entry.source, []).append(entry)
+                by_source.setdefault(SOURCES[i % len(SOURCES)], []).append(entry)
             for source, entries in by_source.items():
-                store.commit_batch(source, entries, None)
+                store.commit_batch(source, entries, None, provider=source)
 
 
 def write_config(path: Path, db: Path) -> None:

@@ -66,7 +66,6 @@ def entry(
         message=kw.pop("message", f"call {native_id}"),
         **kw,
     )
-    e.source, e.provider = src, "fleetit"
     return e
 
 
@@ -139,7 +138,7 @@ class Env:
 
     def commit(self, *entries: Entry, src: str = "fleet", hooks: Sequence[Any] = ()) -> BatchResult:
         result: BatchResult = self.store.commit_batch(
-            src, list(entries), None, hooks=[*self.deliveries.hooks, *hooks]
+            src, list(entries), None, hooks=[*self.deliveries.hooks, *hooks], provider="fleetit"
         )
         return result
 

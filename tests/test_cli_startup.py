@@ -83,9 +83,8 @@ def db(tmp_path_factory: pytest.TempPathFactory) -> Path:
         error="Timeout while contacting Fleetio",
         raw={"id": 1},
     )
-    entry.source, entry.provider = "fleet", "fleetit"
     with Store(path) as store:
-        store.commit_batch("fleet", [entry], {"watermark": "x"})
+        store.commit_batch("fleet", [entry], {"watermark": "x"}, provider="fleetit")
     return path
 
 
@@ -232,7 +231,7 @@ def test_reader_reads_what_store_reads_and_writes_nothing(db: Path, tmp_path: Pa
         assert reader.source_stats() == store.source_stats()
         assert reader.stats() == store.stats() and reader.schedule() == store.schedule()
         with pytest.raises(StoreError, match="read-only"):
-            reader.commit_batch("fleet", [], {"watermark": "y"})
+            reader.commit_batch("fleet", [], {"watermark": "y"}, provider="fleetit")
     with pytest.raises(StoreError, match="no logd database"):
         Reader(tmp_path / "none.db")
     other = tmp_path / "other.db"

@@ -368,7 +368,6 @@ class _Receiver(BaseHTTPRequestHandler):
 
 def _entry(native_id: str, when: datetime, message: str) -> Entry:
     entry = Entry(native_id=native_id, timestamp=when, status=Status.SUCCESS, message=message)
-    entry.source, entry.provider = "old", "fleetit"
     return entry
 
 
@@ -382,11 +381,13 @@ def test_metrics_webhook_delivery_and_retention_in_the_daemon(
             "old",
             [_entry(f"m{i}", now - timedelta(days=30), f"ancient {i}") for i in range(40)],
             None,
+            provider="fleetit",
         )
         store.commit_batch(
             "old",
             [_entry(f"y{i}", now - timedelta(days=1), f"recent {i}") for i in range(10)],
             None,
+            provider="fleetit",
         )
     receiver = ThreadingHTTPServer(("127.0.0.1", 0), _Receiver)
     _Receiver.bodies = []

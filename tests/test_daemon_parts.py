@@ -190,7 +190,6 @@ def _entries(source: str, when: datetime, n: int, word: str) -> list[Entry]:
             error=f"{word} error" if i % 2 else None,
             raw={"pad": "x" * 2000, "i": i},
         )
-        entry.source, entry.provider = source, "fleetit"
         out.append(entry)
     return out
 
@@ -201,9 +200,17 @@ def test_retention_deletes_old_entries_keeps_fts_in_step_and_vacuums(tmp_path: P
         assert store.db.execute("PRAGMA auto_vacuum").fetchone()[0] == 2  # INCREMENTAL
         assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         store.commit_batch(
-            "fleet", _entries("fleet", now - timedelta(days=40), 700, "ancient"), None
+            "fleet",
+            _entries("fleet", now - timedelta(days=40), 700, "ancient"),
+            None,
+            provider="fleetit",
         )
-        store.commit_batch("fleet", _entries("fleet", now - timedelta(days=2), 300, "fresh"), None)
+        store.commit_batch(
+            "fleet",
+            _entries("fleet", now - timedelta(days=2), 300, "fresh"),
+            None,
+            provider="fleetit",
+        )
         for _ in range(3):
             store.finish_run(store.start_run("fleet"))
 
@@ -261,7 +268,9 @@ def test_status_shows_the_daemons_next_runs(tmp_path: Path) -> None:
     db = tmp_path / "logd.db"
     soon = datetime.now(UTC) + timedelta(seconds=30)
     with Store(db) as store:
-        store.commit_batch("fleet", _entries("fleet", datetime.now(UTC), 3, "x"), {"c": 1})
+        store.commit_batch(
+            "fleet", _entries("fleet", datetime.now(UTC), 3, "x"), {"c": 1}, provider="fleetit"
+        )
         store.finish_run(store.start_run("fleet"))
         store.set_schedule("d1", "fleet", soon, 60, 0)
         store.set_schedule("d1", "new", soon, 30, 0)  # scheduled, never polled yet

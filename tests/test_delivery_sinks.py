@@ -107,7 +107,9 @@ def test_backfill_max_age_and_sources(kind: str, tmp_path: Path) -> None:
     )
     result = BatchResult(backfill=True)
     assert result.backfill
-    env.store.commit_batch("fleet", [entry("b1")], None, hooks=env.deliveries.hooks, backfill=True)
+    env.store.commit_batch(
+        "fleet", [entry("b1")], None, hooks=env.deliveries.hooks, backfill=True, provider="fleetit"
+    )
     assert [d.sink for d in env.rows()] == ["history"]  # a first poll's failures are history
     env.commit(entry("old", ago=timedelta(days=2)), entry("new"))
     env.commit(entry("x", src="other"), src="other")
@@ -269,7 +271,7 @@ def _audit_plugin(built: list[AuditSink]) -> ModuleType:
                     body = e.native_id.encode()
                     tx.enqueue(
                         NewDelivery(f"audit-{e.native_id}-{n}", config.name, tx.source,
-                                    e.provider, 1, body),
+                                    tx.provider, 1, body),
                         clock(),
                     )  # fmt: skip
 
@@ -298,7 +300,9 @@ def test_a_plugin_adds_a_sink_kind_that_is_wired_queued_and_delivered(tmp_path: 
     store = MemoryStore()
     deliveries = wire_deliveries(settings, store, registry)
     assert [s.name for s in deliveries.sinks] == ["audit-log"] and len(deliveries.hooks) == 1
-    store.commit_batch("fleet", [entry("1"), entry("2")], None, hooks=deliveries.hooks)
+    store.commit_batch(
+        "fleet", [entry("1"), entry("2")], None, hooks=deliveries.hooks, provider="fleetit"
+    )
     assert deliveries.deliverer is not None
     assert deliveries.deliverer.deliver_due().by_sink == {
         "audit-log": {"delivered": 2, "retrying": 0, "dead": 0}

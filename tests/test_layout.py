@@ -26,11 +26,7 @@ SQL = re.compile(
 DRIVERS = ("sqlite3", "sqlite_utils", "psycopg", "psycopg_pool")
 
 #: Imports of the SQLite backend's modules outside `logd/store/`, each for a reason:
-ALLOWED_BACKEND_IMPORTS = {
-    # The webhook body's bytes and delivery ids (no SQL): they move to the webhook sink
-    # with the delivery rewrite.
-    ("src/logd/delivery/webhooks.py", "logd.store.sqlite.outbox"),
-}
+ALLOWED_BACKEND_IMPORTS: set[tuple[str, str]] = set()
 
 
 def _sources() -> list[Path]:

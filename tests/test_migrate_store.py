@@ -35,14 +35,15 @@ def seed(path: Path, n: int = 230) -> None:
                 error="Timeout" if i % 3 == 0 else None,
                 raw={"sku": f"SKU-{i}"},
             )
-            e.source, e.provider = "fleet", "fleetit"
             batch.append(e)
 
         def queue(tx: BatchTransaction, result: BatchResult) -> None:
             body = b'{"delivery_id":"dlv_1","entries":[{"id":"fleet:0"}]}'
             tx.enqueue(NewDelivery("dlv_1", "ops", "fleet", "fleetit", 1, body), NOW)
 
-        store.commit_batch("fleet", batch, {"since": "2026-11-01"}, hooks=[queue])
+        store.commit_batch(
+            "fleet", batch, {"since": "2026-11-01"}, hooks=[queue], provider="fleetit"
+        )
         store.finish_run(run, requests=3)
 
 
@@ -66,8 +67,7 @@ def test_a_store_is_copied_and_verified(tmp_path: Path, pg_url: str) -> None:
         assert pg.source_stats()[0]["last_success"] is not None
         # The copy is a store like any other: new batches get keys and change numbers after.
         e = Entry(native_id="new", timestamp=NOW, status=Status.FAILURE, message="after")
-        e.source, e.provider = "fleet", "fleetit"
-        assert pg.commit_batch("fleet", [e], None).new == 1
+        assert pg.commit_batch("fleet", [e], None, provider="fleetit").new == 1
         assert [r.native_id for _, r in pg.changes_after(0)][-1] == "new"
         assert pg.start_run("fleet") > 1
 
@@ -100,8 +100,7 @@ def test_a_database_holding_other_entries_is_refused(tmp_path: Path, pg_url: str
     seed(path, n=3)
     with PostgresStore(pg_url) as pg:
         e = Entry(native_id="x", timestamp=NOW, status=Status.SUCCESS, message="other")
-        e.source, e.provider = "shop", "shopify"
-        pg.commit_batch("shop", [e], None)
+        pg.commit_batch("shop", [e], None, provider="shopify")
         with pytest.raises(StoreError, match="not a copy of"):
             copy_sqlite(SqliteExport(path), pg)
 

@@ -31,7 +31,6 @@ def entry(
         status=status,
         message=message,
     )
-    e.source = e.provider = source
     return e
 
 
@@ -46,8 +45,9 @@ def store(tmp_path: Path) -> Store:
             entry("3", "a", Status.SUCCESS, 24 * 10),
         ],
         None,
+        provider="a",
     )
-    s.commit_batch("b", [entry("1", "b", Status.PENDING, 1)], None)
+    s.commit_batch("b", [entry("1", "b", Status.PENDING, 1)], None, provider="b")
     return s
 
 
@@ -80,7 +80,7 @@ def test_follow_prints_new_and_changed_entries(store: Store) -> None:
 
     def writer() -> None:
         store.commit_batch(
-            "a", [entry("9", "a", Status.FAILURE, 500, "late arrival timeout")], None
+            "a", [entry("9", "a", Status.FAILURE, 500, "late arrival timeout")], None, provider="a"
         )
         stop_after.set()
 
@@ -143,7 +143,9 @@ def test_follow_prints_one_header_above_the_first_entries(store: Store, fmt: str
         nonlocal calls
         calls += 1
         if calls <= 2:  # an entry arrives before each of the first two polls
-            store.commit_batch("a", [entry(f"n{calls}", "a", Status.FAILURE, 0, "new")], None)
+            store.commit_batch(
+                "a", [entry(f"n{calls}", "a", Status.FAILURE, 0, "new")], None, provider="a"
+            )
         return real(*args, **kwargs)  # type: ignore[arg-type]
 
     store.changes_after = arrive  # type: ignore[method-assign]

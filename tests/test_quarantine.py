@@ -158,7 +158,6 @@ def test_a_later_good_fetch_replaces_the_quarantined_record(
 
 def good(native_id: str, when: datetime, status: Status = Status.SUCCESS) -> Entry:
     e = Entry(native_id=native_id, timestamp=when, status=status, raw={"id": native_id})
-    e.source, e.provider = "s", "p"
     return e
 
 
@@ -166,16 +165,17 @@ def quarantined(native_id: str, when: datetime) -> Entry:
     from logd import Invalid
 
     e = Invalid({"id": native_id, "t": "0000"}, "bad time", native_id).to_entry(when)
-    e.source, e.provider = "s", "p"
     return e
 
 
 def test_a_stored_good_entry_is_never_replaced_by_an_unreadable_copy(tmp_path: Path) -> None:
     with Store(tmp_path / "logd.db") as store:
-        store.commit_batch("s", [good("1", NOW - timedelta(hours=1))], None)
-        result = store.commit_batch("s", [quarantined("1", NOW), quarantined("2", NOW)], None)
+        store.commit_batch("s", [good("1", NOW - timedelta(hours=1))], None, provider="p")
+        result = store.commit_batch(
+            "s", [quarantined("1", NOW), quarantined("2", NOW)], None, provider="p"
+        )
         # In one batch too: the readable one wins whatever the order.
-        store.commit_batch("s", [good("3", NOW), quarantined("3", NOW)], None)
+        store.commit_batch("s", [good("3", NOW), quarantined("3", NOW)], None, provider="p")
 
         assert result.unchanged == 1 and [e.native_id for e in result.invalid] == ["2"]
         assert not result.new_failures and result.new == 0
@@ -190,7 +190,7 @@ def test_a_stored_good_entry_is_never_replaced_by_an_unreadable_copy(tmp_path: P
 def test_status_and_query_show_quarantined_records(tmp_path: Path) -> None:
     path = tmp_path / "logd.db"
     with Store(path) as store:
-        store.commit_batch("s", [good("1", NOW), quarantined("2", NOW)], None)
+        store.commit_batch("s", [good("1", NOW), quarantined("2", NOW)], None, provider="p")
         assert collect_status(store)[0]["invalid"] == 1
     runner = CliRunner()
 
@@ -215,16 +215,20 @@ def test_many_entries_sharing_one_instant_take_a_linear_path(tmp_path: Path) -> 
     when = datetime(2026, 5, 1, 10, 0, tzinfo=UTC)
     n = 5 * SLOTS
     with Store(tmp_path / "logd.db") as store:
-        store.commit_batch("s", [good("early", when - timedelta(microseconds=1))], None)
+        store.commit_batch(
+            "s", [good("early", when - timedelta(microseconds=1))], None, provider="p"
+        )
         # Someone already in the third microsecond after the instant.
-        store.commit_batch("s", [good("later", when + timedelta(microseconds=2))], None)
+        store.commit_batch(
+            "s", [good("later", when + timedelta(microseconds=2))], None, provider="p"
+        )
         probes: list[str] = []
         conn: sqlite3.Connection = store.db.conn
         conn.set_trace_callback(probes.append)
         first = [good(f"a{i}", when) for i in range(n)]
-        store.commit_batch("s", first, None)
+        store.commit_batch("s", first, None, provider="p")
         second = [good(f"b{i}", when) for i in range(n)]
-        store.commit_batch("s", second, None)
+        store.commit_batch("s", second, None, provider="p")
         conn.set_trace_callback(None)
 
         ids = [

@@ -37,7 +37,6 @@ def make(
         error=error,
         raw=raw or {"id": native_id},
     )
-    e.source, e.provider = source, "fleetit" if source == "fleet" else "other"
     return e
 
 
@@ -56,6 +55,7 @@ def db(tmp_path: Path) -> Path:
                 make("4", "fleet", 30, Status.FAILURE, "Failed", "timeout again"),
             ],
             {"watermark": "x"},
+            provider="fleetit",
         )
         store.commit_batch(
             "shop",
@@ -71,6 +71,7 @@ def db(tmp_path: Path) -> Path:
                 make("b", "shop", 1.5, Status.FAILURE, "PUT /stock -> 500"),
             ],
             None,
+            provider="other",
         )
     return path
 
@@ -172,13 +173,17 @@ def test_show_takes_a_unique_start_of_an_id(tmp_path: Path) -> None:
     ids = ["ff666589-6822-4a4b-9f0a-0000000000aa", "ff666589-6822-4a4b-9f0a-0000000000ab"]
     with Store(db) as store:
         entries = [make(n, "elasticpath", 1, Status.SUCCESS, n) for n in [*ids, "other"]]
-        store.commit_batch("elasticpath", entries, None)
-        store.commit_batch("fleet", [make("12", "fleet", 1, Status.FAILURE, "x")], None)
+        store.commit_batch("elasticpath", entries, None, provider="other")
+        store.commit_batch(
+            "fleet", [make("12", "fleet", 1, Status.FAILURE, "x")], None, provider="fleetit"
+        )
         assert store.ids_starting("elasticpath:ff6") == [f"elasticpath:{n}" for n in ids]
         assert store.ids_starting("fl") == ["fleet:12"] and store.ids_starting("fleet:") == [
             "fleet:12"
         ]
-        store.commit_batch("fleet", [make("123", "fleet", 1, Status.SUCCESS, "y")], None)
+        store.commit_batch(
+            "fleet", [make("123", "fleet", 1, Status.SUCCESS, "y")], None, provider="fleetit"
+        )
         assert store.ids_starting("elasticpath:", limit=1) == [f"elasticpath:{ids[0]}"]
         assert store.ids_starting("e\U0010ffff") == store.ids_starting("elasticpath:\ud7ff") == []
 

@@ -21,11 +21,10 @@ from logd.store.sqlite.store import Store
 def db(tmp_path: Path) -> Path:
     path = tmp_path / "logd.db"
     entry = Entry(native_id="1", timestamp=datetime.now(UTC), status=Status.FAILURE, message="m")
-    entry.source, entry.provider = "fleet", "fleetit"
     with Store(path) as store:
-        store.commit_batch("fleet", [entry], {"watermark": "x"})
+        store.commit_batch("fleet", [entry], {"watermark": "x"}, provider="fleetit")
         # Polled, nothing stored yet: still a name the user may ask for.
-        store.commit_batch("quiet", [], {"watermark": "y"})
+        store.commit_batch("quiet", [], {"watermark": "y"}, provider="fleetit")
     return path
 
 

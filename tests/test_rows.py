@@ -53,8 +53,7 @@ def test_prepare_hashes_the_documented_parts() -> None:
         Entry("3", datetime(2026, 1, 1, tzinfo=UTC), "success", message="ok", raw=None),
     ]
     for entry in entries:
-        entry.source, entry.provider = "src", "prov"
-        prep = prepare(entry)
+        prep = prepare(entry, "prov")
         timestamp = entry.utc_timestamp
         raw = dumps(entry.raw)
         parts = [
@@ -64,7 +63,7 @@ def test_prepare_hashes_the_documented_parts() -> None:
             entry.error,
             entry.entity_type,
             entry.entity_id,
-            entry.provider,
+            "prov",
             raw,
         ]
         assert prep.hash == digest(*parts)
@@ -84,7 +83,6 @@ def test_a_status_set_as_plain_text_after_construction_is_stored() -> None:
     # Entry converts `status` in __init__ only; a plugin assigning "failure" later must not
     # break the fast paths (the hash and the store's row binding read it as text).
     entry = Entry("1", datetime(2026, 1, 1, tzinfo=UTC), Status.SUCCESS)
-    entry.source, entry.provider = "src", "prov"
-    as_enum = prepare(entry)
+    as_enum = prepare(entry, "prov")
     entry.status = "success"  # type: ignore[assignment]
-    assert prepare(entry).hash == as_enum.hash
+    assert prepare(entry, "prov").hash == as_enum.hash

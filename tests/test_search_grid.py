@@ -54,7 +54,7 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
     path: Path = tmp_path_factory.mktemp("grid") / "logd.db"
     with Store(path) as s:
         for source, provider in SOURCES:
-            batch = []
+            batches: dict[str, list[Entry]] = {}  # by provider
             for i in range(150):
                 roll = rng.random()
                 status = (
@@ -74,10 +74,10 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
                     error=rng.choice(ERRORS) if status is Status.FAILURE else None,
                     raw={"order": f"ORD-{i}"},
                 )
-                e.source = source
-                e.provider = "new" if source == "legacy" and i % 2 else provider
-                batch.append(e)
-            s.commit_batch(source, batch, None)
+                polled_by = "new" if source == "legacy" and i % 2 else provider
+                batches.setdefault(polled_by, []).append(e)
+            for polled_by, batch in batches.items():
+                s.commit_batch(source, batch, None, provider=polled_by)
         # Changes after the first write go through the update path: statuses move, a
         # pending call fails, and retention deletes the oldest day.
         moved = []
@@ -89,9 +89,8 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
                 message="sync order invoice",
                 error="Timeout after retry",
             )
-            e.source, e.provider = "fleet", "fleetit"
             moved.append(e)
-        s.commit_batch("fleet", moved, None)
+        s.commit_batch("fleet", moved, None, provider="fleetit")
         apply_retention(s, 9 * 86_400)
         yield s
 
@@ -258,9 +257,8 @@ def test_a_text_far_more_common_than_its_status_is_matched_with_the_status_tag(
                 message="sync done" if status is Status.SUCCESS else "call",
                 error="timeout" if status is Status.FAILURE else None,
             )
-            e.source, e.provider = "fleet", "fleetit"
             batch.append(e)
-        s.commit_batch("fleet", batch, None)
+        s.commit_batch("fleet", batch, None, provider="fleetit")
         assert s._text_outnumbers_statuses(Filters(text="sync", statuses=("failure",)))
         # 150 pending entries, fewer than the sample: their tag is the shorter walk.
         assert s._text_outnumbers_statuses(Filters(text="call", statuses=("pending",)))

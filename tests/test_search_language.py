@@ -26,7 +26,7 @@ from logd import Entry, Status
 from logd.cli.main import cli
 from logd.config.settings import load_settings
 from logd.config.webhooks import match_problem
-from logd.delivery.webhooks import outbox_hook
+from logd.delivery.sinks.webhook import outbox_hook
 from logd.errors import ConfigError, QueryError
 from logd.plugin.testing import write_config
 from logd.store.interface import Filters
@@ -47,7 +47,6 @@ def make(native_id: str, message: str, *, hours_ago: float = 1, **kw: Any) -> En
         message=message,
         **kw,
     )
-    e.source, e.provider = "akinon", "akinon"
     return e
 
 
@@ -190,6 +189,7 @@ def db(tmp_path: Path) -> Path:
                 make("ok", "synced", status=Status.SUCCESS),
             ],
             None,
+            provider="akinon",
         )
     return path
 
@@ -276,7 +276,9 @@ def test_webhook_match_folds_like_query(tmp_path: Path, match: str, expected: li
             make("de-ss", "STRASSE"),
             make("pol", "Order POL-358 failed"),
         ]
-        store.commit_batch("akinon", entries, None, hooks=[outbox_hook(settings)])
+        store.commit_batch(
+            "akinon", entries, None, hooks=[outbox_hook(settings.webhooks)], provider="akinon"
+        )
         [delivery] = store.list_deliveries()
         body = json.loads(delivery.body)
     assert sorted(e["native_id"] for e in body["entries"]) == expected
@@ -301,13 +303,17 @@ def test_webhook_match_is_checked_at_config_load(tmp_path: Path, match: str, pro
 
 def test_updates_moves_and_retention_take_folded_rows_out_of_the_index(tmp_path: Path) -> None:
     with Store(tmp_path / "logd.db") as store:
-        store.commit_batch("akinon", [make("1", "BAĞLANTI"), make("2", "σφάλμα")], None)
-        store.commit_batch("akinon", [make("3", "ÇOK ESKİ", hours_ago=24 * 60)], None)
+        store.commit_batch(
+            "akinon", [make("1", "BAĞLANTI"), make("2", "σφάλμα")], None, provider="akinon"
+        )
+        store.commit_batch(
+            "akinon", [make("3", "ÇOK ESKİ", hours_ago=24 * 60)], None, provider="akinon"
+        )
         assert {"baglanti", "σφαλμα", "cok", "eski"} <= vocabulary(store)
         # Changed text: the old words leave the index, the new ones come in.
-        store.commit_batch("akinon", [make("1", "ZAMAN AŞIMI")], None)
+        store.commit_batch("akinon", [make("1", "ZAMAN AŞIMI")], None, provider="akinon")
         # A moved time moves the key: the row leaves the index and comes back under its new key.
-        store.commit_batch("akinon", [make("2", "Straße", hours_ago=2)], None)
+        store.commit_batch("akinon", [make("2", "Straße", hours_ago=2)], None, provider="akinon")
         apply_retention(store, 30 * 86_400)
         assert vocabulary(store) == {"zaman", "asimi", "strasse"}
         assert store.db.execute("SELECT count(*) FROM entries_fts_docsize").fetchone()[0] == 2

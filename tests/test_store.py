@@ -32,7 +32,6 @@ def entry(
         message=str(kw.pop("message", f"call {native_id}")),
         **kw,
     )  # type: ignore[arg-type]
-    e.source, e.provider = "src", "prov"
     return e
 
 
@@ -42,7 +41,7 @@ def store(tmp_path: Path) -> Store:
 
 
 def test_file_is_owner_only_wal_and_migrated(tmp_path: Path, store: Store) -> None:
-    store.commit_batch("src", [entry("1")], {"c": 1})
+    store.commit_batch("src", [entry("1")], {"c": 1}, provider="prov")
     for suffix in ("", "-wal", "-shm"):
         path = Path(f"{store.path}{suffix}")
         if path.exists():
@@ -60,7 +59,7 @@ def test_file_is_owner_only_wal_and_migrated(tmp_path: Path, store: Store) -> No
 def test_an_older_store_loses_the_unused_updated_index(tmp_path: Path) -> None:
     # A store made before m005 (4 KiB pages, entries_updated) opens, migrates, keeps its rows.
     old = Store(tmp_path / "old.db")
-    old.commit_batch("src", [entry("1")], None)
+    old.commit_batch("src", [entry("1")], None, provider="prov")
     with old.transaction() as db:
         db.execute("CREATE INDEX entries_updated ON entries (updated_at)")
         db.execute("DELETE FROM _logd_migrations WHERE name = 'm005_drop_updated_index'")
@@ -72,18 +71,20 @@ def test_an_older_store_loses_the_unused_updated_index(tmp_path: Path) -> None:
 
 
 def test_refetch_unchanged_writes_nothing(store: Store) -> None:
-    first = store.commit_batch("src", [entry("1"), entry("2")], {"n": 1})
+    first = store.commit_batch("src", [entry("1"), entry("2")], {"n": 1}, provider="prov")
     assert (first.new, first.updated) == (2, 0)
     changes = store.db.conn.total_changes
-    again = store.commit_batch("src", [entry("1"), entry("2")], None)
+    again = store.commit_batch("src", [entry("1"), entry("2")], None, provider="prov")
     assert (again.new, again.updated, again.unchanged) == (0, 0, 2)
     assert store.db.conn.total_changes == changes
 
 
 def test_changed_record_is_updated_with_its_fts_row(store: Store) -> None:
-    store.commit_batch("src", [entry("1", message="connection timeout")], None)
+    store.commit_batch("src", [entry("1", message="connection timeout")], None, provider="prov")
     assert [r.id for r in store.search(Filters(text="timeout"))] == ["src:1"]
-    result = store.commit_batch("src", [entry("1", message="refused by peer")], None)
+    result = store.commit_batch(
+        "src", [entry("1", message="refused by peer")], None, provider="prov"
+    )
     assert result.updated == 1
     assert store.search(Filters(text="timeout")) == []
     assert [r.id for r in store.search(Filters(text="refused"))] == ["src:1"]
@@ -92,13 +93,13 @@ def test_changed_record_is_updated_with_its_fts_row(store: Store) -> None:
 
 
 def test_status_change_is_recorded_and_reported_as_a_new_failure(store: Store) -> None:
-    store.commit_batch("src", [entry("1", status=Status.PENDING)], None)
-    result = store.commit_batch("src", [entry("1", status=Status.FAILURE)], None)
+    store.commit_batch("src", [entry("1", status=Status.PENDING)], None, provider="prov")
+    result = store.commit_batch("src", [entry("1", status=Status.FAILURE)], None, provider="prov")
     assert [e.native_id for e in result.new_failures] == ["1"]
     change = store.db.execute("SELECT old_status, new_status FROM status_changes").fetchall()
     assert change == [("pending", "failure")]
     # A known failure fetched again is not new.
-    again = store.commit_batch("src", [entry("1", status=Status.FAILURE)], None)
+    again = store.commit_batch("src", [entry("1", status=Status.FAILURE)], None, provider="prov")
     assert again.new_failures == []
 
 
@@ -107,35 +108,37 @@ def test_batch_and_cursor_roll_back_together(store: Store) -> None:
         raise RuntimeError("crash inside the transaction")
 
     with pytest.raises(RuntimeError):
-        store.commit_batch("src", [entry("1")], {"page": 2}, hooks=[boom])
+        store.commit_batch("src", [entry("1")], {"page": 2}, hooks=[boom], provider="prov")
     assert store.search(Filters()) == [] and store.cursor("src") is None
 
 
 def test_details_are_kept_when_a_refetch_has_none(store: Store) -> None:
-    store.commit_batch("src", [entry("1", details={"log": "stack trace: NullPointer"})], None)
-    store.commit_batch("src", [entry("1")], None)
+    store.commit_batch(
+        "src", [entry("1", details={"log": "stack trace: NullPointer"})], None, provider="prov"
+    )
+    store.commit_batch("src", [entry("1")], None, provider="prov")
     row = store.get("src:1")
     assert row is not None and row.details == {"log": "stack trace: NullPointer"}
     assert [r.id for r in store.search(Filters(text="NullPointer"))] == ["src:1"]
 
 
 def test_observed_timestamps_keep_the_first_sighting(store: Store) -> None:
-    store.commit_batch("src", [entry("1", timestamp_observed=True)], None)
+    store.commit_batch("src", [entry("1", timestamp_observed=True)], None, provider="prov")
     later = entry("1", minutes=90, timestamp_observed=True)
-    assert store.commit_batch("src", [later], None).unchanged == 1
+    assert store.commit_batch("src", [later], None, provider="prov").unchanged == 1
     row = store.get("src:1")
     assert row is not None and row.timestamp == T0.isoformat(timespec="microseconds")
 
 
 def test_a_moved_timestamp_moves_the_key(store: Store) -> None:
-    store.commit_batch("src", [entry("1"), entry("2", minutes=5)], None)
-    store.commit_batch("src", [entry("1", minutes=10)], None)
+    store.commit_batch("src", [entry("1"), entry("2", minutes=5)], None, provider="prov")
+    store.commit_batch("src", [entry("1", minutes=10)], None, provider="prov")
     assert [r.id for r in store.search(Filters())] == ["src:1", "src:2"]
 
 
 def test_newest_first_with_equal_timestamps_and_time_filters(store: Store) -> None:
     batch = [entry(str(i), minutes=i // 3) for i in range(9)]
-    store.commit_batch("src", batch, None)
+    store.commit_batch("src", batch, None, provider="prov")
     rows = store.search(Filters(), limit=None)
     assert len(rows) == 9
     times = [r.timestamp for r in rows]
@@ -154,6 +157,7 @@ def test_filters_and_quoting(store: Store) -> None:
             entry("3", status=Status.PENDING, message='quote " inside'),
         ],
         None,
+        provider="prov",
     )
     assert [r.id for r in store.search(Filters(statuses=("failure",)))] == ["src:1"]
     assert [r.id for r in store.search(Filters(text="NOT"))] == ["src:2"]
@@ -182,7 +186,7 @@ def test_missing_or_foreign_files_are_clear_errors(tmp_path: Path) -> None:
 
 def test_a_record_twice_in_one_batch_is_stored_once_last_wins(store: Store) -> None:
     result = store.commit_batch(
-        "src", [entry("1", message="first"), entry("1", message="second")], None
+        "src", [entry("1", message="first"), entry("1", message="second")], None, provider="prov"
     )
     assert result.new == 1
     row = store.get("src:1")
@@ -210,8 +214,8 @@ def test_any_native_id_is_found_again_exactly(store: Store, ids: tuple[str, ...]
             made.append(e)
         return made
 
-    assert store.commit_batch("src", batch(Status.PENDING), None).new == 3
-    again = store.commit_batch("src", batch(Status.FAILURE), None)
+    assert store.commit_batch("src", batch(Status.PENDING), None, provider="prov").new == 3
+    again = store.commit_batch("src", batch(Status.FAILURE), None, provider="prov")
     assert (again.new, again.updated) == (0, 3)
     assert sorted(e.native_id for e in again.new_failures) == sorted(ids)
     assert store.known_ids("src", [ids[0], ids[0] + "-not-stored"]) == {ids[0]}
@@ -222,9 +226,12 @@ def test_any_native_id_is_found_again_exactly(store: Store, ids: tuple[str, ...]
 
 def test_a_changed_record_without_a_new_download_keeps_its_details(store: Store) -> None:
     store.commit_batch(
-        "src", [entry("1", status=Status.PENDING, details={"log": "NullPointer"})], None
+        "src",
+        [entry("1", status=Status.PENDING, details={"log": "NullPointer"})],
+        None,
+        provider="prov",
     )
-    result = store.commit_batch("src", [entry("1", status=Status.FAILURE)], None)
+    result = store.commit_batch("src", [entry("1", status=Status.FAILURE)], None, provider="prov")
     assert result.updated == 1
     row = store.get("src:1")
     assert row is not None and row.status == "failure" and row.details == {"log": "NullPointer"}
@@ -238,9 +245,9 @@ def test_fts_rows_follow_inserts_updates_moves_and_deletes(store: Store) -> None
         "SELECT 1 FROM sqlite_master WHERE type = 'trigger' AND name = 'entries_ai'"
     ).fetchall()
     crowd = [entry(str(i), message=f"crowd {i}") for i in range(1200)]  # > SLOTS in 1 µs
-    store.commit_batch("src", crowd, None)
-    store.commit_batch("src", [entry("0", minutes=60, message="moved")], None)
-    store.commit_batch("src", [entry("1", message="changed")], None)
+    store.commit_batch("src", crowd, None, provider="prov")
+    store.commit_batch("src", [entry("0", minutes=60, message="moved")], None, provider="prov")
+    store.commit_batch("src", [entry("1", message="changed")], None, provider="prov")
     with store.transaction() as db:
         db.execute("DELETE FROM entries WHERE native_id = '2'")
         db.execute("INSERT INTO entries_fts (entries_fts) VALUES ('integrity-check')")
@@ -251,17 +258,17 @@ def test_fts_rows_follow_inserts_updates_moves_and_deletes(store: Store) -> None
 
 def test_raw_is_stored_as_stable_json(store: Store) -> None:
     a = entry("1", raw={"b": 1, "a": ["ü", None], 3: "int key"})
-    store.commit_batch("src", [a], None)
+    store.commit_batch("src", [a], None, provider="prov")
     (raw,) = store.db.execute("SELECT raw FROM entries").fetchone()
     assert raw == '{"3":"int key","a":["ü",null],"b":1}'  # sorted keys, UTF-8, compact
     same = entry("1", raw={"a": ["ü", None], "b": 1, 3: "int key"})
-    assert store.commit_batch("src", [same], None).unchanged == 1
+    assert store.commit_batch("src", [same], None, provider="prov").unchanged == 1
 
 
 def test_a_status_assigned_as_text_is_stored(store: Store) -> None:
     late = entry("1")
     late.status = "failure"  # type: ignore[assignment]
-    assert store.commit_batch("src", [late], None).new == 1
+    assert store.commit_batch("src", [late], None, provider="prov").new == 1
     assert [r.status for r in store.search(Filters())] == ["failure"]
 
 
@@ -269,12 +276,12 @@ def test_integers_past_64_bits_are_stored_exactly(store: Store) -> None:
     # orjson refuses them; the record must still be stored, its number unchanged.
     big = 2**70 + 1
     a = entry("1", raw={"id": big, 3: "int key", "b": [big]})
-    store.commit_batch("src", [a], None)
+    store.commit_batch("src", [a], None, provider="prov")
     (raw,) = store.db.execute("SELECT raw FROM entries").fetchone()
     assert raw == f'{{"3":"int key","b":[{big}],"id":{big}}}'
     assert [r.native_id for r in store.search(Filters(text=str(big)))] == ["1"]
     again = entry("1", raw={"b": [big], "id": big, 3: "int key"})
-    assert store.commit_batch("src", [again], None).unchanged == 1
+    assert store.commit_batch("src", [again], None, provider="prov").unchanged == 1
 
 
 def test_search_text_leaves_out_timestamps_and_repeats() -> None:

@@ -43,7 +43,6 @@ def entry(native_id: str, *, minutes: int = 0, status: Status = Status.SUCCESS, 
         status=status,
         message=kw.pop("message", f"call {native_id}"),
     )
-    e.source, e.provider = kw.pop("source", "src"), "prov"
     return e
 
 
@@ -94,11 +93,13 @@ def test_open_store_dispatches_on_the_scheme(tmp_path: Path) -> None:
 
 def test_every_insert_and_change_gets_the_next_change_number(store: Store) -> None:
     assert store.last_change() == 0
-    store.commit_batch("src", [entry("1"), entry("2", minutes=1)], None)
+    store.commit_batch("src", [entry("1"), entry("2", minutes=1)], None, provider="prov")
     assert store.last_change() == 2
-    store.commit_batch("src", [entry("1"), entry("2", minutes=1)], None)  # unchanged
+    store.commit_batch(
+        "src", [entry("1"), entry("2", minutes=1)], None, provider="prov"
+    )  # unchanged
     assert store.last_change() == 2
-    store.commit_batch("src", [entry("1", status=Status.FAILURE)], None)
+    store.commit_batch("src", [entry("1", status=Status.FAILURE)], None, provider="prov")
     changes = store.changes_after(0)
     assert [(n, r.native_id, r.status) for n, r in changes] == [
         (2, "2", "success"),
@@ -110,14 +111,14 @@ def test_every_insert_and_change_gets_the_next_change_number(store: Store) -> No
     words = store.changes_after(0, filters=Filters(text="call 2"))
     assert [r.native_id for _, r in words] == ["2"]
     # An entry whose time moves gets a new key and a new change number.
-    store.commit_batch("src", [entry("2", minutes=30)], None)
+    store.commit_batch("src", [entry("2", minutes=30)], None, provider="prov")
     assert [(n, r.native_id) for n, r in store.changes_after(3)] == [(4, "2")]
 
 
 def test_numbers_are_never_handed_out_twice_after_retention(store: Store) -> None:
-    store.commit_batch("src", [entry("old", minutes=-60 * 24 * 400)], None)
+    store.commit_batch("src", [entry("old", minutes=-60 * 24 * 400)], None, provider="prov")
     store.apply_retention(86_400 * 30)
-    store.commit_batch("src", [entry("new")], None)
+    store.commit_batch("src", [entry("new")], None, provider="prov")
     assert [n for n, _ in store.changes_after(0)] == [2]
 
 
@@ -127,7 +128,7 @@ def test_numbers_are_never_handed_out_twice_after_retention(store: Store) -> Non
     ids=["all", "source", "status", "text"],
 )
 def test_the_follow_query_reads_the_change_index(store: Store, filters: Filters) -> None:
-    store.commit_batch("src", [entry(str(i), minutes=i) for i in range(50)], None)
+    store.commit_batch("src", [entry(str(i), minutes=i) for i in range(50)], None, provider="prov")
     sql: list[str] = []
     store.db.conn.set_trace_callback(sql.append)
     store.changes_after(10, filters=filters)
@@ -155,7 +156,7 @@ def test_an_older_store_numbers_changes_from_its_upgrade_on(tmp_path: Path) -> N
         # Stored before: no change number (the migration rewrites no row), still searchable.
         assert s.last_change() == 0 and s.changes_after(0) == []
         assert [r.native_id for r in s.search(Filters())] == ["a"]
-        s.commit_batch("src", [entry("b")], None)
+        s.commit_batch("src", [entry("b")], None, provider="prov")
         assert [(n, r.native_id) for n, r in s.changes_after(0)] == [(1, "b")]
 
 
@@ -185,7 +186,9 @@ def test_run_counters_and_hook_work_commit_with_the_batch(store: Store) -> None:
         tx.enqueue(NewDelivery("dlv_1", "ops", tx.source, "prov", len(rows), b"{}"), T0)
 
     batch = [entry("1", status=Status.FAILURE, message="boom"), entry("2", status=Status.FAILURE)]
-    store.commit_batch("src", batch, None, hooks=[hook], run=RunProgress(run_id, pages=3))
+    store.commit_batch(
+        "src", batch, None, hooks=[hook], run=RunProgress(run_id, pages=3), provider="prov"
+    )
     assert len(seen) == 1 and len(seen[0]) == 1
     [delivery] = store.list_deliveries()
     assert (delivery.sink, delivery.source, delivery.count) == ("ops", "src", 2)
@@ -196,7 +199,9 @@ def test_run_counters_and_hook_work_commit_with_the_batch(store: Store) -> None:
         raise RuntimeError("power cut")
 
     with pytest.raises(RuntimeError):
-        store.commit_batch("src", [entry("3")], None, hooks=[crash], run=RunProgress(run_id))
+        store.commit_batch(
+            "src", [entry("3")], None, hooks=[crash], run=RunProgress(run_id), provider="prov"
+        )
     row = store.db.execute("SELECT pages, new FROM poll_runs WHERE id = ?", [run_id])
     assert row.fetchone() == (3, 2)  # the counters rolled back with the batch
     assert store.last_change() == 2
@@ -242,13 +247,14 @@ def test_a_batch_fenced_by_a_lost_lease_writes_nothing(store: Store) -> None:
                 hooks=[lambda tx, result: hooked.append(result)],
                 run=RunProgress(run_id),
                 lease=lease,
+                provider="prov",
             )
     # daemon-a's write came too late (expired, then taken): nothing of it is stored.
     with pytest.raises(LeaseLost):
-        store.commit_batch("src", [entry("1")], {"page": 2}, lease=old)
+        store.commit_batch("src", [entry("1")], {"page": 2}, lease=old, provider="prov")
     assert store.search(Filters()) == [] and store.cursor("src") is None and not hooked
     assert store.last_change() == 0
-    done = store.commit_batch("src", [entry("1")], {"page": 2}, lease=fenced)
+    done = store.commit_batch("src", [entry("1")], {"page": 2}, lease=fenced, provider="prov")
     assert done.new == 1 and store.cursor("src") == {"page": 2}
 
 
@@ -307,7 +313,7 @@ def _queue(store: Store, *ids: str, sink: str = "ops") -> None:
         for delivery_id in ids:
             tx.enqueue(NewDelivery(delivery_id, sink, "src", "prov", 1, b"{}"), T0)
 
-    store.commit_batch("src", [], None, hooks=[hook])
+    store.commit_batch("src", [], None, hooks=[hook], provider="prov")
 
 
 def test_two_holders_never_claim_the_same_delivery(store: Store) -> None:

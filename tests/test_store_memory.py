@@ -27,7 +27,6 @@ def make(native_id: str, message: str, *, hours_ago: float = 1, **kw: Any) -> En
         message=message,
         **kw,
     )
-    e.source, e.provider = kw.pop("source", "akinon"), "akinon"
     return e
 
 
@@ -49,7 +48,10 @@ def stores(tmp_path_factory: pytest.TempPathFactory) -> Any:
     memory = MemoryStore()
     for store in (sqlite, memory):
         store.commit_batch(
-            "akinon", [make(e.native_id, e.message, **_kw(e)) for e in ENTRIES], None
+            "akinon",
+            [make(e.native_id, e.message, **_kw(e)) for e in ENTRIES],
+            None,
+            provider="akinon",
         )
     yield sqlite, memory
     sqlite.close()
@@ -120,10 +122,13 @@ def test_a_batch_counts_new_updated_unchanged_and_new_failures_as_sqlite_does(
     for store in (Store(tmp_path / "logd.db"), MemoryStore()):
         got = [
             store.commit_batch(
-                "akinon", [make("1", "a", status=Status.PENDING), make("2", "b")], 1
+                "akinon",
+                [make("1", "a", status=Status.PENDING), make("2", "b")],
+                1,
+                provider="akinon",
             ),
-            store.commit_batch("akinon", [make("1", "a"), make("2", "b")], 2),
-            store.commit_batch("akinon", [make("2", "b", hours_ago=3)], 3),
+            store.commit_batch("akinon", [make("1", "a"), make("2", "b")], 2, provider="akinon"),
+            store.commit_batch("akinon", [make("2", "b", hours_ago=3)], 3, provider="akinon"),
         ]
         results.append([(r.new, r.updated, r.unchanged, len(r.new_failures)) for r in got])
         assert store.cursor("akinon") == 3
@@ -141,7 +146,12 @@ def test_a_hook_that_fails_leaves_nothing_of_its_batch() -> None:
 
     with pytest.raises(RuntimeError):
         store.commit_batch(
-            "akinon", [make("1", "a")], {"page": 2}, hooks=[enqueue_then_fail], run=RunProgress(run)
+            "akinon",
+            [make("1", "a")],
+            {"page": 2},
+            hooks=[enqueue_then_fail],
+            run=RunProgress(run),
+            provider="akinon",
         )
     assert store.get("akinon:1") is None and store.cursor("akinon") is None
     assert store.list_deliveries() == [] and store.last_change() == 0
@@ -151,9 +161,9 @@ def test_a_hook_that_fails_leaves_nothing_of_its_batch() -> None:
 
 def test_the_change_sequence_holds_each_entry_once_at_its_latest_change() -> None:
     store = MemoryStore()
-    store.commit_batch("akinon", [make("1", "a"), make("2", "b")], None)
+    store.commit_batch("akinon", [make("1", "a"), make("2", "b")], None, provider="akinon")
     first = store.last_change()
-    store.commit_batch("akinon", [make("1", "a (edited)")], None)
+    store.commit_batch("akinon", [make("1", "a (edited)")], None, provider="akinon")
     changes = store.changes_after(0)
     assert [(seq, row.native_id) for seq, row in changes] == [(2, "2"), (3, "1")]
     assert [row.native_id for _, row in store.changes_after(first)] == ["1"]
@@ -170,9 +180,9 @@ def test_leases_fence_writes_of_a_holder_that_lost_its_lease() -> None:
     b = store.claim_lease("source:akinon", "b", 30)
     assert b is not None and b.token > a.token
     with pytest.raises(LeaseLost):
-        store.commit_batch("akinon", [make("1", "a")], 1, lease=a)
+        store.commit_batch("akinon", [make("1", "a")], 1, lease=a, provider="akinon")
     assert store.get("akinon:1") is None
-    store.commit_batch("akinon", [make("1", "a")], 1, lease=b)
+    store.commit_batch("akinon", [make("1", "a")], 1, lease=b, provider="akinon")
     store.set_sink_position("otlp", 5, lease=b)
     store.set_sink_position("otlp", 3)
     assert store.sink_position("otlp") == 5  # never moves back
@@ -186,7 +196,9 @@ def test_retention_keeps_the_latest_runs_and_undelivered_alerts() -> None:
     store.finish_run(old_ok)
     old_failed = store.start_run("akinon")
     store.finish_run(old_failed, error="boom")
-    store.commit_batch("akinon", [make("old", "a", hours_ago=24 * 10), make("new", "b")], None)
+    store.commit_batch(
+        "akinon", [make("old", "a", hours_ago=24 * 10), make("new", "b")], None, provider="akinon"
+    )
 
     def queue(tx: Any, result: Any) -> None:
         tx.enqueue(
@@ -196,7 +208,7 @@ def test_retention_keeps_the_latest_runs_and_undelivered_alerts() -> None:
             NewDelivery("dead", "ops", "akinon", "akinon", 1, b"{}"), NOW - timedelta(days=9)
         )
 
-    store.commit_batch("akinon", [], None, hooks=[queue])
+    store.commit_batch("akinon", [], None, hooks=[queue], provider="akinon")
     from logd.store.interface import Attempt
 
     then = NOW - timedelta(days=9)

@@ -45,7 +45,6 @@ def entry(native_id: str, message: str, *, source: str = "fleet", **kw: Any) -> 
         message=message,
         **kw,
     )
-    e.source, e.provider = source, kw.get("provider", "fleetit")
     return e
 
 
@@ -113,17 +112,19 @@ def test_a_batch_round_trips_and_a_resync_writes_nothing(pg: PostgresStore) -> N
         entry("2", "ok", status=Status.SUCCESS, entity_type="order", entity_id="ORD-2"),
         entry("nul\x00id", "text with \x00 NUL and \U0010ffff", error="e\x00"),
     ]
-    first = pg.commit_batch("fleet", batch, {"page": 2})
+    first = pg.commit_batch("fleet", batch, {"page": 2}, provider="fleetit")
     assert (first.new, first.updated, len(first.new_failures)) == (3, 0, 2)
     assert pg.cursor("fleet") == {"page": 2}
     row = pg.get("fleet:nul\x00id")
     assert row is not None and row.message == "text with \x00 NUL and \U0010ffff"
     assert row.error == "e\x00"
     assert pg.known_ids("fleet", ["1", "nul\x00id", "3"]) == {"1", "nul\x00id"}
-    again = pg.commit_batch("fleet", batch, {"page": 3})
+    again = pg.commit_batch("fleet", batch, {"page": 3}, provider="fleetit")
     assert (again.new, again.updated, again.unchanged) == (0, 0, 3)
     # A pending call that now succeeds is rewritten; a success turning into a failure is news.
-    changed = pg.commit_batch("fleet", [entry("2", "ok now", status=Status.FAILURE)], None)
+    changed = pg.commit_batch(
+        "fleet", [entry("2", "ok now", status=Status.FAILURE)], None, provider="fleetit"
+    )
     assert changed.updated == 1 and [e.native_id for e in changed.new_failures] == ["2"]
     assert [r.native_id for r in pg.search(Filters(text="now"))] == ["2"]
     assert pg.ids_starting("fleet:n") == ["fleet:nul\x00id"]
@@ -134,7 +135,7 @@ def test_a_batch_round_trips_and_a_resync_writes_nothing(pg: PostgresStore) -> N
 def test_entries_of_one_instant_keep_batch_order(pg: PostgresStore) -> None:
     at = NOW - timedelta(minutes=5)
     batch = [entry(str(i), f"m{i}", timestamp=at) for i in range(1200)]  # more than 1000 slots
-    pg.commit_batch("fleet", batch, None)
+    pg.commit_batch("fleet", batch, None, provider="fleetit")
     got = [r.native_id for r in pg.search(Filters(), limit=None)]
     assert got == [str(i) for i in reversed(range(1200))]
 
@@ -153,11 +154,12 @@ ERRORS = ["Timeout while contacting upstream", "Validation failed: sku missing",
 SOURCES = [("fleet", "fleetit"), ("shop-1", "shopify"), ("legacy", "old")]
 
 
-def seeded_batches() -> list[tuple[str, list[Entry]]]:
+def seeded_batches() -> list[tuple[str, str, list[Entry]]]:
+    """(source, provider, entries): "legacy" changed provider once, so two batches."""
     rng = random.Random(7)
     out = []
     for source, provider in SOURCES:
-        batch = []
+        batches: dict[str, list[Entry]] = {}
         for i in range(120):
             roll = rng.random()
             status = (
@@ -174,10 +176,9 @@ def seeded_batches() -> list[tuple[str, list[Entry]]]:
                 error=rng.choice(ERRORS) if status is Status.FAILURE else None,
                 raw={"order": f"ORD-{i}", "note": rng.choice(ODD) if i % 5 == 0 else "x"},
             )
-            e.source = source
-            e.provider = "new" if source == "legacy" and i % 2 else provider
-            batch.append(e)
-        out.append((source, batch))
+            polled_by = "new" if source == "legacy" and i % 2 else provider
+            batches.setdefault(polled_by, []).append(e)
+        out += [(source, polled_by, batch) for polled_by, batch in batches.items()]
     return out
 
 
@@ -189,9 +190,9 @@ def twins(
         conn.execute("CREATE DATABASE twins")
     path = tmp_path_factory.mktemp("twins") / "logd.db"
     with Store(path) as lite, PostgresStore(pg_cluster.url("twins")) as pg:
-        for source, batch in seeded_batches():
-            lite.commit_batch(source, batch, None)
-            pg.commit_batch(source, batch, None)
+        for source, provider, batch in seeded_batches():
+            lite.commit_batch(source, batch, None, provider=provider)
+            pg.commit_batch(source, batch, None, provider=provider)
         yield lite, pg
 
 
@@ -317,7 +318,7 @@ def test_queries_compile_to_tsquery() -> None:
 
 
 def test_a_phrase_never_spans_two_columns(pg: PostgresStore) -> None:
-    pg.commit_batch("fleet", [entry("1", "upstream", error="timeout")], None)
+    pg.commit_batch("fleet", [entry("1", "upstream", error="timeout")], None, provider="fleetit")
     assert pg.search(Filters(text='"upstream timeout"')) == []
     assert len(pg.search(Filters(text="upstream timeout"))) == 1
 
@@ -326,7 +327,7 @@ def test_newest_first_walks_the_key_index_without_a_sort(pg: PostgresStore) -> N
     # Enough rows that a sort would cost more than walking the index (the planner's choice).
     at = NOW - timedelta(days=2)
     batch = [entry(str(i), "m", timestamp=at + timedelta(seconds=i)) for i in range(5000)]
-    pg.commit_batch("fleet", batch, None)
+    pg.commit_batch("fleet", batch, None, provider="fleetit")
     with psycopg.connect(pg.url, autocommit=True) as conn:
         conn.execute("ANALYZE entries")
     for filters in (Filters(), Filters(sources=("fleet",)), Filters(since=NOW - timedelta(1))):
@@ -340,7 +341,7 @@ def test_a_rare_word_is_looked_up_in_the_word_index(pg: PostgresStore) -> None:
     at = NOW - timedelta(days=2)
     batch = [entry(str(i), "common", timestamp=at + timedelta(seconds=i)) for i in range(3000)]
     batch[10].message = "common needle"
-    pg.commit_batch("fleet", batch, None)
+    pg.commit_batch("fleet", batch, None, provider="fleetit")
     with psycopg.connect(pg.url, autocommit=True) as conn:
         conn.execute("ANALYZE entries")
     assert [r.native_id for r in pg.search(Filters(text="needle"))] == ["10"]
@@ -383,14 +384,20 @@ def test_two_holders_one_lease(pg: PostgresStore) -> None:
 def test_a_lapsed_lease_is_taken_over_and_its_holder_is_fenced(pg: PostgresStore) -> None:
     a = pg.claim_lease(FLEET, "host-a:1", ttl=30)
     assert a is not None
-    pg.commit_batch("fleet", [entry("1", "first")], {"page": 1}, lease=a)
+    pg.commit_batch("fleet", [entry("1", "first")], {"page": 1}, lease=a, provider="fleetit")
     lapse(pg)
     b = pg.claim_lease(FLEET, "host-b:2", ttl=30)
     assert b is not None and b.token > a.token
-    pg.commit_batch("fleet", [entry("2", "second")], {"page": 2}, lease=b)
+    pg.commit_batch("fleet", [entry("2", "second")], {"page": 2}, lease=b, provider="fleetit")
     # A wakes up with its old batch: nothing of it is written, the cursor stays where B left it.
     with pytest.raises(LeaseLost, match="lost it to host-b:2"):
-        pg.commit_batch("fleet", [entry("3", "stale"), entry("2", "stale")], {"page": 1}, lease=a)
+        pg.commit_batch(
+            "fleet",
+            [entry("3", "stale"), entry("2", "stale")],
+            {"page": 1},
+            lease=a,
+            provider="fleetit",
+        )
     assert pg.cursor("fleet") == {"page": 2}
     assert [r.message for r in pg.search(Filters())] == ["second", "first"]
     # The same holder claiming again after a lapse is a new holding too: a new token.
@@ -398,7 +405,7 @@ def test_a_lapsed_lease_is_taken_over_and_its_holder_is_fenced(pg: PostgresStore
     b2 = pg.claim_lease(FLEET, "host-b:2", ttl=30)
     assert b2 is not None and b2.token > b.token
     with pytest.raises(LeaseLost):
-        pg.commit_batch("fleet", [entry("4", "old token")], None, lease=b)
+        pg.commit_batch("fleet", [entry("4", "old token")], None, lease=b, provider="fleetit")
     with pytest.raises(LeaseLost):
         pg.set_sink_position("otlp", 5, lease=b)
     assert pg.sink_position("otlp") == 0
@@ -409,7 +416,7 @@ def test_a_lapsed_lease_commits_nothing_even_before_a_takeover(pg: PostgresStore
     assert a is not None
     lapse(pg)
     with pytest.raises(LeaseLost, match="lapsed"):
-        pg.commit_batch("fleet", [entry("1", "late")], {"page": 9}, lease=a)
+        pg.commit_batch("fleet", [entry("1", "late")], {"page": 9}, lease=a, provider="fleetit")
     assert pg.cursor("fleet") is None and pg.count() == 0
 
 
@@ -427,7 +434,7 @@ def test_a_takeover_waits_for_the_batch_that_holds_the_lease(pg: PostgresStore) 
     writer = threading.Thread(
         target=pg.commit_batch,
         args=("fleet", [entry("1", "m")], {"p": 1}),
-        kwargs={"lease": a, "hooks": [pause]},
+        kwargs={"lease": a, "hooks": [pause], "provider": "fleetit"},
     )
     writer.start()
     assert inside.wait(30)
@@ -457,7 +464,7 @@ def queue(pg: PostgresStore, n: int, sinks: tuple[str, ...] = ("ops",)) -> list[
             sink = sinks[i % len(sinks)]
             tx.enqueue(NewDelivery(delivery_id, sink, "fleet", "fleetit", 1, b"{}"), NOW)
 
-    pg.commit_batch("fleet", [], None, hooks=[hook])
+    pg.commit_batch("fleet", [], None, hooks=[hook], provider="fleetit")
     return ids
 
 
@@ -510,7 +517,7 @@ def test_a_dead_daemons_claims_are_void_once_its_own_lease_lapses(pg: PostgresSt
         for delivery_id in more:
             tx.enqueue(NewDelivery(delivery_id, "other", "fleet", "fleetit", 1, b"{}"), NOW)
 
-    pg.commit_batch("fleet", [], None, hooks=[hook])
+    pg.commit_batch("fleet", [], None, hooks=[hook], provider="fleetit")
     assert len(pg.claim_due("other", "sync-host:7", 600, NOW)) == 2
     assert pg.claim_due("other", "host-b:2:bb", 600, NOW) == []
 
@@ -575,13 +582,13 @@ def test_follow_waits_for_a_batch_committing_with_an_older_transaction(pg: Postg
     slow = threading.Thread(
         target=pg.commit_batch,
         args=("fleet", [entry("slow", "slow")], None),
-        kwargs={"hooks": [pause]},
+        kwargs={"hooks": [pause], "provider": "fleetit"},
     )
     slow.start()
     assert inside.wait(30)
     # (Another time: a batch taking the same key would wait for the slow one, rightly.)
     fast = entry("fast", "fast", source="shop", timestamp=NOW - timedelta(hours=2))
-    pg.commit_batch("shop", [fast], None)
+    pg.commit_batch("shop", [fast], None, provider="fleetit")
     # The fast batch committed, but an older transaction is still open: reading past it now
     # would move the mark beyond the slow batch, which would then never be shown.
     assert pg.changes_after(mark) == []
@@ -592,7 +599,7 @@ def test_follow_waits_for_a_batch_committing_with_an_older_transaction(pg: Postg
     assert [r.native_id for _, r in rows] == ["slow", "fast"]
     assert pg.last_change() == rows[-1][0]
     assert pg.changes_after(rows[-1][0]) == []
-    pg.commit_batch("fleet", [entry("slow", "changed")], None)
+    pg.commit_batch("fleet", [entry("slow", "changed")], None, provider="fleetit")
     assert [r.message for _, r in pg.changes_after(rows[-1][0])] == ["changed"]
     only = pg.changes_after(mark, filters=Filters(sources=("shop",)))
     assert [r.native_id for _, r in only] == ["fast"]
@@ -601,7 +608,7 @@ def test_follow_waits_for_a_batch_committing_with_an_older_transaction(pg: Postg
 def test_run_counters_commit_with_the_batch(pg: PostgresStore) -> None:
     run = pg.start_run("fleet")
     batch = [entry("1", "a"), entry("2", "b", status=Status.SUCCESS)]
-    pg.commit_batch("fleet", batch, None, run=RunProgress(run, pages=2))
+    pg.commit_batch("fleet", batch, None, run=RunProgress(run, pages=2), provider="fleetit")
     pg.finish_run(run, requests=3)
     assert pg.unfinished_runs() == {}
     with psycopg.connect(pg.url) as conn:
@@ -630,7 +637,7 @@ def test_each_daemon_keeps_its_own_schedule(pg: PostgresStore) -> None:
 
 def test_retention_deletes_old_entries_only(pg: PostgresStore) -> None:
     old = [entry(f"o{i}", "old", timestamp=NOW - timedelta(days=40)) for i in range(12)]
-    pg.commit_batch("fleet", [*old, entry("new", "new")], None)
+    pg.commit_batch("fleet", [*old, entry("new", "new")], None, provider="fleetit")
     result = pg.apply_retention(30 * 86_400, chunk=5)
     assert result.entries == 12
     assert [r.native_id for r in pg.search(Filters(), limit=None)] == ["new"]

@@ -49,10 +49,9 @@ WORKER = textwrap.dedent(
         for i in range(cursor, int(min(cursor + page, total))):
             e = Entry(native_id=str(i), timestamp=base + timedelta(seconds=i),
                       status=Status.FAILURE if i % 5 == 0 else Status.SUCCESS, message=f"m{i}")
-            e.source, e.provider = "fleet", "fleetit"
             batch.append(e)
         try:
-            store.commit_batch("fleet", batch, cursor + len(batch), lease=lease)
+            store.commit_batch("fleet", batch, cursor + len(batch), lease=lease, provider="fleetit")
         except LeaseLost:
             continue
         print("stored", cursor + len(batch), lease.token, flush=True)

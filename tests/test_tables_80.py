@@ -98,7 +98,7 @@ def failing(tmp_path: Path) -> Path:
             tx.enqueue(NewDelivery(dead, "ops", "fleet", "fleetit", 0, b"{}"), now)
             tx.enqueue(NewDelivery("dlv_" + "e" * 32, "ops", "pegasus", "pegasus", 0, b"{}"), now)
 
-        store.commit_batch("fleet", [], None, hooks=[queue])
+        store.commit_batch("fleet", [], None, hooks=[queue], provider="fleetit")
         store.record_attempts(
             [
                 Attempt(

@@ -26,7 +26,7 @@ NOW = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(m
 def db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """An entry every 20 minutes for three days, every seventh one a failure."""
     path = tmp_path_factory.mktemp("times") / "logd.db"
-    entries = []
+    by_source: dict[str, list[Entry]] = {"fleet": [], "shop": []}
     for n in range(3 * 72):
         e = Entry(
             native_id=str(n),
@@ -34,11 +34,10 @@ def db(tmp_path_factory: pytest.TempPathFactory) -> Path:
             status=Status.FAILURE if n % 7 == 0 else Status.SUCCESS,
             message="m",
         )
-        e.source, e.provider = ("fleet", "fleetit") if n % 2 else ("shop", "akinon")
-        entries.append(e)
+        by_source["fleet" if n % 2 else "shop"].append(e)
     with Store(path) as store:
-        for source in ("fleet", "shop"):
-            store.commit_batch(source, [e for e in entries if e.source == source], None)
+        for source, provider in (("fleet", "fleetit"), ("shop", "akinon")):
+            store.commit_batch(source, by_source[source], None, provider=provider)
     return path
 
 

@@ -25,9 +25,10 @@ from standardwebhooks import Webhook
 from logd import Entry, Status
 from logd.cli.main import cli
 from logd.config.settings import Settings, load_settings
+from logd.delivery.deliverer import Deliverer
 from logd.delivery.receiver import Receiver
 from logd.delivery.signing import sign, verify
-from logd.delivery.webhooks import Deliverer, outbox_hook
+from logd.delivery.sinks.webhook import ERROR_TEXT_LIMIT, WebhookSink, outbox_hook
 from logd.plugin.testing import write_config
 from logd.store.interface import BatchResult, BatchTransaction, Delivery, Filters
 from logd.store.sqlite.store import Store
@@ -78,8 +79,15 @@ def entry(
         message=kw.pop("message", f"call {native_id}"),
         **kw,
     )
-    e.source, e.provider = src, "fleetit"
     return e
+
+
+def webhook_deliverer(settings: Settings, store: Any, **kw: Any) -> Deliverer:
+    """The deliverer over one webhook sink per configured webhook, as `wire_deliveries` builds."""
+    shared = {k: kw[k] for k in ("clock",) if k in kw}
+    transport = kw.pop("transport", None)
+    sinks = [WebhookSink(w, transport=transport, **shared) for w in settings.webhooks]
+    return Deliverer(sinks, store, **kw)
 
 
 class Env:
@@ -89,11 +97,13 @@ class Env:
         self.settings = settings_for(tmp_path, *webhooks)
         self.clock = Clock()
         self.store = Store(self.settings.database)
-        self.hook = outbox_hook(self.settings, clock=self.clock)
-        self.deliverer = Deliverer(self.settings, self.store, clock=self.clock, **deliverer)
+        self.hook = outbox_hook(self.settings.webhooks, clock=self.clock)
+        self.deliverer = webhook_deliverer(self.settings, self.store, clock=self.clock, **deliverer)
 
     def commit(self, *entries: Entry, src: str = "fleet") -> BatchResult:
-        return self.store.commit_batch(src, list(entries), None, hooks=[self.hook])
+        return self.store.commit_batch(
+            src, list(entries), None, hooks=[self.hook], provider="fleetit"
+        )
 
     def rows(self, **kw: Any) -> list[Delivery]:
         return list(reversed(self.store.list_deliveries(**kw)))  # oldest first
@@ -261,7 +271,9 @@ def test_outbox_rows_commit_and_roll_back_with_their_batch(tmp_path: Path) -> No
         raise RuntimeError("killed mid-batch")
 
     with pytest.raises(RuntimeError):
-        env.store.commit_batch("fleet", [entry("1")], None, hooks=[env.hook, crash])
+        env.store.commit_batch(
+            "fleet", [entry("1")], None, hooks=[env.hook, crash], provider="fleetit"
+        )
     assert env.store.get("fleet:1") is None and env.rows() == []
     env.commit(entry("1"))  # the next poll finds the failure new again: it is still alerted
     assert len(env.rows()) == 1
@@ -279,10 +291,10 @@ def test_crash_between_commit_and_delivery_is_delivered_after_restart(
     assert rx.received == []
 
     store = Store(env.settings.database)
-    stats = Deliverer(env.settings, store).deliver_due()
+    stats = webhook_deliverer(env.settings, store).deliver_due()
     assert (stats.delivered, len(rx.received)) == (1, 1)
     assert rx.received[0].json()["entries"][0]["id"] == "fleet:1"
-    assert Deliverer(env.settings, store).deliver_due().delivered == 0  # done stays done
+    assert webhook_deliverer(env.settings, store).deliver_due().delivered == 0  # done stays done
 
 
 def test_receiver_down_then_up_is_delivered_once_with_the_same_id(
@@ -526,7 +538,6 @@ def _echoing(padding: int = 0) -> httpx.MockTransport:
 def test_secrets_echoed_by_a_receiver_are_masked_in_log_outbox_and_list(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, padding: int | None
 ) -> None:
-    from logd.delivery.webhooks import ERROR_TEXT_LIMIT
 
     if padding is None:  # the token straddles the cut: its first 10 characters fit before it
         padding = ERROR_TEXT_LIMIT - len("Bearer ") - 10

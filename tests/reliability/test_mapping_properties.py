@@ -180,8 +180,7 @@ maestra_rows = st.dictionaries(
 def storable(entry: Entry) -> None:
     """The store can key and serialize it: what a mapping must guarantee."""
     assert isinstance(entry, Entry)
-    entry.source, entry.provider = "src", "test"
-    prepared = prepare(entry)
+    prepared = prepare(entry, "test")
     assert prepared.key >= -INT64 and prepared.key + SLOTS * 1000 <= INT64
     assert isinstance(entry.native_id, str) and entry.native_id
 

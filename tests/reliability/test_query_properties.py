@@ -94,10 +94,9 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
             error=message.upper(),
             raw={"detail": message[::-1]},
         )
-        e.source = e.provider = "src"
         entries.append(e)
     with Store(path) as s:
-        s.commit_batch("src", entries, None)
+        s.commit_batch("src", entries, None, provider="src")
         yield s
 
 
@@ -153,8 +152,7 @@ def test_stored_text_is_found_by_itself_typed(store: Store, message: str) -> Non
     entry = Entry(
         native_id=native_id, timestamp=datetime.now(UTC), status="failure", message=message
     )
-    entry.source = entry.provider = "typed"
-    store.commit_batch("typed", [entry], None)
+    store.commit_batch("typed", [entry], None, provider="typed")
     if parse(message, plain=True) is None:
         return  # no word in it: the search is every entry
     found = store.search(Filters(text=message, sources=("typed",)), limit=None)

@@ -153,14 +153,15 @@ class Daemon:
         self._delivery_logged = float("-inf")
         self.heartbeat_every = heartbeat_every
         self.settings: Settings
-        self.store: Store
+        #: Opened by `start` (None until then, and when start failed before it).
+        self._store: Store | None = None
         #: Made by the first `_install`, then kept for the daemon's life.
         self.engine: Engine | None = None
         self.deliverer: Deliverer | None = None
         #: Exports following the change sequence, each in a thread of its own.
         self.followers: list[Follower] = []
-        self.scheduler: BackgroundScheduler
-        self.metrics: Metrics
+        self._scheduler: BackgroundScheduler | None = None
+        self._metrics: Metrics | None = None
         self.heartbeat: Heartbeat
         self.watchdog: Watchdog | None = None
         self.instance_lock: InstanceLock | None = None
@@ -217,6 +218,27 @@ class Daemon:
 
     # -- start, reload, shutdown ----------------------------------------------------------
 
+    @property
+    def store(self) -> Store:
+        """The store `start` opened."""
+        if self._store is None:
+            raise RuntimeError("the daemon has not started: no store is open")
+        return self._store
+
+    @property
+    def scheduler(self) -> BackgroundScheduler:
+        """The poll, maintenance and heartbeat schedule `start` made."""
+        if self._scheduler is None:
+            raise RuntimeError("the daemon has not started: nothing is scheduled")
+        return self._scheduler
+
+    @property
+    def metrics(self) -> Metrics:
+        """The Prometheus counters `start` made."""
+        if self._metrics is None:
+            raise RuntimeError("the daemon has not started: no metrics")
+        return self._metrics
+
     def start(self) -> None:
         """Load the config, open the store, schedule every job, then tell systemd READY=1."""
         self.settings = load_settings(self.config)
@@ -229,7 +251,7 @@ class Daemon:
         if isinstance(self.settings.database, Path):
             self.instance_lock = InstanceLock(self.settings.database)
             self.instance_lock.acquire()
-        self.store = open_store(self.settings.database)
+        self._store = open_store(self.settings.database)
         self.leases = LeaseKeeper(self.store, holder=self.daemon_id, ttl=self.settings.lease_ttl)
         # This daemon's own lease, renewed while it lives: once it lapses (a kill -9 on any
         # host), the delivery claims held under this id are void for every other daemon.
@@ -239,14 +261,14 @@ class Daemon:
         self.heartbeat = Heartbeat(
             stale_after=max(3 * self.heartbeat_every, 1.0), stuck=lambda: self._stuck()
         )
-        self.metrics = Metrics(
+        self._metrics = Metrics(
             self.store,
             healthy=lambda: self.heartbeat.healthy(),
             running=lambda: self.engine.running() if self.engine is not None else 0,
             stuck=lambda: len(self._stuck()),
         )
         self.metrics.seed(self.store.source_stats())
-        self.scheduler = BackgroundScheduler(
+        self._scheduler = BackgroundScheduler(
             timezone=UTC,
             executors={
                 "default": ThreadPoolExecutor(POLL_WORKERS, {"thread_name_prefix": "logd-poll"}),
@@ -411,7 +433,7 @@ class Daemon:
         """Stop scheduling, let running jobs finish their batch (bounded), close; idempotent."""
         if self.stop.is_set():
             return
-        if not hasattr(self, "store"):  # start failed before the store opened: nothing ran
+        if self._store is None:  # start failed before the store opened: nothing ran
             self.stop.set()
             if self.instance_lock is not None:
                 self.instance_lock.release()
@@ -425,14 +447,14 @@ class Daemon:
             self.deliverer.close()
         for follower in self.followers:
             follower.close()  # an export request ends now; its batch is sent again later
-        if hasattr(self, "scheduler") and self.scheduler.running:
-            self.scheduler.shutdown(wait=False)
+        if self._scheduler is not None and self._scheduler.running:
+            self._scheduler.shutdown(wait=False)
         with self._idle:
             done = self._idle.wait_for(lambda: self._active == 0, self.shutdown_timeout)
         if self.watchdog is not None:
             self.watchdog.stop()
-        if hasattr(self, "metrics"):
-            self.metrics.stop()
+        if self._metrics is not None:
+            self._metrics.stop()
         if not done:
             log.warning(
                 "%d jobs still running after %gs; exiting without them (an uncommitted "
@@ -447,7 +469,7 @@ class Daemon:
             self.deliverer.close()
         if any(self._delivery_tally):
             log.info("webhooks: %d delivered, %d to retry, %d dead", *self._delivery_tally)
-        if hasattr(self, "store"):
+        if self._store is not None:
             try:
                 self.store.clear_schedule(self.daemon_id)
                 self.store.close()

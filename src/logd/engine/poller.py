@@ -318,10 +318,7 @@ class Engine:
                 seen_at = self.now()
                 batch.entries = [*batch.entries, *(i.to_entry(seen_at) for i in batch.invalid)]
             guard.check(batch)  # before anything of the batch is kept (paging.py)
-            for entry in batch.entries:
-                entry.source = src.name
-                entry.provider = provider_cls.name
-            return [self.store.prepare(e) for e in batch.entries]
+            return [self.store.prepare(e, provider_cls.name) for e in batch.entries]
 
         fetched = Prefetch(provider.poll(ctx), name=src.name, prepare=prepare, size=_weight)
         with self._running_lock:
@@ -335,6 +332,7 @@ class Engine:
                     src.name,
                     batch.entries,
                     batch.cursor,
+                    provider=provider_cls.name,
                     hooks=self.batch_hooks,
                     prepared=prepared,
                     backfill=backfill,

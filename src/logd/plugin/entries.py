@@ -53,7 +53,8 @@ class Entry:
 
     `raw` is the whole record exactly as the vendor sent it; `details` holds anything fetched
     alongside it (a downloaded log file, say). Both are JSON-serializable. `timestamp` must be
-    timezone-aware; the store keeps it as UTC ISO 8601.
+    timezone-aware; the store keeps it as UTC ISO 8601. Which source and provider it came
+    from is not the provider's to say: the engine hands both to the store with the batch.
     """
 
     native_id: str
@@ -68,9 +69,6 @@ class Entry:
     #: True when the vendor gives no time and `timestamp` is when logd first saw the record:
     #: the store then keeps the first sighting's time on every later fetch.
     timestamp_observed: bool = False
-    # Filled in by the engine from the source the entry came from.
-    source: str = ""
-    provider: str = ""
 
     def __post_init__(self) -> None:
         # Every field a provider maps is checked here, the contract's boundary, so that no
@@ -113,11 +111,6 @@ class Entry:
             raise InvalidEntry(
                 f"timestamp_observed must be true or false, not {_kind(self.timestamp_observed)}"
             )
-
-    @property
-    def id(self) -> str:
-        """The store-wide id, `"{source}:{native_id}"`."""
-        return f"{self.source}:{self.native_id}"
 
     @property
     def utc_timestamp(self) -> str:

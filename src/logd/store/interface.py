@@ -259,6 +259,11 @@ class BatchTransaction(Protocol):
         """The source whose batch this is."""
         ...
 
+    @property
+    def provider(self) -> str:
+        """The provider the batch's source polls through."""
+        ...
+
     def rows(self, native_ids: Sequence[str]) -> dict[int, Row]:
         """The stored rows of these entries of this source, by key (keys ascend with time)."""
         ...
@@ -292,9 +297,10 @@ class Store(Protocol):
 
     # -- writing a source's entries ------------------------------------------------------
 
-    def prepare(self, entry: Entry) -> object:
-        """Work on one entry that can happen outside the transaction (in the fetching
-        thread): hand the results to `commit_batch(prepared=)`. Opaque to the caller."""
+    def prepare(self, entry: Entry, provider: str) -> object:
+        """Work on one entry of a source of `provider` that can happen outside the
+        transaction (in the fetching thread): hand the results to `commit_batch(prepared=)`,
+        with the same `provider`. Opaque to the caller."""
         ...
 
     def commit_batch(
@@ -303,14 +309,16 @@ class Store(Protocol):
         entries: Sequence[Entry],
         cursor: Any,
         *,
+        provider: str,
         hooks: Sequence[BatchHook] = (),
         prepared: Sequence[object] | None = None,
         backfill: bool = False,
         run: RunProgress | None = None,
         lease: Lease | None = None,
     ) -> BatchResult:
-        """Store entries, the source's cursor, the run's counters and whatever `hooks` do, in
-        one transaction; unchanged entries are left alone, each change gets the next number
+        """Store entries of `source`, whose provider is `provider` (the engine knows both; an
+        `Entry` carries neither), the source's cursor, the run's counters and whatever `hooks`
+        do, in one transaction; unchanged entries are left alone, each change gets the next number
         of the change sequence. With `lease`, nothing is written unless it still holds
         (`LeaseLost`)."""
         ...

@@ -142,12 +142,17 @@ def _copy(state: _State) -> _State:
 class _Transaction:
     """`BatchTransaction` over a batch's staged state."""
 
-    def __init__(self, store: MemoryStore, state: _State, source: str) -> None:
-        self._store, self._state, self._source = store, state, source
+    def __init__(self, store: MemoryStore, state: _State, source: str, provider: str) -> None:
+        self._store, self._state = store, state
+        self._source, self._provider = source, provider
 
     @property
     def source(self) -> str:
         return self._source
+
+    @property
+    def provider(self) -> str:
+        return self._provider
 
     def rows(self, native_ids: Sequence[str]) -> dict[int, Row]:
         found = (self._state.entries.get((self._source, n)) for n in native_ids)
@@ -245,7 +250,7 @@ class MemoryStore:
 
     # -- writing a source's entries ------------------------------------------------------
 
-    def prepare(self, entry: Entry) -> object:
+    def prepare(self, entry: Entry, provider: str) -> object:
         """Nothing to do ahead: the batch does it all."""
         return None
 
@@ -255,6 +260,7 @@ class MemoryStore:
         entries: Sequence[Entry],
         cursor: Any,
         *,
+        provider: str,
         hooks: Sequence[BatchHook] = (),
         prepared: Sequence[object] | None = None,
         backfill: bool = False,
@@ -263,9 +269,6 @@ class MemoryStore:
     ) -> BatchResult:
         """Store entries, cursor, run counters and the hooks' work all at once, or nothing."""
         result = BatchResult(backfill=backfill)
-        for entry in entries:
-            if entry.source != source:
-                raise ValueError(f"entry {entry.id!r} committed under source {source!r}")
         batch: dict[str, Entry] = {}
         for entry in entries:  # the later copy wins, unless it is a quarantined one
             if entry.status is Status.INVALID and entry.native_id in batch:
@@ -278,7 +281,7 @@ class MemoryStore:
             state = _copy(self._state)
             now = _iso(self.clock())
             for entry in batch.values():
-                self._write(state, entry, now, result)
+                self._write(state, source, provider, entry, now, result)
             if cursor is not None:
                 state.cursors[source] = (copy.deepcopy(cursor), now)
             if run is not None and run.run_id in state.runs:
@@ -287,14 +290,22 @@ class MemoryStore:
                 counted.new += result.new
                 counted.updated += result.updated
                 counted.failures += len(result.new_failures)
-            tx = _Transaction(self, state, source)
+            tx = _Transaction(self, state, source, provider)
             for hook in hooks:
                 hook(tx, result)
             self._state = state  # the commit: nothing of it was seen before
         return result
 
-    def _write(self, state: _State, entry: Entry, now: str, result: BatchResult) -> None:
-        ident = (entry.source, entry.native_id)
+    def _write(
+        self,
+        state: _State,
+        source: str,
+        provider: str,
+        entry: Entry,
+        now: str,
+        result: BatchResult,
+    ) -> None:
+        ident = (source, entry.native_id)
         old = state.entries.get(ident)
         if old is not None and entry.status is Status.INVALID and old.row.status != "invalid":
             result.unchanged += 1  # never replaced by an unreadable copy of itself
@@ -307,9 +318,9 @@ class MemoryStore:
         if old is not None and details is None:
             details, details_hash = old.row.details, old.details_hash  # no new download
         row = Row(
-            id=f"{entry.source}:{entry.native_id}",
-            source=entry.source,
-            provider=entry.provider,
+            id=f"{source}:{entry.native_id}",
+            source=source,
+            provider=provider,
             native_id=entry.native_id,
             timestamp=_iso(when),
             status=str(entry.status),

@@ -290,14 +290,20 @@ _FINISHED = f"(pg_snapshot_xmin(pg_current_snapshot())::text::bigint << {CHANGE_
 class BatchTransaction:
     """What a batch hook may do inside the batch's transaction (`interface.BatchTransaction`)."""
 
-    def __init__(self, conn: Connection, source: str) -> None:
+    def __init__(self, conn: Connection, source: str, provider: str) -> None:
         self._conn = conn
         self._source = source
+        self._provider = provider
 
     @property
     def source(self) -> str:
         """The source whose batch this is."""
         return self._source
+
+    @property
+    def provider(self) -> str:
+        """The provider the batch's source polls through."""
+        return self._provider
 
     def rows(self, native_ids: Sequence[str]) -> dict[int, Row]:
         """The stored rows of these entries of this source, by key (keys ascend with time)."""
@@ -492,9 +498,10 @@ class PostgresStore:
 
     # -- writing ----------------------------------------------------------------------------
 
-    def prepare(self, entry: Entry) -> PgPrepared:
-        """Serialize `entry` and cut its words, outside the transaction (`commit_batch`)."""
-        row = prepare_row(entry)
+    def prepare(self, entry: Entry, provider: str) -> PgPrepared:
+        """Serialize `entry` of a source of `provider` and cut its words, outside the
+        transaction (`commit_batch`)."""
+        row = prepare_row(entry, provider)
         return PgPrepared(row, search.tsvector(entry.message, entry.error, row.text))
 
     def commit_batch(
@@ -503,6 +510,7 @@ class PostgresStore:
         entries: Sequence[Entry],
         cursor: Any,
         *,
+        provider: str,
         hooks: Sequence[BatchHook] = (),
         prepared: Sequence[object] | None = None,
         backfill: bool = False,
@@ -516,13 +524,13 @@ class PostgresStore:
         transaction): otherwise LeaseLost and nothing is written.
         """
         result = BatchResult(backfill=backfill)
-        for entry in entries:
-            if entry.source != source:
-                raise ValueError(f"entry {entry.id!r} committed under source {source!r}")
         preps = [
-            p if isinstance(p, PgPrepared) else self.prepare(e)
+            p if isinstance(p, PgPrepared) else self.prepare(e, provider)
             for e, p in zip(entries, prepared or [None] * len(entries), strict=True)
         ]
+        for prep in preps:
+            if prep.row.provider != provider:  # the row and its hash name the provider
+                raise ValueError(f"entries prepared for {prep.row.provider!r}, not {provider!r}")
         rows: dict[str, tuple[Entry, PgPrepared]] = {}
         for entry, prep in zip(entries, preps, strict=True):
             if entry.status is Status.INVALID and entry.native_id in rows:
@@ -548,7 +556,7 @@ class PostgresStore:
                 elif entry.status is Status.INVALID and old[3] != Status.INVALID:
                     result.unchanged += 1  # never replaced by an unreadable copy of itself
                 else:
-                    self._update(conn, changes, entry, prep, old, now, result)
+                    self._update(conn, changes, source, entry, prep, old, now, result)
             self._insert(conn, changes, source, fresh, now)
             if cursor is not None:
                 conn.execute(
@@ -564,7 +572,7 @@ class PostgresStore:
                     [run.pages, result.new, result.updated, len(result.new_failures), run.run_id],
                 )
             if hooks:
-                tx = BatchTransaction(conn, source)
+                tx = BatchTransaction(conn, source, provider)
                 for hook in hooks:
                     hook(tx, result)
         return result
@@ -588,6 +596,7 @@ class PostgresStore:
         self,
         conn: Connection,
         changes: _Changes,
+        source: str,
         entry: Entry,
         prep: PgPrepared,
         old: tuple[Any, ...],
@@ -600,7 +609,7 @@ class PostgresStore:
         if entry.timestamp_observed and row.timestamp != old_ts:
             # The provider only knows when it saw the record; the first sighting stands.
             entry.timestamp = datetime.fromisoformat(old_ts)
-            prep = self.prepare(entry)
+            prep = self.prepare(entry, row.provider)
             row = prep.row
         same_details = row.details is None or row.details_hash == old_details_hash
         if old_hash == row.hash and same_details:
@@ -625,13 +634,13 @@ class PostgresStore:
             )
         else:  # the time moved, so the key moves with it
             conn.execute("DELETE FROM entries WHERE id = %s", [key])
-            key = self._insert(conn, changes, entry.source, [(entry, prep, first_seen)], now)[0]
+            key = self._insert(conn, changes, source, [(entry, prep, first_seen)], now)[0]
         result.updated += 1
         if old_status != entry.status:
             conn.execute(
                 "INSERT INTO status_changes (entry, source, native_id, old_status, "
                 "new_status, at) VALUES (%s, %s, %s, %s, %s, %s)",
-                [key, entry.source, _put(entry.native_id), old_status, str(entry.status), now],
+                [key, source, _put(entry.native_id), old_status, str(entry.status), now],
             )
             if entry.status == Status.FAILURE:
                 result.new_failures.append(entry)
@@ -642,7 +651,7 @@ class PostgresStore:
         row = prep.row
         return [
             _put(entry.native_id),
-            entry.provider,
+            row.provider,
             row.timestamp,
             str(entry.status),
             _put(entry.message),

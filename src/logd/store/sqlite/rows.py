@@ -30,6 +30,7 @@ class Prepared:
     details_hash: str | None
     hash: str  # of everything but `details`: an unchanged re-fetch writes nothing
     text: str  # the flattened values of raw and details, for the FTS index
+    provider: str  # of the source the entry came from (hashed: a moved source rewrites)
 
     def __len__(self) -> int:
         """Characters of serialized text held: what the prepared entry costs in memory."""
@@ -38,7 +39,7 @@ class Prepared:
     def columns(self, entry: Entry) -> list[Any]:
         """The entry's stored columns from `provider` to `timestamp_observed` (INSERT_ENTRY)."""
         return [
-            entry.provider,
+            self.provider,
             self.timestamp,
             str(entry.status),
             entry.message,
@@ -54,8 +55,8 @@ class Prepared:
         ]
 
 
-def prepare(entry: Entry) -> Prepared:
-    """Serialize `entry` (its `source` and `provider` set) for the store."""
+def prepare(entry: Entry, provider: str) -> Prepared:
+    """Serialize `entry`, polled through `provider`, for the store."""
     # This runs for every record a backfill stores (100k instructions a FleetIT record before
     # it was written out like this): one timezone conversion, one string to hash, no helpers.
     raw_value, details_value = entry.raw, entry.details
@@ -71,7 +72,7 @@ def prepare(entry: Entry) -> Prepared:
         f"{_NONE if error is None else error}\x1f"
         f"{_NONE if entity_type is None else entity_type}\x1f"
         f"{_NONE if entity_id is None else entity_id}\x1f"
-        f"{entry.provider}\x1f{_NONE if raw is None else raw}\x1f"
+        f"{provider}\x1f{_NONE if raw is None else raw}\x1f"
     )
     known = (entry.message, error)
     return Prepared(
@@ -84,6 +85,7 @@ def prepare(entry: Entry) -> Prepared:
         searchable_text(raw_value, known=known)
         if details_value is None
         else searchable_text([raw_value, details_value], known=known),
+        provider,
     )
 
 

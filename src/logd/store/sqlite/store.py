@@ -477,29 +477,30 @@ class Store:
         entries: Sequence[Entry],
         cursor: Any,
         *,
+        provider: str,
         hooks: Sequence[BatchHook] = (),
         prepared: Sequence[object] | None = None,
         backfill: bool = False,
         run: RunProgress | None = None,
         lease: Lease | None = None,
     ) -> BatchResult:
-        """Store entries, their cursor, the run's counters and what `hooks` do in one
-        transaction; unchanged rows are left alone, each change gets the next change number.
+        """Store entries of `source` (polled through `provider`), their cursor, the run's
+        counters and what `hooks` do in one transaction; unchanged rows are left alone, each
+        change gets the next change number.
 
-        `prepared` is `prepare(entry)` for each entry, when the caller made it ahead (in the
-        fetching thread), so that the transaction does only SQL. `backfill` is handed to the
+        `prepared` is `prepare(entry, provider)` for each entry, when the caller made it ahead
+        (in the fetching thread), so that the transaction does only SQL. `backfill` is handed to the
         hooks in `BatchResult.backfill`. With `lease`, nothing is written unless the lease is
         still current (`LeaseLost`, a StoreError).
         """
         result = BatchResult(backfill=backfill)
-        for entry in entries:
-            if entry.source != source:  # lookups and inserts must agree on the source
-                raise ValueError(f"entry {entry.id!r} committed under source {source!r}")
         if prepared is None:
-            prepared = [prepare(e) for e in entries]
+            prepared = [prepare(e, provider) for e in entries]
         for prep in prepared:
             if not isinstance(prep, Prepared):
                 raise TypeError(f"prepared values come from Store.prepare, not {type(prep)}")
+            if prep.provider != provider:  # the row and its hash name the provider
+                raise ValueError(f"entries prepared for {prep.provider!r}, not {provider!r}")
         checked = cast("list[Prepared]", prepared)
         # A record listed twice in one batch (a vendor repeating a row): the later one wins,
         # unless it is a quarantined copy of a readable one.
@@ -530,8 +531,8 @@ class Store:
                     # A stored readable entry is never replaced by an unreadable copy of it.
                     result.unchanged += 1
                 else:
-                    self._update(db, entry, prep, old, now, result, changes)
-            self._insert_many(db, fresh, now, changes)
+                    self._update(db, source, entry, prep, old, now, result, changes)
+            self._insert_many(db, source, fresh, now, changes)
             changes.save()
             if cursor is not None:
                 db.execute(
@@ -547,15 +548,17 @@ class Store:
                     [run.pages, result.new, result.updated, len(result.new_failures), run.run_id],
                 )
             if hooks:
-                tx = SqliteBatchTransaction(db, source, self.entry_columns, self._store_error)
+                tx = SqliteBatchTransaction(
+                    db, source, provider, self.entry_columns, self._store_error
+                )
                 for hook in hooks:
                     hook(tx, result)
         return result
 
-    def prepare(self, entry: Entry) -> Prepared:
-        """Serialize `entry` (its source and provider set) outside the transaction: hand the
+    def prepare(self, entry: Entry, provider: str) -> Prepared:
+        """Serialize `entry` of a source of `provider` outside the transaction: hand the
         results to `commit_batch(prepared=)` (the fetching thread does this work)."""
-        return prepare(entry)
+        return prepare(entry, provider)
 
     def _store_error(self, exc: sqlite3.Error) -> StoreError:
         return store_error(exc, self.path, self.busy_timeout)
@@ -587,6 +590,7 @@ class Store:
     def _update(
         self,
         db: sqlite_utils.Database,
+        source: str,
         entry: Entry,
         prep: Prepared,
         old: tuple[Any, ...],
@@ -599,7 +603,7 @@ class Store:
         if entry.timestamp_observed and prep.timestamp != old_ts:
             # The provider only knows when it saw the record; the first sighting stands.
             entry.timestamp = datetime.fromisoformat(old_ts)
-            prep = prepare(entry)
+            prep = prepare(entry, prep.provider)
         same_details = prep.details is None or prep.details_hash == old_details_hash
         if old_hash == prep.hash and same_details:
             result.unchanged += 1
@@ -623,13 +627,13 @@ class Store:
             index_text(db, [key], [(entry.message, entry.error, prep.text)])
         else:  # the time moved, so the key moves with it
             db.execute("DELETE FROM entries WHERE id = ?", [key])
-            key = self._insert(db, entry, values, first_seen, now, changes.next())
+            key = self._insert(db, source, entry, values, first_seen, now, changes.next())
         result.updated += 1
         if old_status != entry.status:
             db.execute(
                 "INSERT INTO status_changes (entry, source, native_id, old_status, "
                 "new_status, at) VALUES (?, ?, ?, ?, ?, ?)",
-                [key, entry.source, entry.native_id, old_status, entry.status, now],
+                [key, source, entry.native_id, old_status, entry.status, now],
             )
             if entry.status == Status.FAILURE:
                 result.new_failures.append(entry)
@@ -637,11 +641,12 @@ class Store:
     def _insert_many(
         self,
         db: sqlite_utils.Database,
+        source: str,
         fresh: list[tuple[Entry, Prepared]],
         now: str,
         changes: _Changes,
     ) -> None:
-        """Insert new entries with one key lookup and one INSERT statement for the lot."""
+        """Insert new entries of `source` with one key lookup and one INSERT statement."""
         if not fresh:
             return
         starts = sorted({prep.key for _, prep in fresh})
@@ -673,7 +678,6 @@ class Store:
             values.append(entry.native_id)
             values += prep.columns(entry)
             values.append(changes.next())
-        source = fresh[0][0].source  # commit_batch checked: one source per batch
         self._insert_rows(db, source, now, keys, texts, values)
         if crowded:
             self._insert_crowded(db, source, now, crowded, changes)
@@ -748,6 +752,7 @@ class Store:
     @staticmethod
     def _insert(
         db: sqlite_utils.Database,
+        source: str,
         entry: Entry,
         values: list[Any],
         first_seen: str,
@@ -763,9 +768,7 @@ class Store:
                 key = key if top is None else top + 1
                 break
             key += SLOTS  # this microsecond is full: take the next one
-        db.execute(
-            INSERT_ENTRY, [key, entry.source, entry.native_id, *values, first_seen, now, change]
-        )
+        db.execute(INSERT_ENTRY, [key, source, entry.native_id, *values, first_seen, now, change])
         index_text(db, [key])
         return key
 

@@ -29,11 +29,13 @@ class SqliteBatchTransaction:
         self,
         db: sqlite_utils.Database,
         source: str,
+        provider: str,
         entry_columns: str,
         error: Callable[[sqlite3.Error], StoreError],
     ) -> None:
         self._db = db
         self._source = source
+        self._provider = provider
         self._columns = entry_columns
         self._error = error
 
@@ -41,6 +43,11 @@ class SqliteBatchTransaction:
     def source(self) -> str:
         """The source whose batch this is."""
         return self._source
+
+    @property
+    def provider(self) -> str:
+        """The provider the batch's source polls through."""
+        return self._provider
 
     def rows(self, native_ids: Sequence[str]) -> dict[int, Row]:
         """The stored rows of these entries of this source, by key (keys ascend with time)."""
