@@ -204,3 +204,14 @@ def test_a_watermark_never_runs_more_than_the_tolerance_ahead_of_our_clock() -> 
     capped = cap_watermark((now + timedelta(days=3)).astimezone(plus3), now)
     assert capped == now + WATERMARK_TOLERANCE and capped.utcoffset() == timedelta(hours=3)
     assert cap_watermark(now + timedelta(hours=1), now, timedelta(0)) == now
+
+
+def test_an_entry_holds_only_what_a_provider_maps() -> None:
+    # Which source and provider a record came from is the engine's to say, with the batch:
+    # a field on Entry would be one a provider must leave alone.
+    import dataclasses
+
+    assert {f.name for f in dataclasses.fields(Entry)} == {
+        "native_id", "timestamp", "status", "message", "error", "entity_type", "entity_id",
+        "raw", "details", "timestamp_observed",
+    }  # fmt: skip

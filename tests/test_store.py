@@ -320,3 +320,17 @@ def test_no_filter_turns_newest_first_into_a_sort(
     sql += f" ORDER BY {key} DESC LIMIT 50"
     plan = " | ".join(r[3] for r in store.db.execute("EXPLAIN QUERY PLAN " + sql, params))
     assert "TEMP B-TREE" not in plan, plan
+
+
+def test_the_provider_comes_with_the_batch_and_prepared_rows_must_agree(store: Store) -> None:
+    store.commit_batch("src", [entry("1")], None, provider="fleetit")
+    row = store.get("src:1")
+    assert row is not None and row.provider == "fleetit"
+    # Rows prepared (and hashed) for another provider are refused, not stored under it.
+    made = [store.prepare(entry("2"), "akinon")]
+    with pytest.raises(ValueError, match="prepared for 'akinon', not 'fleetit'"):
+        store.commit_batch("src", [entry("2")], None, provider="fleetit", prepared=made)
+    assert store.get("src:2") is None
+    # The same record polled through another provider is a change: it is rewritten.
+    moved = store.commit_batch("src", [entry("1")], None, provider="akinon")
+    assert moved.updated == 1 and store.get("src:1").provider == "akinon"  # type: ignore[union-attr]
