@@ -13,10 +13,13 @@ import sqlite_utils
 
 from logd import Entry, Status
 from logd.errors import QueryError, StoreError
+from logd.store.query_language import parse
 from logd.store.sqlite.migrations import MIGRATIONS, migrate
 from logd.store.sqlite.reader import Reader
 from logd.store.sqlite.search import search_sql
+from logd.store.sqlite.statements import row_counts
 from logd.store.sqlite.store import Filters, Store, time_key
+from logd.store.sqlite.transaction import SqliteBatchTransaction
 from logd.store.text import searchable_text
 
 T0 = datetime(2024, 5, 5, 12, 0, tzinfo=UTC)
@@ -222,6 +225,53 @@ def test_any_native_id_is_found_again_exactly(store: Store, ids: tuple[str, ...]
     with Reader(store.path) as reader:
         assert reader.known_ids("src", list(ids)) == set(ids)
     assert store.db.execute("SELECT count(*) FROM entries").fetchone()[0] == 3
+
+
+#: Batch lengths a backfill meets: pages, pages that piled up, either side of 500 (IN_CHUNK).
+LENGTHS = (1, 3, 100, 499, 500, 777)
+
+
+def test_batches_of_any_length_reuse_a_few_statements(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The connection caches 128 prepared statements by their text, each holding a slot and
+    # a copy of the last value bound per `?`: a statement written for each batch's length
+    # kept one per length a backfill met (43 in 300k FleetIT records, ~20 MB). Lookups bind
+    # lists of one length padded with NULL; inserts take sizes of one small set.
+    texts: list[str] = []
+    execute = store.db.execute
+
+    def recording(sql: str, parameters: Any = None) -> Any:
+        texts.append(sql)
+        return execute(sql, parameters)
+
+    monkeypatch.setattr(store.db, "execute", recording)
+    batches = [[entry(f"{n}-{i}", minutes=i % 7) for i in range(n)] for n in LENGTHS]
+    for batch in batches:
+        assert store.commit_batch("src", batch, None, provider="prov").new == len(batch)
+    for batch in batches:  # found again across chunk edges; NULL padding matched nothing
+        assert store.commit_batch("src", batch, None, provider="prov").unchanged == len(batch)
+        with store.transaction() as db:
+            tx = SqliteBatchTransaction(db, "src", "prov", store.entry_columns, store._store_error)
+            rows = tx.rows([e.native_id for e in batch])
+            assert sorted(r.native_id for r in rows.values()) == sorted(e.native_id for e in batch)
+            assert len(tx.matching(parse("call"), list(rows))) == len(batch)
+    lookups = {t for t in texts if "native_id IN" in t or "rowid IN" in t}
+    assert len(lookups) == 3  # _existing, rows, matching: one each, whatever the length
+    inserted = [t.count("?2, ?2") for t in texts if t.startswith("INSERT INTO entries (")]
+    assert sum(inserted) == sum(LENGTHS)
+    assert set(inserted) <= {500, 256, 128, 64, 32, 16, 8, 4, 2, 1}
+    assert store.db.execute("SELECT count(*) FROM entries").fetchone()[0] == sum(LENGTHS)
+
+
+@pytest.mark.parametrize("most", [500, 62, 1])
+def test_row_counts_cover_every_row_with_few_sizes(most: int) -> None:
+    sizes: set[int] = set()
+    for total in range(700):
+        counts = list(row_counts(total, most))
+        assert sum(counts) == total and all(0 < n <= most for n in counts)
+        sizes.update(counts)
+    assert len(sizes) <= most.bit_length() + 1
 
 
 def test_a_changed_record_without_a_new_download_keeps_its_details(store: Store) -> None:

@@ -12,14 +12,12 @@ from logd.errors import StoreError
 from logd.store.interface import NewDelivery, Row
 from logd.store.sqlite import outbox
 from logd.store.sqlite.search import fts5_match
+from logd.store.sqlite.statements import IN_LIST, chunks
 
 if TYPE_CHECKING:
     import sqlite_utils
 
     from logd.store.query_language import Node
-
-#: Ids bound per statement (SQLite before 3.32 allowed 999 variables).
-CHUNK = 500
 
 
 class SqliteBatchTransaction:
@@ -52,14 +50,9 @@ class SqliteBatchTransaction:
     def rows(self, native_ids: Sequence[str]) -> dict[int, Row]:
         """The stored rows of these entries of this source, by key (keys ascend with time)."""
         rows: dict[int, Row] = {}
-        unique = list(dict.fromkeys(native_ids))
-        for start in range(0, len(unique), CHUNK):
-            chunk = unique[start : start + CHUNK]
-            for row in self._db.execute(
-                f"SELECT {self._columns} FROM entries WHERE source = ? "
-                f"AND native_id IN ({','.join('?' * len(chunk))})",
-                [self._source, *chunk],
-            ).fetchall():
+        sql = f"SELECT {self._columns} FROM entries WHERE source = ? AND native_id IN {IN_LIST}"
+        for chunk in chunks(list(dict.fromkeys(native_ids))):
+            for row in self._db.execute(sql, [self._source, *chunk]).fetchall():
                 rows[int(row[0])] = Row.from_sql(row)
         return rows
 
@@ -72,16 +65,9 @@ class SqliteBatchTransaction:
         match = fts5_match(expression)
         found: set[int] = set()
         try:
-            for start in range(0, len(keys), CHUNK):
-                chunk = list(keys[start : start + CHUNK])
-                found.update(
-                    r[0]
-                    for r in self._db.execute(
-                        "SELECT rowid FROM entries_fts WHERE entries_fts MATCH ? "
-                        f"AND rowid IN ({','.join('?' * len(chunk))})",
-                        [match, *chunk],
-                    ).fetchall()
-                )
+            sql = f"SELECT rowid FROM entries_fts WHERE entries_fts MATCH ? AND rowid IN {IN_LIST}"
+            for chunk in chunks(keys):
+                found.update(r[0] for r in self._db.execute(sql, [match, *chunk]).fetchall())
         except sqlite3.Error as exc:
             raise self._error(exc) from exc
         return found
