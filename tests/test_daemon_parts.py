@@ -23,7 +23,7 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from click.testing import CliRunner
 
-from logd import heap
+from logd.engine import heap
 from logd.cli.main import cli
 from logd.daemon.health import Heartbeat, Watchdog
 from logd.daemon.notify import Notifier, watchdog_interval

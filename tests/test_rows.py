@@ -2,35 +2,12 @@
 
 from __future__ import annotations
 
-import random
 from datetime import UTC, datetime, timedelta, timezone
 
 from logd import Entry, Status
-from logd.store.sqlite.rows import digest, dumps, prepare, utc_iso
-from logd.store.sqlite.search import EPOCH, MICROSECOND, time_key
+from logd.store.sqlite.rows import digest, dumps, prepare
+from logd.store.sqlite.search import time_key
 from logd.store.text import searchable_text
-
-
-def test_utc_iso_is_isoformat_with_microseconds() -> None:
-    rng = random.Random(7)
-    stamps = [
-        datetime(1970, 1, 1, tzinfo=UTC),
-        datetime(1969, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC),  # before the epoch
-        datetime(2024, 2, 29, 23, 59, 0, tzinfo=timezone(timedelta(hours=-4))),  # day rolls over
-        datetime(1, 1, 2, tzinfo=UTC),
-    ]
-    for _ in range(20_000):
-        tz = timezone(timedelta(minutes=rng.randint(-23 * 60, 23 * 60)))
-        stamps.append(
-            datetime(
-                rng.randint(2, 9998), rng.randint(1, 12), rng.randint(1, 28),
-                rng.randint(0, 23), rng.randint(0, 59), rng.randint(0, 59),
-                rng.choice([0, rng.randint(0, 999_999)]), tzinfo=tz,
-            )
-        )  # fmt: skip
-    for when in stamps:
-        expected = when.astimezone(UTC).isoformat(timespec="microseconds")
-        assert utc_iso((when - EPOCH) // MICROSECOND) == expected, when
 
 
 def test_prepare_hashes_the_documented_parts() -> None:

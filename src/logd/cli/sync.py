@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from logd import heap, redact
 from logd import logging_setup as logs
+from logd import redact
 from logd.config.settings import Settings
 from logd.delivery.wiring import Deliveries, wire_deliveries
+from logd.engine import heap
 from logd.engine.poller import Engine, SourceReport, mask
 from logd.errors import ConfigError, LogdError
 from logd.plugin.http import RetryPolicy, SourceClient

@@ -48,7 +48,6 @@ from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
-from logd import heap
 from logd.config.settings import Settings, SourceConfig, load_settings
 from logd.daemon.health import Heartbeat, Watchdog
 from logd.daemon.instance_lock import InstanceLock
@@ -58,6 +57,7 @@ from logd.daemon.notify import Notifier, watchdog_interval
 from logd.delivery.deliverer import Deliverer, DeliveryStats
 from logd.delivery.sinks import Follower
 from logd.delivery.wiring import wire_deliveries
+from logd.engine import heap
 from logd.engine.poller import Engine, SourceReport
 from logd.errors import ConfigError, LogdError, StoreError
 from logd.logging_setup import setup as setup_logging

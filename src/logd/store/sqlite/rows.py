@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC
 from typing import Any
 
 import orjson
@@ -62,8 +62,9 @@ def prepare(entry: Entry, provider: str) -> Prepared:
     raw_value, details_value = entry.raw, entry.details
     raw = dumps(raw_value)
     details = None if details_value is None else dumps(details_value)
-    micros = (entry.timestamp - EPOCH) // MICROSECOND
-    timestamp = utc_iso(micros)
+    when = entry.timestamp
+    micros = (when - EPOCH) // MICROSECOND
+    timestamp = when.astimezone(UTC).isoformat(timespec="microseconds")
     # What tells a changed re-fetch from an unchanged one: these parts, each followed by
     # \x1f, None as \x00 (the bytes digest() would hash, so stored hashes stay valid).
     error, entity_type, entity_id = entry.error, entry.entity_type, entry.entity_id
@@ -90,26 +91,6 @@ def prepare(entry: Entry, provider: str) -> Prepared:
 
 
 _NONE = "\x00"
-
-
-def utc_iso(micros: int) -> str:
-    """`micros` since the epoch as UTC ISO 8601 with microseconds (the stored timestamp form).
-
-    What `datetime.isoformat(timespec="microseconds")` gives, at half its cost: the date and
-    hour come from a cache (a backfill's records share hours), the rest is formatted here.
-    """
-    hour, rest = divmod(micros, 3_600_000_000)
-    prefix = _HOURS.get(hour)
-    if prefix is None:
-        if len(_HOURS) >= 10_000:
-            _HOURS.clear()
-        prefix = _HOURS[hour] = (EPOCH + timedelta(hours=hour)).isoformat()[:14]
-    minutes, rest = divmod(rest, 60_000_000)
-    seconds, fraction = divmod(rest, 1_000_000)
-    return f"{prefix}{minutes:02d}:{seconds:02d}.{fraction:06d}+00:00"
-
-
-_HOURS: dict[int, str] = {}
 
 
 def dumps(value: Any) -> str | None:
