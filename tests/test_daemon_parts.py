@@ -23,11 +23,11 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from click.testing import CliRunner
 
-from logd.engine import heap
 from logd.cli.main import cli
 from logd.daemon.health import Heartbeat, Watchdog
 from logd.daemon.notify import Notifier, watchdog_interval
 from logd.daemon.service import BACKOFF_CAP, backoff_interval, jitter_for
+from logd.engine import heap
 from logd.errors import ConfigError
 from logd.plugin.entries import Entry, Status
 from logd.plugin.testing import write_config

@@ -17,8 +17,8 @@ from click.testing import CliRunner
 from delivery_env import ENGINE_STORES, engine_store
 from logd_fleetit import FleetITSimulator
 
-from logd.engine import heap
 from logd.cli.main import cli
+from logd.engine import heap
 from logd.plugin.testing import SyncRun, write_config
 from logd.store.interface import BatchResult, BatchTransaction
 

@@ -7,7 +7,7 @@ import json
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, timezone, tzinfo
+from datetime import UTC, datetime, timedelta, tzinfo
 from enum import StrEnum
 from typing import Any, TypeVar
 
@@ -72,41 +72,31 @@ class Entry:
 
     def __post_init__(self) -> None:
         # Every field a provider maps is checked here, the contract's boundary, so that no
-        # vendor value reaches the store unchecked. Exact-type checks first: every record of
-        # a backfill passes here, and isinstance or Status(Status.X) cost more.
+        # vendor value reaches the store unchecked. Text fields must be exactly str: a
+        # subclass (an enum member, say) becomes the plain str that is stored and hashed.
         nid = self.native_id
         if type(nid) is not str or not nid or nid[0].isspace():
             self.native_id = _native_id(nid)
         when = self.timestamp
-        if type(when) is not datetime:
+        if not isinstance(when, datetime):
             raise InvalidEntry(f"timestamp must be a datetime, not {_kind(when)}")
-        tz = when.tzinfo
-        # The year of the time as given, not in UTC: a comparison of aware datetimes in two
-        # zones costs 20 times as much, and an offset moves the year by less than a day,
-        # far from where the store key overflows.
-        if (
-            tz is None
-            or not FIRST_YEAR <= when.year < END_YEAR
-            or (type(tz) is not timezone and when.utcoffset() is None)
-        ):
+        # The year of the time as given, not in UTC: an offset moves the year by less than a
+        # day, far from where the store key overflows.
+        if when.utcoffset() is None or not FIRST_YEAR <= when.year < END_YEAR:
             _refuse_time(when)
-        if type(self.status) is not Status:
-            try:
-                self.status = Status(self.status)
-            except (ValueError, TypeError):
-                raise InvalidEntry(
-                    f"status {_short(self.status)} is not one of "
-                    f"{', '.join(s.value for s in Status)}"
-                ) from None
+        try:
+            self.status = Status(self.status)
+        except (ValueError, TypeError):
+            raise InvalidEntry(
+                f"status {_short(self.status)} is not one of "
+                f"{', '.join(s.value for s in Status)}"
+            ) from None
         if type(self.message) is not str:
             self.message = _text("message", self.message)
-        error, etype, eid = self.error, self.entity_type, self.entity_id
-        if error is not None and type(error) is not str:
-            self.error = _text("error", error)
-        if etype is not None and type(etype) is not str:
-            self.entity_type = _text("entity_type", etype)
-        if eid is not None and type(eid) is not str:
-            self.entity_id = _text("entity_id", eid)
+        for name in ("error", "entity_type", "entity_id"):
+            value = getattr(self, name)
+            if value is not None and type(value) is not str:
+                setattr(self, name, _text(name, value))
         if type(self.timestamp_observed) is not bool:
             raise InvalidEntry(
                 f"timestamp_observed must be true or false, not {_kind(self.timestamp_observed)}"
