@@ -88,8 +88,7 @@ class Entry:
             self.status = Status(self.status)
         except (ValueError, TypeError):
             raise InvalidEntry(
-                f"status {_short(self.status)} is not one of "
-                f"{', '.join(s.value for s in Status)}"
+                f"status {_short(self.status)} is not one of {', '.join(s.value for s in Status)}"
             ) from None
         if type(self.message) is not str:
             self.message = _text("message", self.message)
