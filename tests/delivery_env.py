@@ -56,17 +56,15 @@ def entry(
     status: Status = Status.FAILURE,
     *,
     ago: timedelta = timedelta(minutes=5),
-    src: str = "fleet",
     **kw: Any,
 ) -> Entry:
-    e = Entry(
+    return Entry(
         native_id=native_id,
         timestamp=datetime.now(UTC) - ago,
         status=status,
         message=kw.pop("message", f"call {native_id}"),
         **kw,
     )
-    return e
 
 
 def engine_store(kind: str) -> Any:

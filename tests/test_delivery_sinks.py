@@ -112,7 +112,7 @@ def test_backfill_max_age_and_sources(kind: str, tmp_path: Path) -> None:
     )
     assert [d.sink for d in env.rows()] == ["history"]  # a first poll's failures are history
     env.commit(entry("old", ago=timedelta(days=2)), entry("new"))
-    env.commit(entry("x", src="other"), src="other")
+    env.commit(entry("x"), src="other")
     sent = {
         (b["webhook"], b["source"]): [e["native_id"] for e in b["entries"]] for b in bodies(env)
     }

@@ -22,7 +22,6 @@ NOW = datetime.now(UTC)
 
 def make(
     native_id: str,
-    source: str,
     hours_ago: float,
     status: Status,
     message: str,
@@ -47,12 +46,10 @@ def db(tmp_path: Path) -> Path:
         store.commit_batch(
             "fleet",
             [
-                make(
-                    "1", "fleet", 0.5, Status.FAILURE, "Failed", "Timeout while contacting Fleetio"
-                ),
-                make("2", "fleet", 3, Status.FAILURE, "Failed", "Connection refused"),
-                make("3", "fleet", 1, Status.SUCCESS, "Success"),
-                make("4", "fleet", 30, Status.FAILURE, "Failed", "timeout again"),
+                make("1", 0.5, Status.FAILURE, "Failed", "Timeout while contacting Fleetio"),
+                make("2", 3, Status.FAILURE, "Failed", "Connection refused"),
+                make("3", 1, Status.SUCCESS, "Success"),
+                make("4", 30, Status.FAILURE, "Failed", "timeout again"),
             ],
             {"watermark": "x"},
             provider="fleetit",
@@ -62,13 +59,12 @@ def db(tmp_path: Path) -> Path:
             [
                 make(
                     "a",
-                    "shop",
                     0.2,
                     Status.PENDING,
                     "POST /orders -> 202",
                     raw={"nested": {"deep": "needle-in-raw"}},
                 ),
-                make("b", "shop", 1.5, Status.FAILURE, "PUT /stock -> 500"),
+                make("b", 1.5, Status.FAILURE, "PUT /stock -> 500"),
             ],
             None,
             provider="other",
@@ -172,18 +168,14 @@ def test_show_takes_a_unique_start_of_an_id(tmp_path: Path) -> None:
     db = tmp_path / "logd.db"
     ids = ["ff666589-6822-4a4b-9f0a-0000000000aa", "ff666589-6822-4a4b-9f0a-0000000000ab"]
     with Store(db) as store:
-        entries = [make(n, "elasticpath", 1, Status.SUCCESS, n) for n in [*ids, "other"]]
+        entries = [make(n, 1, Status.SUCCESS, n) for n in [*ids, "other"]]
         store.commit_batch("elasticpath", entries, None, provider="other")
-        store.commit_batch(
-            "fleet", [make("12", "fleet", 1, Status.FAILURE, "x")], None, provider="fleetit"
-        )
+        store.commit_batch("fleet", [make("12", 1, Status.FAILURE, "x")], None, provider="fleetit")
         assert store.ids_starting("elasticpath:ff6") == [f"elasticpath:{n}" for n in ids]
         assert store.ids_starting("fl") == ["fleet:12"] and store.ids_starting("fleet:") == [
             "fleet:12"
         ]
-        store.commit_batch(
-            "fleet", [make("123", "fleet", 1, Status.SUCCESS, "y")], None, provider="fleetit"
-        )
+        store.commit_batch("fleet", [make("123", 1, Status.SUCCESS, "y")], None, provider="fleetit")
         assert store.ids_starting("elasticpath:", limit=1) == [f"elasticpath:{ids[0]}"]
         assert store.ids_starting("e\U0010ffff") == store.ids_starting("elasticpath:\ud7ff") == []
 

@@ -37,7 +37,7 @@ from logd.store.sqlite.store import Store
 NOW = datetime.now(UTC)
 
 
-def entry(native_id: str, message: str, *, source: str = "fleet", **kw: Any) -> Entry:
+def entry(native_id: str, message: str, **kw: Any) -> Entry:
     e = Entry(
         native_id=native_id,
         timestamp=kw.pop("timestamp", NOW - timedelta(hours=1)),
@@ -587,7 +587,7 @@ def test_follow_waits_for_a_batch_committing_with_an_older_transaction(pg: Postg
     slow.start()
     assert inside.wait(30)
     # (Another time: a batch taking the same key would wait for the slow one, rightly.)
-    fast = entry("fast", "fast", source="shop", timestamp=NOW - timedelta(hours=2))
+    fast = entry("fast", "fast", timestamp=NOW - timedelta(hours=2))
     pg.commit_batch("shop", [fast], None, provider="fleetit")
     # The fast batch committed, but an older transaction is still open: reading past it now
     # would move the mark beyond the slow batch, which would then never be shown.

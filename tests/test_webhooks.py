@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 from click.testing import CliRunner
+from delivery_env import SECRET, entry, hook
 from standardwebhooks import Webhook
 
 from logd import Entry, Status
@@ -33,7 +34,6 @@ from logd.plugin.testing import write_config
 from logd.store.interface import BatchResult, BatchTransaction, Delivery, Filters
 from logd.store.sqlite.store import Store
 
-SECRET = "fleetit-webhook-secret-0123456789"
 WHSEC = "whsec_" + base64.b64encode(b"standard-webhooks-secret-32bytes").decode()
 
 
@@ -57,29 +57,6 @@ def source(name: str) -> dict[str, Any]:
 def settings_for(tmp_path: Path, *webhooks: dict[str, Any]) -> Settings:
     config = write_config(tmp_path, [source("fleet"), source("other")], webhooks=list(webhooks))
     return load_settings(config)
-
-
-def hook(url: str, **kw: Any) -> dict[str, Any]:
-    # Tests that deliver what a first sync finds set alert_backfill: that sync is a backfill.
-    return {"name": "ops", "url": url, "secret": SECRET, **kw}
-
-
-def entry(
-    native_id: str,
-    status: Status = Status.FAILURE,
-    *,
-    ago: timedelta = timedelta(minutes=5),
-    src: str = "fleet",
-    **kw: Any,
-) -> Entry:
-    e = Entry(
-        native_id=native_id,
-        timestamp=datetime.now(UTC) - ago,
-        status=status,
-        message=kw.pop("message", f"call {native_id}"),
-        **kw,
-    )
-    return e
 
 
 def webhook_deliverer(settings: Settings, store: Any, **kw: Any) -> Deliverer:
@@ -217,7 +194,7 @@ def test_one_delivery_per_webhook_per_source_chunked_by_max_entries(tmp_path: Pa
     url = "http://127.0.0.1:9/hook"
     env = Env(tmp_path, hook(url, max_entries=2), hook(url, name="all"))
     env.commit(*[entry(str(i), ago=timedelta(minutes=10 - i)) for i in range(5)])
-    env.commit(entry("x", src="other"), src="other")
+    env.commit(entry("x"), src="other")
     rows = env.rows()
     ops = [r for r in rows if r.sink == "ops"]
     assert [(r.source, r.count) for r in ops] == [
@@ -246,7 +223,7 @@ def test_sources_filter(tmp_path: Path) -> None:
     env = Env(tmp_path, hook("http://127.0.0.1:9/hook", sources=["other"]))
     env.commit(entry("1"), src="fleet")
     assert env.rows() == []
-    env.commit(entry("2", src="other"), src="other")
+    env.commit(entry("2"), src="other")
     assert [r.source for r in env.rows()] == ["other"]
 
 
@@ -427,7 +404,7 @@ def test_a_failing_endpoint_holds_its_other_deliveries_until_the_next_attempt(
 ) -> None:
     env = Env(tmp_path, hook(rx.url))
     env.commit(entry("1"))
-    env.commit(entry("2", src="other"), src="other")
+    env.commit(entry("2"), src="other")
     rx.respond_with(503)
     assert env.deliverer.deliver_due().retrying == 1
     assert len(rx.received) == 1  # the second was not tried against a failing endpoint
@@ -444,7 +421,7 @@ def test_a_lane_stops_at_its_time_budget_and_the_rest_waits_for_the_next_round(
 ) -> None:
     env = Env(tmp_path, hook(rx.url), lane_budget=0)
     env.commit(entry("1"))
-    env.commit(entry("2", src="other"), src="other")
+    env.commit(entry("2"), src="other")
     assert env.deliverer.deliver_due().delivered == 1
     assert env.deliverer.next_due() is not None
     assert env.deliverer.deliver_due().delivered == 1

@@ -9,9 +9,7 @@ its transactions; only SQL lives here (no HTTP, no signing).
 
 from __future__ import annotations
 
-import json
 import os
-import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -34,30 +32,6 @@ CHUNK = 500
 def iso(when: datetime) -> str:
     """The stored form of a time: UTC ISO 8601 with microseconds, so strings sort as times."""
     return when.astimezone(UTC).isoformat(timespec="microseconds")
-
-
-def new_delivery_id() -> str:
-    """A fresh delivery id; it stays the same on every retry of that delivery."""
-    return f"dlv_{uuid.uuid4().hex}"
-
-
-def encode_body(
-    delivery_id: str, webhook: str, source: str, provider: str, entries: Sequence[dict[str, Any]]
-) -> bytes:
-    """The exact bytes sent and signed: compact, ASCII-only JSON.
-
-    Compact separators and ASCII escapes make FleetIT's verification sample, which re-serialises
-    the parsed body with `json.dumps(payload, separators=(',', ':'))`, reproduce these bytes.
-    """
-    payload = {
-        "delivery_id": delivery_id,
-        "webhook": webhook,
-        "source": source,
-        "provider": provider,
-        "count": len(entries),
-        "entries": list(entries),
-    }
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=True).encode("ascii")
 
 
 def from_sql(row: Sequence[Any]) -> Delivery:
